@@ -1,0 +1,63 @@
+#!/usr/bin/env python
+"""Synthesize the Terraform JSON of every environment in envs/ into cdktf.out/.
+
+Composes only: read settings, build the stacks, synth. Settings are validated before the
+provider packages are even imported, and the output is written to a scratch directory that
+replaces cdktf.out only when synth succeeded, so a failure never leaves half-written stacks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from modules.settings import SettingsError, load_all
+
+ROOT = Path(__file__).resolve().parent
+
+
+def synth(envs_dir: Path, outdir: Path) -> list[str]:
+    """Validate every file in ``envs_dir`` and write all stacks to ``outdir``; return the stack names."""
+    environments = load_all(envs_dir)  # raises SettingsError before anything is written
+
+    from cdktf import App  # the slow import (jsii + providers) happens only for valid input
+
+    from modules.stacks import build_environment
+
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
+    try:
+        app = App(outdir=str(scratch))
+        names = [stack.node.id for env in environments for stack in build_environment(app, env)]
+        app.synth()
+        old = outdir.with_name(f".{outdir.name}-old")
+        shutil.rmtree(old, ignore_errors=True)
+        if outdir.exists():
+            outdir.rename(old)
+        scratch.rename(outdir)
+        shutil.rmtree(old, ignore_errors=True)
+        return names
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> int:
+    envs_dir = Path(os.environ.get("TWENTYCRM_ENVS_DIR", ROOT / "envs"))
+    # `cdktf synth` tells the app where to write; plain `python main.py` writes to ./cdktf.out.
+    outdir = Path(os.environ.get("CDKTF_OUTDIR", ROOT / "cdktf.out"))
+    try:
+        names = synth(envs_dir, outdir)
+    except SettingsError as err:
+        print("Invalid environment settings; nothing was synthesized:", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    print(f"Synthesized {len(names)} stacks into {outdir}: {', '.join(names)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""A customer-managed KMS key with rotation and an explicit key policy, shared by every construct.
+
+The account root administers the key (the AWS default, written out so checkov and reviewers see
+it); a construct may let CloudWatch Logs use it for one log group.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
+from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from constructs import Construct
+
+
+class EncryptionKey(Construct):
+    """A rotating KMS key and its alias. Exposes ``key``, ``arn``, ``account_id`` and ``partition``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        alias: str,
+        description: str,
+        tags: dict[str, str],
+        logs_region: str | None = None,
+        log_group_name: str | None = None,
+    ) -> None:
+        """``logs_region`` and ``log_group_name`` let CloudWatch Logs use the key for that group only."""
+        super().__init__(scope, construct_id)
+        self.account_id = DataAwsCallerIdentity(self, "account").account_id
+        self.partition = DataAwsPartition(self, "partition").partition
+        statements = [
+            {
+                "Sid": "AccountAdministersKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{self.partition}:iam::{self.account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+        ]
+        if log_group_name:
+            statements.append(
+                self._logs_statement(
+                    region=logs_region, partition=self.partition, account_id=self.account_id, log_group_name=log_group_name
+                )
+            )
+        self.key = KmsKey(
+            self,
+            "key",
+            description=description,
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+            tags=tags,
+        )
+        self.arn = self.key.arn
+        KmsAlias(self, "alias", name=f"alias/{alias}", target_key_id=self.key.key_id)
+
+    @staticmethod
+    def _logs_statement(*, region: str, partition: str, account_id: str, log_group_name: str) -> dict[str, Any]:
+                return {
+            "Sid": "CloudWatchLogsUsesKey",
+            "Effect": "Allow",
+            "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            "Resource": "*",
+            "Condition": {
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": (
+                        f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group_name}"
+                    )
+                }
+            },
+        }

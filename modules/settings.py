@@ -1,0 +1,336 @@
+"""The model of one environment file (``envs/<env>.toml``), its loader and the cross-file checks.
+
+Everything here is plain Python and pydantic: no cdktf import, so a bad file is reported in
+well under a second, before the (slow) provider packages are loaded and before anything is
+written to ``cdktf.out``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections import Counter
+from itertools import combinations
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+# An EKS-style DNS label: lower-case letters, digits, hyphens; no leading/trailing hyphen.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
+_COMPONENT_ID = re.compile(r"^[A-Z]{2,5}-[0-9]{3}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_DYNAMODB_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+
+
+class SettingsError(Exception):
+    """A problem in one or more environment files, worded for the person who edits them.
+
+    Each entry of ``problems`` names the file, the field (a dotted path) and what is allowed.
+    """
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# --- field types -------------------------------------------------------------------------
+
+
+def _domain(value: str) -> str:
+    """Lower-case the name (DNS is case-insensitive, ACM and Route53 store lower case) and check it."""
+    name = value.strip().rstrip(".").lower()
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"{value!r} is not a valid DNS name: use dot-separated labels of letters, digits and "
+            "hyphens (1-63 characters each, no leading or trailing hyphen), e.g. 'crm.example.com'"
+        )
+    if labels[-1].isdigit():
+        raise ValueError(f"{value!r} is not a valid DNS name: the top-level label cannot be numeric")
+    return name
+
+
+def _bucket(value: str) -> str:
+    if (
+        not _S3_BUCKET.match(value)
+        or ".." in value
+        or ".-" in value
+        or "-." in value
+        or value.startswith(("xn--", "sthree-"))
+        or value.endswith(("-s3alias", "--ol-s3"))
+        or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value)
+    ):
+        raise ValueError(
+            f"{value!r} is not a valid S3 bucket name: use 3-63 lower-case letters, digits, dots and "
+            "hyphens, starting and ending with a letter or digit, not shaped like an IP address"
+        )
+    return value
+
+
+def _network(value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as err:
+        raise ValueError(f"{value!r} is not an IPv4 network in CIDR form such as '10.0.0.0/16' ({err})") from None
+    return str(net)
+
+
+def _pattern(regex: re.Pattern[str], what: str):
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+DomainName = Annotated[str, AfterValidator(_domain)]
+BucketName = Annotated[str, AfterValidator(_bucket)]
+Cidr = Annotated[str, AfterValidator(_network)]
+ComponentId = Annotated[str, _pattern(_COMPONENT_ID, "a document component ID such as 'NET-201'")]
+InstanceType = Annotated[str, _pattern(_INSTANCE_TYPE, "an EC2 instance type such as 't3.large'")]
+LogRetentionDays = Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653]
+
+
+class _Model(BaseModel):
+    """Frozen and strict about keys: a typo in a file is an error, never a silently ignored key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+class StateSettings(_Model):
+    """The S3 bucket and DynamoDB table that hold this environment's Terraform state."""
+
+    bucket: BucketName = Field(description="Globally unique S3 bucket name for Terraform state.")
+    lock_table: Annotated[str, _pattern(_DYNAMODB_TABLE, "a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")] = Field(
+        description="DynamoDB table used for state locking."
+    )
+    noncurrent_version_expiration_days: int = Field(
+        default=90, ge=1, le=3650, description="Days an overwritten state version is kept before it expires."
+    )
+    deletion_protection: bool = Field(default=False, description="DynamoDB deletion protection on the lock table.")
+    own_backend: Literal["local", "s3"] = Field(
+        default="local",
+        description="Where the state stack keeps its own state: 'local' to bootstrap, 's3' once migrated.",
+    )
+    use_lockfile: bool = Field(
+        default=False,
+        description="Also take Terraform 1.10+ S3-native locks (a .tflock object); DynamoDB locking stays on.",
+    )
+
+
+class SubnetSettings(_Model):
+    id: ComponentId = Field(description="The document's component ID, e.g. NET-201.")
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,32}$")] = Field(description="The document's name, e.g. Public-1A.")
+    tier: Literal["public", "private"]
+    zone: Annotated[str, Field(pattern=r"^[a-z]$")] = Field(description="Zone letter: 'a' means <region>a.")
+    cidr: Cidr
+
+
+class NetworkSettings(_Model):
+    """The VPC (VPC-x01) and what the document draws inside it (NET-x..)."""
+
+    vpc_id: ComponentId
+    network_id: ComponentId = Field(description="The document's ID of the subnet group, e.g. NET-200.")
+    internet_gateway_id: ComponentId
+    nat_gateway_id: ComponentId
+    cidr: Cidr
+    nat_gateways: Literal["single", "per_zone"] = Field(
+        default="single",
+        description="'single' shares one NAT gateway (cheaper); 'per_zone' survives the loss of a zone.",
+    )
+    flow_log_retention_days: LogRetentionDays = 90
+    subnets: tuple[SubnetSettings, ...]
+
+    @model_validator(mode="after")
+    def _subnets_fit(self) -> "NetworkSettings":
+        vpc = ipaddress.IPv4Network(self.cidr)
+        problems = []
+        for i, subnet in enumerate(self.subnets):
+            if not ipaddress.IPv4Network(subnet.cidr).subnet_of(vpc):
+                problems.append(f"subnets[{i}] ({subnet.name}) {subnet.cidr} lies outside the VPC {self.cidr}")
+        for (i, a), (j, b) in combinations(enumerate(self.subnets), 2):
+            if ipaddress.IPv4Network(a.cidr).overlaps(ipaddress.IPv4Network(b.cidr)):
+                problems.append(f"subnets[{i}] ({a.name}) {a.cidr} overlaps subnets[{j}] ({b.name}) {b.cidr}")
+        for tier in ("public", "private"):
+            zones = [s.zone for s in self.subnets if s.tier == tier]
+            if len(set(zones)) < 2:
+                problems.append(f"needs {tier} subnets in at least two zones (EKS and the ALB require it), found {zones}")
+            if len(zones) != len(set(zones)):
+                problems.append(f"has two {tier} subnets in one zone ({zones}); use one per zone")
+        if {s.zone for s in self.subnets if s.tier == "private"} - {s.zone for s in self.subnets if s.tier == "public"}:
+            problems.append("every zone with a private subnet needs a public subnet for its NAT gateway")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return tuple(sorted({s.zone for s in self.subnets}))
+
+
+class NodeGroupSettings(_Model):
+    instance_type: InstanceType
+    desired_size: int = Field(ge=1, le=100)
+    min_size: int = Field(ge=1, le=100)
+    max_size: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "NodeGroupSettings":
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"min_size ({self.min_size}) <= desired_size ({self.desired_size}) <= max_size ({self.max_size}) "
+                "must hold"
+            )
+        return self
+
+
+class ClusterSettings(_Model):
+    """EKS-x00 and its node groups, as the document sizes them."""
+
+    id: ComponentId
+    control_plane_id: ComponentId
+    node_groups_id: ComponentId
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,38}$")] = Field(
+        description="EKS cluster name; also used in the subnets' kubernetes.io/cluster tag."
+    )
+    frontend: NodeGroupSettings
+    backend: NodeGroupSettings
+
+
+class DatabaseSettings(_Model):
+    """DB-x00: PostgreSQL on an EC2 instance with a GP3 data volume."""
+
+    id: ComponentId
+    instance_type: InstanceType
+    volume_size_gb: int = Field(ge=20, le=16384, description="Size of the GP3 data volume in GiB.")
+
+
+class EnvironmentSettings(_Model):
+    """One environment, as read from ``envs/<name>.toml``. The file name is the environment name."""
+
+    name: Annotated[str, Field(pattern=_ENV_NAME.pattern)]
+    source: str = Field(description="The file this was read from, for messages.", exclude=True)
+    project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,20}$")] = "twentycrm"
+    region: Annotated[str, _pattern(_REGION, "an AWS region code such as 'sa-east-1'")] = "sa-east-1"
+    domain: DomainName
+    state: StateSettings
+    network: NetworkSettings
+    cluster: ClusterSettings
+    database: DatabaseSettings
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> "EnvironmentSettings":
+        counts = Counter(self.component_ids())
+        dupes = sorted(i for i, n in counts.items() if n > 1)
+        if dupes:
+            raise ValueError(f"component IDs must be unique within one environment; repeated: {', '.join(dupes)}")
+        return self
+
+    def component_ids(self) -> list[str]:
+        n, c = self.network, self.cluster
+        return [
+            n.vpc_id, n.network_id, n.internet_gateway_id, n.nat_gateway_id,
+            *(s.id for s in n.subnets),
+            c.id, c.control_plane_id, c.node_groups_id,
+            self.database.id,
+        ]  # fmt: skip
+
+    def stack_name(self, part: str) -> str:
+        return f"{self.project}-{self.name}-{part}"
+
+    def component(self, component_id: str) -> str:
+        """The tag value that makes a document ID unique across environments (the document reuses some)."""
+        return f"{self.name}/{component_id}"
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _describe(err: ValidationError, source: str) -> list[str]:
+    problems = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling against docs/settings.md"
+        elif e["type"] == "missing":
+            msg = "required field is missing; add it (see docs/settings.md)"
+        elif e["type"] == "literal_error":
+            msg = msg.replace("Input should be", "allowed values are")
+        problems.append(f"{source}: {field}: {msg}")
+    return problems
+
+
+def load_environment(path: Path) -> EnvironmentSettings:
+    """Read and validate one file; raise SettingsError naming the file and field."""
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError([f"{source}: not valid TOML: {err}"]) from None
+    for reserved in ("name", "source"):
+        if reserved in data:
+            raise SettingsError([f"{source}: {reserved}: do not set it; the environment name is the file name"])
+    if not _ENV_NAME.match(path.stem):
+        raise SettingsError(
+            [f"{source}: file name: '{path.stem}' is not a valid environment name; use 1-12 lower-case letters, "
+             "digits or hyphens, starting with a letter (e.g. envs/staging.toml)"]
+        )  # fmt: skip
+    try:
+        return EnvironmentSettings(name=path.stem, source=source, **data)
+    except ValidationError as err:
+        raise SettingsError(_describe(err, source)) from None
+
+
+def check_across(envs: list[EnvironmentSettings]) -> None:
+    """Checks that need every file at once: peered or VPN-joined VPCs must not overlap, names must not clash."""
+    problems = []
+    for a, b in combinations(envs, 2):
+        if ipaddress.IPv4Network(a.network.cidr).overlaps(ipaddress.IPv4Network(b.network.cidr)):
+            problems.append(
+                f"{b.source}: network.cidr: {b.network.cidr} overlaps {a.network.cidr} of {a.source}; "
+                "give every environment its own range"
+            )
+        for field, get in (
+            ("domain", lambda e: e.domain),
+            ("state.bucket", lambda e: e.state.bucket),
+            ("state.lock_table", lambda e: e.state.lock_table),
+            ("cluster.name", lambda e: e.cluster.name),
+        ):
+            if get(a) == get(b):
+                problems.append(f"{b.source}: {field}: '{get(b)}' is already used by {a.source}; pick another")
+    if problems:
+        raise SettingsError(problems)
+
+
+def load_all(directory: Path) -> list[EnvironmentSettings]:
+    """Every ``*.toml`` in the directory, validated one by one and then together, sorted by name."""
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise SettingsError([f"{directory}: no environment files (*.toml) found; add one such as {directory}/dev.toml"])
+    envs, problems = [], []
+    for path in files:
+        try:
+            envs.append(load_environment(path))
+        except SettingsError as err:
+            problems.extend(err.problems)
+    if problems:
+        raise SettingsError(problems)
+    check_across(envs)
+    return envs

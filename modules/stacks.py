@@ -1,0 +1,82 @@
+"""The stacks of one environment and the constructs each one holds.
+
+``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend)
+``twentycrm-<env>-platform`` everything AWS: network (and, as they land, DNS, ALB, EKS, database)
+
+Each stack is planned and applied on its own, so a change to the platform never risks the state.
+"""
+
+from __future__ import annotations
+
+from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from constructs import Construct
+
+from modules.network import Network
+from modules.settings import EnvironmentSettings
+from modules.state import TerraformState
+
+
+def _aws_provider(stack: TerraformStack, settings: EnvironmentSettings) -> AwsProvider:
+    return AwsProvider(
+        stack,
+        "aws",
+        region=settings.region,
+        default_tags=[
+            AwsProviderDefaultTags(
+                tags={"Project": settings.project, "Environment": settings.name, "ManagedBy": "cdktf"}
+            )
+        ],
+    )
+
+
+def _s3_backend(stack: TerraformStack, settings: EnvironmentSettings, stack_name: str) -> None:
+    S3Backend(
+        stack,
+        bucket=settings.state.bucket,
+        key=f"{stack_name}/terraform.tfstate",
+        region=settings.region,
+        encrypt=True,
+        dynamodb_table=settings.state.lock_table,
+    )
+    if settings.state.use_lockfile:
+        # cdktf 0.21's S3Backend predates Terraform 1.10's S3-native locking; set it directly.
+        stack.add_override("terraform.backend.s3.use_lockfile", True)
+
+
+class StateStack(TerraformStack):
+    """``<project>-<env>-state``: exposes ``state`` (a TerraformState)."""
+
+    def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
+        name = settings.stack_name("state")
+        super().__init__(scope, name)
+        _aws_provider(self, settings)
+        if settings.state.own_backend == "s3":
+            _s3_backend(self, settings, name)
+        else:
+            # Relative to cdktf.out/stacks/<stack>/: the file lives in the project root, outside
+            # cdktf.out, so a re-synth never deletes the only copy of the bootstrap state.
+            LocalBackend(self, path=f"../../../terraform.{name}.tfstate")
+        self.state = TerraformState(self, "state", settings=settings)
+        TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
+        TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
+        TerraformOutput(self, "state_key_arn", value=self.state.key.arn)
+
+
+class PlatformStack(TerraformStack):
+    """``<project>-<env>-platform``: exposes ``network``."""
+
+    def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
+        name = settings.stack_name("platform")
+        super().__init__(scope, name)
+        _aws_provider(self, settings)
+        _s3_backend(self, settings, name)
+        self.network = Network(self, "network", settings=settings)
+        TerraformOutput(self, "vpc_id", value=self.network.vpc.id)
+        TerraformOutput(self, "public_subnet_ids", value=[s.id for s in self.network.public_subnets])
+        TerraformOutput(self, "private_subnet_ids", value=[s.id for s in self.network.private_subnets])
+
+
+def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:
+    """Every stack of one environment, in apply order."""
+    return [StateStack(scope, settings=settings), PlatformStack(scope, settings=settings)]

@@ -1,0 +1,114 @@
+"""Shared fixtures: the app is synthesized once per test session from the real envs/ files.
+
+Tests read the synthesized JSON, through cdktf's Testing matchers or as parsed dicts. Tests that
+need a different input build their own small app (see ``build_stack``), never a second copy of
+the whole one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from modules.settings import EnvironmentSettings, load_all  # noqa: E402
+
+ENVIRONMENTS = ("dev", "qa", "prod")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One synthesized stack: ``text`` for cdktf's Testing matchers, ``json`` for direct reads."""
+
+    name: str
+    text: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.text)
+
+    def resources(self, resource_type: str) -> dict[str, dict]:
+        return self.json.get("resource", {}).get(resource_type, {})
+
+    def only(self, resource_type: str) -> dict:
+        found = list(self.resources(resource_type).values())
+        assert len(found) == 1, f"{self.name}: expected one {resource_type}, found {len(found)}"
+        return found[0]
+
+    def by_path(self, resource_type: str, path_suffix: str) -> dict:
+        """The resource whose construct path ends with ``path_suffix`` (e.g. 'network/public-a')."""
+        for res in self.resources(resource_type).values():
+            if res["//"]["metadata"]["path"].endswith(path_suffix):
+                return res
+        raise AssertionError(f"{self.name}: no {resource_type} at .../{path_suffix}")
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    outdir: Path
+    names: tuple[str, ...]
+
+    def stack(self, name: str) -> Stack:
+        return Stack(name, (self.outdir / "stacks" / name / "cdk.tf.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def settings() -> dict[str, EnvironmentSettings]:
+    return {env.name: env for env in load_all(ROOT / "envs")}
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory) -> Synthesized:
+    from main import synth
+
+    outdir = tmp_path_factory.mktemp("synth") / "cdktf.out"
+    names = synth(ROOT / "envs", outdir)
+    return Synthesized(outdir, tuple(names))
+
+
+@pytest.fixture(params=ENVIRONMENTS)
+def env(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def state_stack(synthesized, env) -> Stack:
+    return synthesized.stack(f"twentycrm-{env}-state")
+
+
+@pytest.fixture
+def platform_stack(synthesized, env) -> Stack:
+    return synthesized.stack(f"twentycrm-{env}-platform")
+
+
+def build_stack(stack_class, settings: EnvironmentSettings) -> Stack:
+    """Synthesize one stack class for modified settings in a bare app (aws-samples style)."""
+    from cdktf import Testing
+
+    app = Testing.app()
+    stack = stack_class(app, settings=settings)
+    return Stack(stack.node.id, Testing.synth(stack))
+
+
+def with_changes(settings: EnvironmentSettings, **sections) -> EnvironmentSettings:
+    """A copy of ``settings`` with some fields of its sections replaced, re-validated."""
+    data = settings.model_dump()
+    for section, changes in sections.items():
+        if isinstance(changes, dict):
+            data[section] = {**data[section], **changes}
+        else:
+            data[section] = changes
+    return EnvironmentSettings(source=settings.source, **data)
+
+
+def copy_envs(tmp_path: Path) -> Path:
+    target = tmp_path / "envs"
+    shutil.copytree(ROOT / "envs", target)
+    return target

@@ -1,0 +1,165 @@
+"""Every validation rule of the environment files, and the message a user sees for it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, copy_envs
+
+from modules.settings import SettingsError, load_all, load_environment
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text()
+    assert old in text, f"test setup: {old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
+
+
+def problems_for(envs: Path) -> str:
+    with pytest.raises(SettingsError) as caught:
+        load_all(envs)
+    return str(caught.value)
+
+
+@pytest.fixture
+def envs(tmp_path) -> Path:
+    return copy_envs(tmp_path)
+
+
+def test_the_document_values_are_read(settings):
+    dev, qa, prod = settings["dev"], settings["qa"], settings["prod"]
+    assert (dev.domain, qa.domain, prod.domain) == (
+        "mgenialdev.olhai.app.br",
+        "mgenialqa.olhai.app.br",
+        "mgenial.olhai.app.br",
+    )
+    assert [e.network.cidr for e in (dev, qa, prod)] == ["10.0.0.0/16", "10.1.0.0/16", "10.2.0.0/16"]
+    assert {e.region for e in (dev, qa, prod)} == {"sa-east-1"}
+    assert [(s.name, s.cidr) for s in qa.network.subnets] == [
+        ("Public-1A", "10.1.1.0/24"),
+        ("Public-1B", "10.1.2.0/24"),
+        ("Private-1A", "10.1.3.0/24"),
+        ("Private-1B", "10.1.4.0/24"),
+    ]
+    assert (prod.cluster.frontend.instance_type, prod.cluster.frontend.desired_size) == ("t3.large", 3)
+    assert (prod.cluster.backend.instance_type, prod.cluster.backend.desired_size) == ("t3.xlarge", 3)
+    assert (dev.database.instance_type, dev.database.volume_size_gb) == ("t3.large", 50)
+    assert (prod.database.instance_type, prod.database.volume_size_gb) == ("t3.xlarge", 100)
+
+
+def test_settings_are_frozen(settings):
+    with pytest.raises(Exception, match="frozen"):
+        settings["dev"].network.cidr = "10.9.0.0/16"
+
+
+def test_region_defaults_to_sao_paulo(envs):
+    edit(envs / "dev.toml", 'region = "sa-east-1"', "")
+    assert load_environment(envs / "dev.toml").region == "sa-east-1"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param("[state]", 'colour = "blue"\n[state]', r"dev\.toml: colour: unknown key", id="unknown-key"),
+        pytest.param('lock_table = "twentycrm-dev-tflock"\n', "", r"dev\.toml: state\.lock_table: required field is missing", id="missing-field"),
+        pytest.param('cidr = "10.0.1.0/24"', 'cidr = "10.5.1.0/24"', r"dev\.toml: network: .*Public-1A\) 10\.5\.1\.0/24 lies outside the VPC 10\.0\.0\.0/16", id="subnet-outside-vpc"),
+        pytest.param('cidr = "10.0.2.0/24"', 'cidr = "10.0.1.128/25"', r"dev\.toml: network: .*Public-1A\) 10\.0\.1\.0/24 overlaps subnets\[1\] \(Public-1B\) 10\.0\.1\.128/25", id="subnets-overlap"),
+        pytest.param('cidr = "10.0.3.0/24"', 'cidr = "10.0.3.0/33"', r"dev\.toml: network\.subnets\.2\.cidr: '10\.0\.3\.0/33' is not an IPv4 network", id="invalid-cidr"),
+        pytest.param('cidr = "10.0.3.0/24"', 'cidr = "10.0.3.7/24"', r"dev\.toml: network\.subnets\.2\.cidr: .*has host bits set", id="cidr-host-bits"),
+        pytest.param("min_size = 2\nmax_size = 4\n\n[cluster.backend]", "min_size = 5\nmax_size = 4\n\n[cluster.backend]", r"dev\.toml: cluster\.frontend: min_size \(5\) <= desired_size \(2\) <= max_size \(4\) must hold", id="min-above-max"),
+        pytest.param('domain = "mGenialDev.olhai.app.br"', 'domain = "mgenial_dev.olhai.app.br"', r"dev\.toml: domain: 'mgenial_dev\.olhai\.app\.br' is not a valid DNS name", id="invalid-domain"),
+        pytest.param('bucket = "olhai-twentycrm-dev-tfstate"', 'bucket = "Olhai_TFState"', r"dev\.toml: state\.bucket: 'Olhai_TFState' is not a valid S3 bucket name", id="invalid-bucket"),
+        pytest.param('bucket = "olhai-twentycrm-dev-tfstate"', 'bucket = "192.168.10.1"', r"dev\.toml: state\.bucket: .*not shaped like an IP address", id="ip-shaped-bucket"),
+        pytest.param('id = "NET-204"', 'id = "NET-201"', r"dev\.toml: \(top level\): component IDs must be unique within one environment; repeated: NET-201", id="duplicate-component-id"),
+        pytest.param('id = "NET-204"', 'id = "net204"', r"dev\.toml: network\.subnets\.3\.id: 'net204' is not a document component ID", id="malformed-component-id"),
+        pytest.param('nat_gateways = "single"', 'nat_gateways = "two"', r"dev\.toml: network\.nat_gateways: allowed values are 'single' or 'per_zone'", id="bad-choice"),
+        pytest.param('flow_log_retention_days = 90', 'flow_log_retention_days = 45', r"dev\.toml: network\.flow_log_retention_days: allowed values are 1, 3, 5", id="bad-retention"),
+        pytest.param('zone = "b"\ncidr = "10.0.2.0/24"', 'zone = "a"\ncidr = "10.0.2.0/24"', r"dev\.toml: network: .*needs public subnets in at least two zones", id="one-zone-only"),
+        pytest.param('region = "sa-east-1"', 'region = "Sao Paulo"', r"dev\.toml: region: 'Sao Paulo' is not an AWS region code", id="bad-region"),
+        pytest.param('desired_size = 2', 'desired_size = 0', r"dev\.toml: cluster\.frontend\.desired_size: Input should be greater than or equal to 1", id="count-too-small"),
+        pytest.param('instance_type = "t3.medium"', 'instance_type = "large"', r"dev\.toml: cluster\.frontend\.instance_type: 'large' is not an EC2 instance type", id="bad-instance-type"),
+        pytest.param('domain = "mGenialDev.olhai.app.br"', 'domain = "mGenialDev.olhai.app.br"\nname = "staging"', r"dev\.toml: name: do not set it; the environment name is the file name", id="reserved-name"),
+        pytest.param("[state]", "[state", r"dev\.toml: not valid TOML", id="bad-toml"),
+    ],
+)
+def test_a_bad_file_is_rejected_naming_file_field_and_fix(envs, old, new, expected):
+    edit(envs / "dev.toml", old, new)
+    assert re.search(expected, problems_for(envs)), problems_for(envs)
+
+
+def test_vpc_ranges_must_not_overlap_across_environments(envs):
+    edit(envs / "qa.toml", 'cidr = "10.1.0.0/16"', 'cidr = "10.0.0.0/15"')
+    edit(envs / "qa.toml", "10.1.", "10.0.", count=99)
+    message = problems_for(envs)
+    assert re.search(r"qa\.toml: network\.cidr: 10\.0\.0\.0/15 overlaps 10\.0\.0\.0/16 of .*dev\.toml", message)
+
+
+@pytest.mark.parametrize(
+    ("field", "old", "new"),
+    [
+        ("domain", 'domain = "mGenialQA.olhai.app.br"', 'domain = "MGENIALDEV.olhai.app.br"'),
+        ("state.bucket", "olhai-twentycrm-qa-tfstate", "olhai-twentycrm-dev-tfstate"),
+        ("cluster.name", 'name = "twentycrm-qa"', 'name = "twentycrm-dev"'),
+    ],
+)
+def test_names_must_be_unique_across_environments(envs, field, old, new):
+    edit(envs / "qa.toml", old, new)
+    assert re.search(rf"qa\.toml: {re.escape(field)}: '.*' is already used by .*dev\.toml", problems_for(envs))
+
+
+def test_every_problem_of_every_file_is_reported_at_once(envs):
+    edit(envs / "dev.toml", "[state]", 'colour = "blue"\n[state]')
+    edit(envs / "prod.toml", 'bucket = "olhai-twentycrm-prod-tfstate"', 'bucket = "UPPER"')
+    message = problems_for(envs)
+    assert "dev.toml: colour" in message and "prod.toml: state.bucket" in message
+
+
+def test_an_invalid_file_name_is_rejected(envs):
+    (envs / "dev.toml").rename(envs / "Dev Env.toml")
+    assert re.search(r"Dev Env\.toml: file name: 'Dev Env' is not a valid environment name", problems_for(envs))
+
+
+def test_an_empty_directory_is_rejected(tmp_path):
+    assert "no environment files (*.toml) found" in problems_for(tmp_path)
+
+
+def test_the_command_fails_before_writing_anything(envs, tmp_path):
+    """A bad file stops main.py with exit status 2, the message on stderr, and no cdktf.out."""
+    edit(envs / "prod.toml", "[state]", 'colour = "blue"\n[state]')
+    outdir = tmp_path / "cdktf.out"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py")],
+        env={**os.environ, "TWENTYCRM_ENVS_DIR": str(envs), "CDKTF_OUTDIR": str(outdir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "nothing was synthesized" in result.stderr
+    assert "prod.toml: colour: unknown key" in result.stderr
+    assert not outdir.exists()
+    assert list(tmp_path.iterdir()) == [envs], "no scratch directory may be left behind"
+
+
+def test_a_failed_synth_keeps_the_previous_output(tmp_path, monkeypatch):
+    """If building the stacks fails halfway, the last good cdktf.out stays as it was."""
+    import main
+    import modules.stacks
+
+    outdir = tmp_path / "cdktf.out"
+    (outdir / "stacks").mkdir(parents=True)
+    (outdir / "stacks" / "marker").write_text("previous synth")
+
+    def broken(scope, settings):
+        raise RuntimeError("construct failed")
+
+    monkeypatch.setattr(modules.stacks, "build_environment", broken)
+    with pytest.raises(RuntimeError, match="construct failed"):
+        main.synth(ROOT / "envs", outdir)
+    assert (outdir / "stacks" / "marker").read_text() == "previous synth"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdktf.out"]

@@ -13,6 +13,7 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from modules.network import Network
+from modules.node_security_group import NodeSecurityGroup
 from modules.settings import EnvironmentSettings
 from modules.state import TerraformState
 
@@ -64,7 +65,7 @@ class StateStack(TerraformStack):
 
 
 class PlatformStack(TerraformStack):
-    """``<project>-<env>-platform``: exposes ``network``."""
+    """``<project>-<env>-platform``: exposes ``network`` and ``node_security_group``."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
@@ -72,9 +73,13 @@ class PlatformStack(TerraformStack):
         _aws_provider(self, settings)
         _s3_backend(self, settings, name)
         self.network = Network(self, "network", settings=settings)
+        self.node_security_group = NodeSecurityGroup(
+            self, "node-security-group", settings=settings, vpc_id=self.network.vpc.id
+        )
         TerraformOutput(self, "vpc_id", value=self.network.vpc.id)
         TerraformOutput(self, "public_subnet_ids", value=[s.id for s in self.network.public_subnets])
         TerraformOutput(self, "private_subnet_ids", value=[s.id for s in self.network.private_subnets])
+        TerraformOutput(self, "node_security_group_id", value=self.node_security_group.id)
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

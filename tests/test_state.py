@@ -1,0 +1,95 @@
+"""The state stack of every environment: bucket, lock table, key, and its own backend."""
+
+from __future__ import annotations
+
+import json
+
+from cdktf import Testing as CdktfTesting  # renamed so pytest does not collect it
+from conftest import build_stack, with_changes
+
+from modules.stacks import StateStack
+
+
+def test_bucket_is_named_from_settings_and_kept_on_destroy(state_stack, settings, env):
+    assert CdktfTesting.to_have_resource_with_properties(
+        state_stack.text, "aws_s3_bucket", {"bucket": settings[env].state.bucket, "force_destroy": False}
+    )
+    assert state_stack.only("aws_s3_bucket")["tags"]["Component"] == f"{env}/terraform-state"
+
+
+def test_bucket_is_versioned_encrypted_private_and_owner_enforced(state_stack):
+    assert CdktfTesting.to_have_resource_with_properties(
+        state_stack.text, "aws_s3_bucket_versioning", {"versioning_configuration": {"status": "Enabled"}}
+    )
+    sse = state_stack.only("aws_s3_bucket_server_side_encryption_configuration")["rule"][0]
+    assert sse["apply_server_side_encryption_by_default"]["sse_algorithm"] == "aws:kms"
+    assert sse["apply_server_side_encryption_by_default"]["kms_master_key_id"].startswith("${aws_kms_key.")
+    assert CdktfTesting.to_have_resource_with_properties(
+        state_stack.text,
+        "aws_s3_bucket_public_access_block",
+        {"block_public_acls": True, "block_public_policy": True, "ignore_public_acls": True, "restrict_public_buckets": True},
+    )
+    assert CdktfTesting.to_have_resource_with_properties(
+        state_stack.text, "aws_s3_bucket_ownership_controls", {"rule": {"object_ownership": "BucketOwnerEnforced"}}
+    )
+
+
+def test_bucket_policy_denies_requests_without_tls(state_stack):
+    policy = json.loads(state_stack.only("aws_s3_bucket_policy")["policy"])
+    [deny] = policy["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and deny["Action"] == "s3:*"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert len(deny["Resource"]) == 2 and deny["Resource"][1].endswith("/*")
+
+
+def test_lifecycle_expires_old_versions_and_aborts_uploads(state_stack, settings, env):
+    [rule] = state_stack.only("aws_s3_bucket_lifecycle_configuration")["rule"]
+    assert rule["status"] == "Enabled"
+    assert rule["noncurrent_version_expiration"] == [
+        {"noncurrent_days": settings[env].state.noncurrent_version_expiration_days}
+    ]
+    assert rule["abort_incomplete_multipart_upload"] == [{"days_after_initiation": 7}]
+
+
+def test_key_rotates_and_its_policy_is_explicit(state_stack):
+    key = state_stack.only("aws_kms_key")
+    assert key["enable_key_rotation"] is True
+    statement = json.loads(key["policy"])["Statement"][0]
+    assert statement["Action"] == "kms:*" and statement["Principal"]["AWS"].endswith(":root")
+    assert state_stack.only("aws_kms_alias")["name"] == f"alias/twentycrm-{state_stack.name.split('-')[1]}-tfstate"
+
+
+def test_lock_table_matches_what_terraform_expects(state_stack, settings, env):
+    table = state_stack.only("aws_dynamodb_table")
+    assert table["name"] == settings[env].state.lock_table
+    assert table["hash_key"] == "LockID"
+    assert table["attribute"] == [{"name": "LockID", "type": "S"}]
+    assert table["billing_mode"] == "PAY_PER_REQUEST"
+    assert table["point_in_time_recovery"] == {"enabled": True}
+    assert table["server_side_encryption"]["enabled"] is True
+    assert table["server_side_encryption"]["kms_key_arn"].startswith("${aws_kms_key.")
+    assert table["deletion_protection_enabled"] is (env == "prod")
+
+
+def test_state_stack_bootstraps_on_a_local_backend_outside_cdktf_out(state_stack):
+    backend = state_stack.json["terraform"]["backend"]
+    assert backend == {"local": {"path": f"../../../terraform.{state_stack.name}.tfstate"}}
+
+
+def test_state_stack_moves_into_its_own_bucket_when_told(settings):
+    migrated = with_changes(settings["prod"], state={"own_backend": "s3", "use_lockfile": True})
+    backend = build_stack(StateStack, migrated).json["terraform"]["backend"]
+    assert backend == {
+        "s3": {
+            "bucket": "olhai-twentycrm-prod-tfstate",
+            "key": "twentycrm-prod-state/terraform.tfstate",
+            "region": "sa-east-1",
+            "encrypt": True,
+            "dynamodb_table": "twentycrm-prod-tflock",
+            "use_lockfile": True,
+        }
+    }
+
+
+def test_state_stack_outputs_what_the_bootstrap_needs(state_stack):
+    assert set(state_stack.json["output"]) >= {"state_bucket", "lock_table", "state_key_arn"}

@@ -32,6 +32,33 @@ _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DYNAMODB_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+_ADDON_VERSION = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+-eksbuild\.[0-9]+$")
+# An IAM role or user ARN (roles may carry a path, e.g. the SSO ones). EKS access entries take
+# these, not the sts "assumed-role" session ARN that `aws sts get-caller-identity` prints.
+_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}$")
+
+# Kubernetes versions this project can build, with the EKS managed add-on versions pinned for
+# each (checked against the EKS docs' version tables and `aws eks describe-addon-versions`).
+# Only versions in EKS standard support belong here; docs/cluster.md says how to add the next one.
+KUBERNETES_VERSIONS: dict[str, dict[str, str]] = {
+    # EKS release 2026-01-28, standard support until 2027-03-27
+    "1.35": {
+        "vpc-cni": "v1.21.1-eksbuild.8",
+        "kube-proxy": "v1.35.3-eksbuild.5",
+        "coredns": "v1.14.2-eksbuild.4",
+        "eks-pod-identity-agent": "v1.3.10-eksbuild.3",
+        "aws-ebs-csi-driver": "v1.59.0-eksbuild.1",
+    },
+    # the newest EKS version; standard support runs 14 months from its release
+    "1.36": {
+        "vpc-cni": "v1.21.2-eksbuild.2",
+        "kube-proxy": "v1.36.0-eksbuild.7",
+        "coredns": "v1.14.2-eksbuild.4",
+        "eks-pod-identity-agent": "v1.3.10-eksbuild.3",
+        "aws-ebs-csi-driver": "v1.62.0-eksbuild.1",
+    },
+}
+DEFAULT_KUBERNETES_VERSION = "1.35"
 
 
 class SettingsError(Exception):
@@ -87,6 +114,27 @@ def _network(value: str) -> str:
     return str(net)
 
 
+def _public_access_cidr(value: str) -> str:
+    net = ipaddress.IPv4Network(_network(value))
+    if net.prefixlen < 8:
+        raise ValueError(
+            f"{value!r} opens the Kubernetes API to too much of the internet; list the /8 or narrower "
+            "ranges (e.g. an office or CI egress address as '203.0.113.10/32'), or leave the list empty "
+            "for a private-only endpoint"
+        )
+    return str(net)
+
+
+def _kubernetes_version(value: str) -> str:
+    if value not in KUBERNETES_VERSIONS:
+        raise ValueError(
+            f"{value!r} is not a Kubernetes version this project pins add-ons for; allowed: "
+            f"{', '.join(KUBERNETES_VERSIONS)} (EKS standard support). To add one, see docs/cluster.md, "
+            "'Upgrading Kubernetes'"
+        )
+    return value
+
+
 def _pattern(regex: re.Pattern[str], what: str):
     def check(value: str) -> str:
         if not regex.match(value):
@@ -101,6 +149,12 @@ BucketName = Annotated[str, AfterValidator(_bucket)]
 Cidr = Annotated[str, AfterValidator(_network)]
 ComponentId = Annotated[str, _pattern(_COMPONENT_ID, "a document component ID such as 'NET-201'")]
 InstanceType = Annotated[str, _pattern(_INSTANCE_TYPE, "an EC2 instance type such as 't3.large'")]
+PublicAccessCidr = Annotated[str, AfterValidator(_public_access_cidr)]
+KubernetesVersion = Annotated[str, AfterValidator(_kubernetes_version)]
+AddonVersion = Annotated[str, _pattern(_ADDON_VERSION, "an EKS add-on version such as 'v1.14.2-eksbuild.4'")]
+IamPrincipalArn = Annotated[
+    str, _pattern(_IAM_PRINCIPAL_ARN, "an IAM role or user ARN such as 'arn:aws:iam::111122223333:role/Admin'")
+]
 LogRetentionDays = Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653]
 
 
@@ -189,6 +243,10 @@ class NodeGroupSettings(_Model):
     desired_size: int = Field(ge=1, le=100)
     min_size: int = Field(ge=1, le=100)
     max_size: int = Field(ge=1, le=100)
+    max_unavailable: int = Field(
+        default=1, ge=1, le=100, description="Nodes replaced at a time during an update (one keeps capacity)."
+    )
+    disk_size_gb: int = Field(default=50, ge=20, le=1000, description="Encrypted gp3 root volume of each node, GiB.")
 
     @model_validator(mode="after")
     def _ordered(self) -> "NodeGroupSettings":
@@ -209,8 +267,36 @@ class ClusterSettings(_Model):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,38}$")] = Field(
         description="EKS cluster name; also used in the subnets' kubernetes.io/cluster tag."
     )
+    kubernetes_version: KubernetesVersion = Field(
+        default=DEFAULT_KUBERNETES_VERSION, description="EKS Kubernetes minor version; picks the pinned add-ons."
+    )
+    public_access_cidrs: tuple[PublicAccessCidr, ...] = Field(
+        default=(),
+        description="Networks that may reach the API endpoint from the internet; empty = private endpoint only.",
+    )
+    admin_principal_arns: tuple[IamPrincipalArn, ...] = Field(
+        default=(),
+        description="IAM roles/users given cluster-admin through EKS access entries (no implicit creator admin).",
+    )
+    log_retention_days: LogRetentionDays = Field(default=90, description="Days the control-plane logs are kept.")
+    addon_versions: dict[
+        Literal["vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "aws-ebs-csi-driver"], AddonVersion
+    ] = Field(default_factory=dict, description="Overrides of the add-on versions pinned for kubernetes_version.")
     frontend: NodeGroupSettings
     backend: NodeGroupSettings
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "ClusterSettings":
+        for field in ("public_access_cidrs", "admin_principal_arns"):
+            values = getattr(self, field)
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"{field} lists {', '.join(dupes)} more than once; list each only once")
+        return self
+
+    def addons(self) -> dict[str, str]:
+        """EKS add-on name -> version: the pins for ``kubernetes_version`` with this file's overrides."""
+        return {**KUBERNETES_VERSIONS[self.kubernetes_version], **self.addon_versions}
 
 
 class DatabaseSettings(_Model):

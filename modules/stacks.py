@@ -1,7 +1,7 @@
 """The stacks of one environment and the constructs each one holds.
 
 ``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend)
-``twentycrm-<env>-platform`` everything AWS: network (and, as they land, DNS, ALB, EKS, database)
+``twentycrm-<env>-platform`` everything AWS: network, EKS cluster and node groups (and, as they land, DNS, ALB, database)
 
 Each stack is planned and applied on its own, so a change to the platform never risks the state.
 """
@@ -12,7 +12,9 @@ from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
+from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
 from modules.network import Network
+from modules.node_group import TIER_LABEL, NodeGroup, NodeRole
 from modules.node_security_group import NodeSecurityGroup
 from modules.settings import EnvironmentSettings
 from modules.state import TerraformState
@@ -65,7 +67,7 @@ class StateStack(TerraformStack):
 
 
 class PlatformStack(TerraformStack):
-    """``<project>-<env>-platform``: exposes ``network`` and ``node_security_group``."""
+    """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``cluster``, ``node_groups``."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
@@ -76,10 +78,48 @@ class PlatformStack(TerraformStack):
         self.node_security_group = NodeSecurityGroup(
             self, "node-security-group", settings=settings, vpc_id=self.network.vpc.id
         )
+        private_subnet_ids = [s.id for s in self.network.private_subnets]
+        self.cluster = Cluster(
+            self,
+            "cluster",
+            settings=settings,
+            vpc_id=self.network.vpc.id,
+            subnet_ids=private_subnet_ids,
+            node_security_group_id=self.node_security_group.id,
+        )
+        node_role = NodeRole(self, "node-role", settings=settings, partition=self.cluster.partition)
+        self.node_groups = {
+            tier: NodeGroup(
+                self,
+                f"{tier}-nodes",
+                settings=settings,
+                tier=tier,
+                cluster_name=self.cluster.eks.name,
+                kubernetes_version=self.cluster.eks.version,
+                node_role=node_role,
+                subnet_ids=private_subnet_ids,
+                node_security_group_id=self.node_security_group.id,
+                depends_on=self.cluster.network_addons,
+            )
+            for tier in ("frontend", "backend")
+        }
+        self.cluster.add_workload_addons(after=[g.node_group for g in self.node_groups.values()])
+
         TerraformOutput(self, "vpc_id", value=self.network.vpc.id)
         TerraformOutput(self, "public_subnet_ids", value=[s.id for s in self.network.public_subnets])
         TerraformOutput(self, "private_subnet_ids", value=[s.id for s in self.network.private_subnets])
         TerraformOutput(self, "node_security_group_id", value=self.node_security_group.id)
+        # What the apps stack needs to reach the cluster and give service accounts IAM roles.
+        TerraformOutput(self, "cluster_name", value=self.cluster.eks.name)
+        TerraformOutput(self, "cluster_arn", value=self.cluster.eks.arn)
+        TerraformOutput(self, "cluster_endpoint", value=self.cluster.endpoint)
+        TerraformOutput(self, "cluster_certificate_authority_data", value=self.cluster.certificate_authority)
+        TerraformOutput(self, "cluster_version", value=self.cluster.eks.version)
+        TerraformOutput(self, "cluster_security_group_id", value=self.cluster.security_group.id)
+        TerraformOutput(self, "cluster_oidc_issuer_url", value=self.cluster.oidc_issuer_url)
+        TerraformOutput(self, "pod_identity_principal", value=POD_IDENTITY_PRINCIPAL)
+        TerraformOutput(self, "node_role_arn", value=node_role.role.arn)
+        TerraformOutput(self, "node_tier_label", value=TIER_LABEL)
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

@@ -71,7 +71,7 @@ def test_region_defaults_to_sao_paulo(envs):
         pytest.param('cidr = "10.0.2.0/24"', 'cidr = "10.0.1.128/25"', r"dev\.toml: network: .*Public-1A\) 10\.0\.1\.0/24 overlaps subnets\[1\] \(Public-1B\) 10\.0\.1\.128/25", id="subnets-overlap"),
         pytest.param('cidr = "10.0.3.0/24"', 'cidr = "10.0.3.0/33"', r"dev\.toml: network\.subnets\.2\.cidr: '10\.0\.3\.0/33' is not an IPv4 network", id="invalid-cidr"),
         pytest.param('cidr = "10.0.3.0/24"', 'cidr = "10.0.3.7/24"', r"dev\.toml: network\.subnets\.2\.cidr: .*has host bits set", id="cidr-host-bits"),
-        pytest.param("min_size = 2\nmax_size = 4\n\n[cluster.backend]", "min_size = 5\nmax_size = 4\n\n[cluster.backend]", r"dev\.toml: cluster\.frontend: min_size \(5\) <= desired_size \(2\) <= max_size \(4\) must hold", id="min-above-max"),
+        pytest.param("min_size = 2\nmax_size = 4\nmax_unavailable", "min_size = 5\nmax_size = 4\nmax_unavailable", r"dev\.toml: cluster\.frontend: min_size \(5\) <= desired_size \(2\) <= max_size \(4\) must hold", id="min-above-max"),
         pytest.param('domain = "mGenialDev.olhai.app.br"', 'domain = "mgenial_dev.olhai.app.br"', r"dev\.toml: domain: 'mgenial_dev\.olhai\.app\.br' is not a valid DNS name", id="invalid-domain"),
         pytest.param('bucket = "olhai-twentycrm-dev-tfstate"', 'bucket = "Olhai_TFState"', r"dev\.toml: state\.bucket: 'Olhai_TFState' is not a valid S3 bucket name", id="invalid-bucket"),
         pytest.param('bucket = "olhai-twentycrm-dev-tfstate"', 'bucket = "192.168.10.1"', r"dev\.toml: state\.bucket: .*not shaped like an IP address", id="ip-shaped-bucket"),

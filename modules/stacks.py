@@ -1,7 +1,7 @@
 """The stacks of one environment and the constructs each one holds.
 
 ``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend)
-``twentycrm-<env>-platform`` everything AWS: network (and, as they land, DNS, ALB, EKS, database)
+``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB (and, as they land, EKS, database)
 
 Each stack is planned and applied on its own, so a change to the platform never risks the state.
 """
@@ -12,6 +12,8 @@ from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
+from modules.dns import Dns
+from modules.load_balancer import LoadBalancer
 from modules.network import Network
 from modules.node_security_group import NodeSecurityGroup
 from modules.settings import EnvironmentSettings
@@ -65,7 +67,7 @@ class StateStack(TerraformStack):
 
 
 class PlatformStack(TerraformStack):
-    """``<project>-<env>-platform``: exposes ``network`` and ``node_security_group``."""
+    """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``dns`` and ``load_balancer``."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
@@ -76,10 +78,38 @@ class PlatformStack(TerraformStack):
         self.node_security_group = NodeSecurityGroup(
             self, "node-security-group", settings=settings, vpc_id=self.network.vpc.id
         )
+        self.dns = Dns(self, "dns", settings=settings)
+        self.load_balancer = LoadBalancer(
+            self,
+            "load-balancer",
+            settings=settings,
+            vpc_id=self.network.vpc.id,
+            public_subnet_ids=[s.id for s in self.network.public_subnets],
+            node_security_group_id=self.node_security_group.id,
+            certificate_arn=self.dns.certificate_arn,
+            zone_id=self.dns.zone_id,
+        )
         TerraformOutput(self, "vpc_id", value=self.network.vpc.id)
         TerraformOutput(self, "public_subnet_ids", value=[s.id for s in self.network.public_subnets])
         TerraformOutput(self, "private_subnet_ids", value=[s.id for s in self.network.private_subnets])
         TerraformOutput(self, "node_security_group_id", value=self.node_security_group.id)
+        TerraformOutput(
+            self,
+            "zone_name_servers",
+            value=self.dns.name_servers,
+            description=f"Delegate {self.dns.zone_name} to these from its parent zone (docs/edge.md)",
+        )
+        TerraformOutput(self, "zone_id", value=self.dns.zone_id)
+        TerraformOutput(self, "certificate_arn", value=self.dns.certificate_arn)
+        TerraformOutput(self, "alb_dns_name", value=self.load_balancer.alb.dns_name)
+        TerraformOutput(self, "alb_security_group_id", value=self.load_balancer.security_group.id)
+        TerraformOutput(
+            self,
+            "server_target_group_arn",
+            value=self.load_balancer.target_group_arn,
+            description="For the TargetGroupBinding of Twenty's server (ip targets, port "
+            f"{settings.load_balancer.target_port})",
+        )
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

@@ -89,7 +89,9 @@ class LoadBalancer(Construct):
         name = f"{settings.project}-{settings.name}"  # <= 32 characters, checked by the settings
 
         self.log_bucket = self._log_bucket()
-        self.security_group = self._security_groups(name=name, vpc_id=vpc_id, node_security_group_id=node_security_group_id)
+        self.security_group = self._security_groups(
+            name=name, vpc_id=vpc_id, node_security_group_id=node_security_group_id
+        )
 
         self.alb = Lb(
             self,

@@ -47,7 +47,8 @@ def test_certificate_is_dns_validated_in_the_zone(platform_stack, env):
     cert_id = cert["//"]["metadata"]["uniqueId"]
     # one record per certificate name, keyed by the name (known at plan time)
     assert records["for_each"] == (
-        f"${{{{ for key, val in tolist(aws_acm_certificate.{cert_id}.domain_validation_options): val.domain_name => val }}}}"
+        f"${{{{ for key, val in tolist(aws_acm_certificate.{cert_id}.domain_validation_options): "
+        "val.domain_name => val }}"
     )
     assert records["zone_id"] == f"{ref(zone, 'aws_route53_zone')}zone_id}}"
     assert (records["name"], records["type"], records["records"]) == (
@@ -104,7 +105,9 @@ def test_target_group_reaches_twenty_pods_on_3000_with_healthz(platform_stack, e
             "target_type": "ip",
             "port": 3000,
             "protocol": "HTTP",
-            "health_check": {"enabled": True, "path": "/healthz", "port": "traffic-port", "protocol": "HTTP", "matcher": "200"},
+            "health_check": {
+                "enabled": True, "path": "/healthz", "port": "traffic-port", "protocol": "HTTP", "matcher": "200"
+            },
         },
     )
     target_group = platform_stack.only("aws_lb_target_group")
@@ -141,7 +144,10 @@ def test_security_groups_allow_exactly_internet_to_alb_to_pods(platform_stack, e
 
     # from the internet: only the ALB, only 80 and 443, only TCP
     from_internet = [r for r in _rules(platform_stack, "ingress") if "cidr_ipv4" in r or "cidr_ipv6" in r]
-    assert sorted((r["security_group_id"], r["cidr_ipv4"], r["ip_protocol"], r["from_port"], r["to_port"]) for r in from_internet) == [
+    ports = sorted(
+        (r["security_group_id"], r["cidr_ipv4"], r["ip_protocol"], r["from_port"], r["to_port"]) for r in from_internet
+    )
+    assert ports == [
         (alb_sg, "0.0.0.0/0", "tcp", 80, 80),
         (alb_sg, "0.0.0.0/0", "tcp", 443, 443),
     ]
@@ -149,7 +155,8 @@ def test_security_groups_allow_exactly_internet_to_alb_to_pods(platform_stack, e
     assert len([r for r in _rules(platform_stack, "ingress") if r["security_group_id"] == alb_sg]) == 2
     # out of the ALB: only to the nodes, only on Twenty's port
     alb_egress = [r for r in _rules(platform_stack, "egress") if r["security_group_id"] == alb_sg]
-    assert [(r["referenced_security_group_id"], r["ip_protocol"], r["from_port"], r["to_port"]) for r in alb_egress] == [
+    out = [(r["referenced_security_group_id"], r["ip_protocol"], r["from_port"], r["to_port"]) for r in alb_egress]
+    assert out == [
         (node_sg, "tcp", 3000, 3000)
     ]
     # into the nodes from the ALB: only Twenty's port
@@ -166,19 +173,24 @@ def test_log_bucket_is_private_sse_s3_expiring_and_writable_by_elb(platform_stac
     bucket = platform_stack.by_path("aws_s3_bucket", "load-balancer/logs")
     assert bucket["bucket"] == f"olhai-twentycrm-{env}-alb-logs"
     assert bucket["force_destroy"] is (env != "prod")
-    encryption = platform_stack.by_path("aws_s3_bucket_server_side_encryption_configuration", "load-balancer/logs-encryption")
+    encryption = platform_stack.by_path(
+        "aws_s3_bucket_server_side_encryption_configuration", "load-balancer/logs-encryption"
+    )
     # ALB log delivery supports SSE-S3 only; a KMS default would make delivery fail
     assert encryption["rule"][0]["apply_server_side_encryption_by_default"] == {"sse_algorithm": "AES256"}
     block = platform_stack.by_path("aws_s3_bucket_public_access_block", "load-balancer/logs-public-access")
-    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
+    flags = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    assert all(block[k] is True for k in flags)
     lifecycle = platform_stack.by_path("aws_s3_bucket_lifecycle_configuration", "load-balancer/logs-lifecycle")
     assert lifecycle["rule"][0]["expiration"] == [{"days": lb.access_log_retention_days}]
     policy = json.loads(platform_stack.by_path("aws_s3_bucket_policy", "load-balancer/logs-policy")["policy"])
     write = next(s for s in policy["Statement"] if s["Sid"] == "ElbWritesAccessLogs")
     # sa-east-1 predates August 2022, so the regional ELB account writes the logs
-    assert re.fullmatch(r"arn:\$\{data\.aws_partition\.[\w-]+\.partition\}:iam::507241528517:root", write["Principal"]["AWS"])
+    elb_account = r"arn:\$\{data\.aws_partition\.[\w-]+\.partition\}:iam::507241528517:root"
+    assert re.fullmatch(elb_account, write["Principal"]["AWS"])
     assert write["Action"] == "s3:PutObject"
-    account = next(k for k, v in platform_stack.json["data"]["aws_caller_identity"].items() if "/load-balancer/" in v["//"]["metadata"]["path"])
+    identities = platform_stack.json["data"]["aws_caller_identity"].items()
+    account = next(k for k, v in identities if "/load-balancer/" in v["//"]["metadata"]["path"])
     bucket_arn = f"{ref(bucket, 'aws_s3_bucket')}arn}}"
     assert write["Resource"] == f"{bucket_arn}/alb/AWSLogs/${{data.aws_caller_identity.{account}.account_id}}/*"
     assert any(s["Sid"] == "DenyInsecureTransport" and s["Effect"] == "Deny" for s in policy["Statement"])

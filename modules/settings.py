@@ -307,6 +307,62 @@ class DatabaseSettings(_Model):
     volume_size_gb: int = Field(ge=20, le=16384, description="Size of the GP3 data volume in GiB.")
 
 
+class DnsSettings(_Model):
+    """DNS-x01 (the Route53 zone) and DNS-x02 (the ACM certificate) of the document."""
+
+    id: ComponentId = Field(description="The document's ID of the hosted zone, e.g. DNS-101.")
+    certificate_id: ComponentId = Field(description="The document's ID of the certificate, e.g. DNS-102.")
+    existing_zone: DomainName | None = Field(
+        default=None,
+        description="Use this existing public zone (the domain itself or a parent such as 'olhai.app.br') "
+        "instead of creating a zone for the domain.",
+    )
+    extra_certificate_names: tuple[DomainName, ...] = Field(
+        default=(),
+        description="More names on the certificate (e.g. 'www.<domain>'); each gets an alias record to the ALB "
+        "and must lie inside the zone.",
+    )
+
+
+# ALB listener policies that allow TLS 1.2 and 1.3 only (AWS's recommended family, plus its stricter variants).
+TlsPolicy = Literal[
+    "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06",
+]
+
+
+class LoadBalancerSettings(_Model):
+    """ALB-x01: the internet-facing Application Load Balancer in front of Twenty's server."""
+
+    id: ComponentId = Field(description="The document's ID of the load balancer, e.g. ALB-101.")
+    access_log_bucket: BucketName = Field(description="Globally unique S3 bucket name for the ALB access logs.")
+    access_log_retention_days: int = Field(
+        default=90, ge=1, le=3650, description="Days an access log object is kept before it expires."
+    )
+    deletion_protection: bool = Field(
+        default=False,
+        description="ALB deletion protection; also keeps the log bucket from being destroyed while it holds logs.",
+    )
+    idle_timeout_seconds: int = Field(
+        default=60, ge=1, le=4000, description="Seconds an idle client connection stays open (Twenty's websockets)."
+    )
+    desync_mitigation_mode: Literal["defensive", "strictest"] = Field(
+        default="defensive",
+        description="HTTP desync protection; 'monitor' is not offered because it lets ambiguous requests through.",
+    )
+    ssl_policy: TlsPolicy = Field(
+        default="ELBSecurityPolicy-TLS13-1-2-2021-06", description="HTTPS listener policy (TLS 1.2 and 1.3 only)."
+    )
+    target_port: int = Field(default=3000, ge=1, le=65535, description="Port Twenty's server listens on in its pods.")
+    health_check_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")] = Field(
+        default="/healthz", description="Path the target group probes on every pod."
+    )
+    deregistration_delay_seconds: int = Field(
+        default=30, ge=0, le=3600, description="Seconds a pod keeps its in-flight requests when it leaves."
+    )
+
+
 class EnvironmentSettings(_Model):
     """One environment, as read from ``envs/<name>.toml``. The file name is the environment name."""
 
@@ -319,6 +375,47 @@ class EnvironmentSettings(_Model):
     network: NetworkSettings
     cluster: ClusterSettings
     database: DatabaseSettings
+    dns: DnsSettings
+    load_balancer: LoadBalancerSettings
+
+    @model_validator(mode="after")
+    def _names_fit_the_zone(self) -> "EnvironmentSettings":
+        """Every certificate name is validated and aliased through records in the zone, so it must lie inside it."""
+        problems = []
+        zone = self.zone_name
+        if zone != self.domain and not self.domain.endswith(f".{zone}"):
+            problems.append(
+                f"dns.existing_zone '{zone}' must be the domain '{self.domain}' or a parent of it, "
+                "because the certificate is validated and the alias record written in that zone"
+            )
+        for i, name in enumerate(self.dns.extra_certificate_names):
+            if name == self.domain or name in self.dns.extra_certificate_names[:i]:
+                problems.append(f"dns.extra_certificate_names[{i}] '{name}' is listed twice (the domain is always on)")
+            elif name != zone and not name.endswith(f".{zone}"):
+                problems.append(
+                    f"dns.extra_certificate_names[{i}] '{name}' lies outside the zone '{zone}'; "
+                    f"use a name ending in '.{zone}'"
+                )
+        longest = f"{self.project}-{self.name}-server"
+        if len(longest) > 32:
+            problems.append(
+                f"project '{self.project}' and environment '{self.name}' make the target group name '{longest}' "
+                f"{len(longest)} characters long; AWS allows 32, so shorten one of them"
+            )
+        if self.load_balancer.access_log_bucket == self.state.bucket:
+            problems.append("load_balancer.access_log_bucket must differ from state.bucket")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def zone_name(self) -> str:
+        """The hosted zone that holds this environment's records: an existing one, or one for the domain."""
+        return self.dns.existing_zone or self.domain
+
+    @property
+    def certificate_names(self) -> tuple[str, ...]:
+        return (self.domain, *self.dns.extra_certificate_names)
 
     @model_validator(mode="after")
     def _ids_unique(self) -> "EnvironmentSettings":
@@ -335,6 +432,7 @@ class EnvironmentSettings(_Model):
             *(s.id for s in n.subnets),
             c.id, c.control_plane_id, c.node_groups_id,
             self.database.id,
+            self.dns.id, self.dns.certificate_id, self.load_balancer.id,
         ]  # fmt: skip
 
     def stack_name(self, part: str) -> str:
@@ -398,6 +496,7 @@ def check_across(envs: list[EnvironmentSettings]) -> None:
             ("state.bucket", lambda e: e.state.bucket),
             ("state.lock_table", lambda e: e.state.lock_table),
             ("cluster.name", lambda e: e.cluster.name),
+            ("load_balancer.access_log_bucket", lambda e: e.load_balancer.access_log_bucket),
         ):
             if get(a) == get(b):
                 problems.append(f"{b.source}: {field}: '{get(b)}' is already used by {a.source}; pick another")

@@ -1,7 +1,8 @@
 """The stacks of one environment and the constructs each one holds.
 
 ``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend)
-``twentycrm-<env>-platform`` everything AWS: network, EKS cluster and node groups (and, as they land, DNS, ALB, database)
+``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB, EKS cluster and node groups
+                           (and, as it lands, the database)
 
 Each stack is planned and applied on its own, so a change to the platform never risks the state.
 """
@@ -13,6 +14,8 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
+from modules.dns import Dns
+from modules.load_balancer import LoadBalancer
 from modules.network import Network
 from modules.node_group import TIER_LABEL, NodeGroup, NodeRole
 from modules.node_security_group import NodeSecurityGroup
@@ -67,7 +70,8 @@ class StateStack(TerraformStack):
 
 
 class PlatformStack(TerraformStack):
-    """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``cluster``, ``node_groups``."""
+    """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``dns``,
+    ``load_balancer``, ``cluster`` and ``node_groups``."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
@@ -77,6 +81,17 @@ class PlatformStack(TerraformStack):
         self.network = Network(self, "network", settings=settings)
         self.node_security_group = NodeSecurityGroup(
             self, "node-security-group", settings=settings, vpc_id=self.network.vpc.id
+        )
+        self.dns = Dns(self, "dns", settings=settings)
+        self.load_balancer = LoadBalancer(
+            self,
+            "load-balancer",
+            settings=settings,
+            vpc_id=self.network.vpc.id,
+            public_subnet_ids=[s.id for s in self.network.public_subnets],
+            node_security_group_id=self.node_security_group.id,
+            certificate_arn=self.dns.certificate_arn,
+            zone_id=self.dns.zone_id,
         )
         private_subnet_ids = [s.id for s in self.network.private_subnets]
         self.cluster = Cluster(
@@ -120,6 +135,23 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "pod_identity_principal", value=POD_IDENTITY_PRINCIPAL)
         TerraformOutput(self, "node_role_arn", value=node_role.role.arn)
         TerraformOutput(self, "node_tier_label", value=TIER_LABEL)
+        TerraformOutput(
+            self,
+            "zone_name_servers",
+            value=self.dns.name_servers,
+            description=f"Delegate {self.dns.zone_name} to these from its parent zone (docs/edge.md)",
+        )
+        TerraformOutput(self, "zone_id", value=self.dns.zone_id)
+        TerraformOutput(self, "certificate_arn", value=self.dns.certificate_arn)
+        TerraformOutput(self, "alb_dns_name", value=self.load_balancer.alb.dns_name)
+        TerraformOutput(self, "alb_security_group_id", value=self.load_balancer.security_group.id)
+        TerraformOutput(
+            self,
+            "server_target_group_arn",
+            value=self.load_balancer.target_group_arn,
+            description="For the TargetGroupBinding of Twenty's server (ip targets, port "
+            f"{settings.load_balancer.target_port})",
+        )
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

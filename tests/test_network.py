@@ -113,9 +113,13 @@ def test_nat_mode_is_a_setting(settings):
 def test_node_security_group_allows_nodes_to_each_other_and_out(platform_stack, env):
     sg = platform_stack.by_path("aws_security_group", "node-security-group/sg")
     assert sg["vpc_id"].startswith("${aws_vpc.") and sg["tags"]["kubernetes.io/cluster/twentycrm-" + env] == "owned"
+    sg_id = f"${{aws_security_group.{sg['//']['metadata']['uniqueId']}.id}}"
     ingress = platform_stack.resources("aws_vpc_security_group_ingress_rule")
     node_to_node = [r for r in ingress.values() if r["//"]["metadata"]["path"].endswith("node-security-group/node-to-node")]
-    assert node_to_node and node_to_node[0]["referenced_security_group_id"] == node_to_node[0]["security_group_id"]
-    for rule in ingress.values():
-        assert rule.get("cidr_ipv4") != "0.0.0.0/0", "no ingress from the internet to the nodes"
+    assert node_to_node
+    assert node_to_node[0]["referenced_security_group_id"] == node_to_node[0]["security_group_id"] == sg_id
+    into_nodes = [r for r in ingress.values() if r["security_group_id"] == sg_id]
+    assert len(into_nodes) >= 2  # node-to-node and at least the load balancer's rule
+    for rule in into_nodes:
+        assert "cidr_ipv4" not in rule and "cidr_ipv6" not in rule, "no ingress from any address range to the nodes"
         assert rule["description"]

@@ -50,6 +50,32 @@ def test_the_document_values_are_read(settings):
     assert (prod.cluster.backend.instance_type, prod.cluster.backend.desired_size) == ("t3.xlarge", 3)
     assert (dev.database.instance_type, dev.database.volume_size_gb) == ("t3.large", 50)
     assert (prod.database.instance_type, prod.database.volume_size_gb) == ("t3.xlarge", 100)
+    assert [(e.dns.id, e.dns.certificate_id, e.load_balancer.id) for e in (dev, qa, prod)] == [
+        ("DNS-101", "DNS-102", "ALB-101"),
+        ("DNS-201", "DNS-202", "ALB-201"),
+        ("DNS-301", "DNS-302", "ALB-301"),
+    ]
+    assert [e.load_balancer.deletion_protection for e in (dev, qa, prod)] == [False, False, True]
+    assert {(e.load_balancer.target_port, e.load_balancer.health_check_path) for e in (dev, qa, prod)} == {(3000, "/healthz")}
+
+
+def test_the_edge_defaults_are_the_safe_ones(envs):
+    """A file that names only the required keys gets TLS 1.2+, defensive desync mitigation, no existing zone."""
+    path = envs / "dev.toml"
+    text = path.read_text()
+    start = text.index("[load_balancer]")
+    path.write_text(
+        text[:start]
+        + '[load_balancer]\nid = "ALB-101"\naccess_log_bucket = "olhai-twentycrm-dev-alb-logs"\n'
+    )
+    lb = load_environment(path).load_balancer
+    assert (lb.ssl_policy, lb.desync_mitigation_mode, lb.deletion_protection) == (
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "defensive",
+        False,
+    )
+    assert (lb.idle_timeout_seconds, lb.access_log_retention_days, lb.target_port) == (60, 90, 3000)
+    assert load_environment(path).zone_name == "mgenialdev.olhai.app.br"
 
 
 def test_settings_are_frozen(settings):
@@ -85,6 +111,19 @@ def test_region_defaults_to_sao_paulo(envs):
         pytest.param('instance_type = "t3.medium"', 'instance_type = "large"', r"dev\.toml: cluster\.frontend\.instance_type: 'large' is not an EC2 instance type", id="bad-instance-type"),
         pytest.param('domain = "mGenialDev.olhai.app.br"', 'domain = "mGenialDev.olhai.app.br"\nname = "staging"', r"dev\.toml: name: do not set it; the environment name is the file name", id="reserved-name"),
         pytest.param("[state]", "[state", r"dev\.toml: not valid TOML", id="bad-toml"),
+        pytest.param('# existing_zone = "olhai.app.br"', 'existing_zone = "example.com"', r"dev\.toml: \(top level\): dns\.existing_zone 'example\.com' must be the domain 'mgenialdev\.olhai\.app\.br' or a parent of it", id="zone-not-a-parent"),
+        pytest.param('# existing_zone = "olhai.app.br"', 'existing_zone = "olhai..app.br"', r"dev\.toml: dns\.existing_zone: 'olhai\.\.app\.br' is not a valid DNS name", id="invalid-existing-zone"),
+        pytest.param("extra_certificate_names = []", 'extra_certificate_names = ["www.example.com"]', r"dev\.toml: \(top level\): dns\.extra_certificate_names\[0\] 'www\.example\.com' lies outside the zone 'mgenialdev\.olhai\.app\.br'; use a name ending in '\.mgenialdev\.olhai\.app\.br'", id="certificate-name-outside-zone"),
+        pytest.param("extra_certificate_names = []", 'extra_certificate_names = ["MGENIALDEV.olhai.app.br"]', r"dev\.toml: \(top level\): dns\.extra_certificate_names\[0\] 'mgenialdev\.olhai\.app\.br' is listed twice", id="certificate-name-twice"),
+        pytest.param("extra_certificate_names = []", 'extra_certificate_names = ["www_1.mgenialdev.olhai.app.br"]', r"dev\.toml: dns\.extra_certificate_names\.0: 'www_1\.mgenialdev\.olhai\.app\.br' is not a valid DNS name", id="invalid-certificate-name"),
+        pytest.param('certificate_id = "DNS-102"', 'certificate_id = "DNS-101"', r"dev\.toml: \(top level\): component IDs must be unique within one environment; repeated: DNS-101", id="duplicate-dns-id"),
+        pytest.param('id = "ALB-101"', 'id = "ALB101"', r"dev\.toml: load_balancer\.id: 'ALB101' is not a document component ID", id="malformed-alb-id"),
+        pytest.param('access_log_bucket = "olhai-twentycrm-dev-alb-logs"\n', "", r"dev\.toml: load_balancer\.access_log_bucket: required field is missing", id="missing-log-bucket"),
+        pytest.param('access_log_bucket = "olhai-twentycrm-dev-alb-logs"', 'access_log_bucket = "olhai-twentycrm-dev-tfstate"', r"dev\.toml: \(top level\): load_balancer\.access_log_bucket must differ from state\.bucket", id="log-bucket-is-state-bucket"),
+        pytest.param('ssl_policy = "ELBSecurityPolicy-TLS13-1-2-2021-06"', 'ssl_policy = "ELBSecurityPolicy-2016-08"', r"dev\.toml: load_balancer\.ssl_policy: allowed values are 'ELBSecurityPolicy-TLS13-1-2-2021-06'", id="tls-policy-below-1-2"),
+        pytest.param('desync_mitigation_mode = "defensive"', 'desync_mitigation_mode = "monitor"', r"dev\.toml: load_balancer\.desync_mitigation_mode: allowed values are 'defensive' or 'strictest'", id="desync-monitor"),
+        pytest.param("idle_timeout_seconds = 60", "idle_timeout_seconds = 0", r"dev\.toml: load_balancer\.idle_timeout_seconds: Input should be greater than or equal to 1", id="idle-timeout-zero"),
+        pytest.param("deletion_protection = false\nidle", 'deletion_protection = "maybe"\nidle', r"dev\.toml: load_balancer\.deletion_protection: Input should be a valid boolean", id="deletion-protection-not-bool"),
     ],
 )
 def test_a_bad_file_is_rejected_naming_file_field_and_fix(envs, old, new, expected):
@@ -105,6 +144,7 @@ def test_vpc_ranges_must_not_overlap_across_environments(envs):
         ("domain", 'domain = "mGenialQA.olhai.app.br"', 'domain = "MGENIALDEV.olhai.app.br"'),
         ("state.bucket", "olhai-twentycrm-qa-tfstate", "olhai-twentycrm-dev-tfstate"),
         ("cluster.name", 'name = "twentycrm-qa"', 'name = "twentycrm-dev"'),
+        ("load_balancer.access_log_bucket", "olhai-twentycrm-qa-alb-logs", "olhai-twentycrm-dev-alb-logs"),
     ],
 )
 def test_names_must_be_unique_across_environments(envs, field, old, new):

@@ -3,6 +3,7 @@
 # since the last run) and exports the environment that cdktf, jsii and pipenv need.
 #   .tools/pipenv  pipenv itself        from tools/pipenv/requirements.txt (hashes)
 #   .venv          the project          from Pipfile.lock (hashes)
+#   tools/checkov/.venv  checkov         from tools/checkov/Pipfile.lock (hashes)
 #   node_modules   cdktf-cli, Node 22   from package-lock.json
 set -euo pipefail
 
@@ -35,6 +36,11 @@ install_python() {
   PIPENV_VENV_IN_PROJECT=1 .tools/pipenv/bin/pipenv sync --dev
 }
 
+install_checkov() {
+  log "installing checkov into tools/checkov/.venv (its own environment: no clash with the project's)"
+  PIPENV_PIPFILE=tools/checkov/Pipfile PIPENV_VENV_IN_PROJECT=1 .tools/pipenv/bin/pipenv sync
+}
+
 install_node() {
   log "installing cdktf-cli and Node 22 from package-lock.json into node_modules"
   npm ci --no-audit --no-fund --loglevel=error
@@ -42,6 +48,7 @@ install_node() {
 
 when_changed tools/pipenv/requirements.txt .tools/pipenv/.installed install_pipenv
 when_changed Pipfile.lock .venv/.installed install_python
+when_changed tools/checkov/Pipfile.lock tools/checkov/.venv/.installed install_checkov
 when_changed package-lock.json node_modules/.installed install_node
 
 export PATH="$ROOT/.tools/pipenv/bin:$ROOT/node_modules/.bin:$PATH"

@@ -1,0 +1,72 @@
+"""The security gate: checkov over every synthesized stack, with accepted findings in one file."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import security_scan  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def checkov():
+    if not security_scan.checkov_binary():
+        pytest.skip("checkov is not installed: run ./scripts/test, which installs it into tools/checkov/.venv")
+
+
+@pytest.fixture(scope="module")
+def findings(checkov, synthesized):
+    return security_scan.run_checkov(synthesized.outdir)
+
+
+def test_checkov_scans_every_stack(findings, synthesized):
+    """Guard against a silent no-op scan (the plain 'terraform' framework finds nothing in cdktf JSON)."""
+    assert {f.stack for f in findings} == set(synthesized.names)
+
+
+def test_no_finding_is_left_and_no_excuse_is_stale(findings):
+    left, unused = security_scan.gate(findings, security_scan.load_allowlist())
+    assert not left, "new checkov failures:\n" + "\n".join(map(str, left))
+    assert not unused, f"allowlist entries that match nothing (remove them): {unused}"
+
+
+def test_every_accepted_finding_has_a_reason():
+    for entry in security_scan.load_allowlist():
+        assert len(entry["reason"].split()) >= 5, f"{entry['check']}: say why, in a sentence"
+
+
+def test_the_gate_fails_on_a_known_bad_stack(checkov, tmp_path):
+    """A public, unencrypted bucket and SSH open to the world must fail the gate."""
+    from cdktf import App, TerraformStack
+    from cdktf_cdktf_provider_aws.provider import AwsProvider
+    from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+    from cdktf_cdktf_provider_aws.security_group import SecurityGroup
+    from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+
+    app = App(outdir=str(tmp_path))
+    stack = TerraformStack(app, "twentycrm-bad-platform")
+    AwsProvider(stack, "aws", region="sa-east-1")
+    S3Bucket(stack, "bucket", bucket="bad-example-bucket")
+    group = SecurityGroup(stack, "nodes", description="nodes")
+    VpcSecurityGroupIngressRule(  # written the way our constructs write rules
+        stack, "ssh", security_group_id=group.id, cidr_ipv4="0.0.0.0/0", ip_protocol="tcp", from_port=22, to_port=22
+    )
+    app.synth()
+    findings = security_scan.run_checkov(tmp_path)
+    left, _ = security_scan.gate(findings, security_scan.load_allowlist())
+    checks = {f.check for f in left}
+    assert {"CKV_AWS_24", "CKV2_AWS_6", "CKV_AWS_145"} <= checks, checks  # SSH open; bucket public, not KMS
+    assert security_scan.main(["security_scan.py", str(tmp_path)]) == 1
+
+
+def test_an_allowlist_entry_must_be_scoped_to_match(findings):
+    """An entry for the right check but another resource accepts nothing, and is reported stale."""
+    entry = {"check": "CKV_AWS_150", "resources": ["no-such-construct_*"], "reason": "x"}
+    left, unused = security_scan.gate(findings, [entry])
+    assert unused == [entry]
+    assert any(f.check == "CKV_AWS_150" for f in left)

@@ -1,7 +1,7 @@
 """The stacks of one environment and the constructs each one holds.
 
 ``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend)
-``twentycrm-<env>-platform`` everything AWS: network (and, as they land, DNS, ALB, EKS, database)
+``twentycrm-<env>-platform`` everything AWS: network, database (and, as they land, DNS, ALB, EKS)
 
 Each stack is planned and applied on its own, so a change to the platform never risks the state.
 """
@@ -12,6 +12,7 @@ from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
+from modules.database import DatabaseHost
 from modules.network import Network
 from modules.node_security_group import NodeSecurityGroup
 from modules.settings import EnvironmentSettings
@@ -65,7 +66,7 @@ class StateStack(TerraformStack):
 
 
 class PlatformStack(TerraformStack):
-    """``<project>-<env>-platform``: exposes ``network`` and ``node_security_group``."""
+    """``<project>-<env>-platform``: exposes ``network``, ``node_security_group`` and ``database``."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
@@ -80,6 +81,34 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "public_subnet_ids", value=[s.id for s in self.network.public_subnets])
         TerraformOutput(self, "private_subnet_ids", value=[s.id for s in self.network.private_subnets])
         TerraformOutput(self, "node_security_group_id", value=self.node_security_group.id)
+        self._database(settings)
+
+    def _database(self, settings: EnvironmentSettings) -> None:
+        # The host sits in the first private zone; pg_hba admits every private subnet, where the
+        # EKS pods get their addresses (VPC CNI).
+        zone = min(s.zone for s in settings.network.subnets if s.tier == "private")
+        self.database = DatabaseHost(
+            self,
+            "database",
+            settings=settings,
+            vpc_id=self.network.vpc.id,
+            subnet=self.network.private_subnets[0],
+            zone=zone,
+            client_cidrs=[s.cidr for s in settings.network.subnets if s.tier == "private"],
+            client_security_group_id=self.node_security_group.id,
+        )
+        db = self.database
+        TerraformOutput(self, "db_host", value=db.private_dns, description="Private DNS name of the PostgreSQL host")
+        TerraformOutput(self, "db_private_ip", value=db.private_ip)
+        TerraformOutput(self, "db_port", value=db.port)
+        TerraformOutput(self, "db_name", value=db.database_name)
+        TerraformOutput(self, "db_username", value=db.username)
+        TerraformOutput(self, "db_password_secret_arn", value=db.password_secret.arn)
+        TerraformOutput(self, "twenty_encryption_key_secret_arn", value=db.encryption_key_secret.arn)
+        TerraformOutput(self, "db_secrets_kms_key_arn", value=db.key.arn, description="Decrypts both secrets")
+        TerraformOutput(self, "db_security_group_id", value=db.security_group.id)
+        TerraformOutput(self, "db_instance_id", value=db.instance.id)
+        TerraformOutput(self, "db_dump_bucket", value=db.backup.bucket.bucket)
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

@@ -99,7 +99,7 @@ def test_flow_logs_go_to_an_encrypted_log_group_with_retention(platform_stack, s
     assert key["enable_key_rotation"] is True
     logs = [s for s in json.loads(key["policy"])["Statement"] if s["Sid"] == "CloudWatchLogsUsesKey"]
     assert logs[0]["Principal"] == {"Service": "logs.sa-east-1.amazonaws.com"}
-    role_policy = json.loads(platform_stack.only("aws_iam_role_policy")["policy"])
+    role_policy = json.loads(platform_stack.by_path("aws_iam_role_policy", "network/flow-logs-policy")["policy"])
     assert role_policy["Statement"][0]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
 
 
@@ -111,7 +111,7 @@ def test_nat_mode_is_a_setting(settings):
 
 
 def test_node_security_group_allows_nodes_to_each_other_and_out(platform_stack, env):
-    sg = platform_stack.only("aws_security_group")
+    sg = platform_stack.by_path("aws_security_group", "node-security-group/sg")
     assert sg["vpc_id"].startswith("${aws_vpc.") and sg["tags"]["kubernetes.io/cluster/twentycrm-" + env] == "owned"
     ingress = platform_stack.resources("aws_vpc_security_group_ingress_rule")
     node_to_node = [r for r in ingress.values() if r["//"]["metadata"]["path"].endswith("node-security-group/node-to-node")]

@@ -258,6 +258,9 @@ class DatabaseHost(Construct):
                 # Write dumps and remove a failed one; deleting versions (the backups) is not allowed.
                 {"Sid": "WriteDumps", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"],
                  "Resource": f"{self.backup.bucket.arn}/*"},
+                # Restores run on the host (docs/database.md), so it may read the dumps back.
+                {"Sid": "ReadDumps", "Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+                 "Resource": [self.backup.bucket.arn, f"{self.backup.bucket.arn}/*"]},
                 {"Sid": "UseKeyThroughServices", "Effect": "Allow",
                  "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": self.key.arn,
                  "Condition": {"StringEquals": {"kms:ViaService": [

@@ -371,3 +371,16 @@ def test_bad_database_settings_are_rejected_naming_file_field_and_fix(tmp_path, 
     with pytest.raises(SettingsError) as caught:
         load_all(envs)
     assert re.search(expected, str(caught.value)), str(caught.value)
+
+
+def test_restore_runbook_names_the_real_terraform_addresses(platform_stack):
+    """docs/database.md gives exact commands; its Terraform addresses must be the synthesized ones."""
+    runbook = (Path(__file__).resolve().parent.parent / "docs" / "database.md").read_text()
+    for kind, path in (("aws_ebs_volume", "database/data"), ("aws_volume_attachment", "database/data-attachment"),
+                       ("aws_instance", "database/instance")):  # fmt: skip
+        address = f"{kind}.{platform_stack.by_path(kind, path)['//']['metadata']['uniqueId']}"
+        assert address in runbook, f"docs/database.md does not name {address}"
+    assert "Snapshots,Values=twentycrm-$ENV-db-daily" in runbook
+    assert platform_stack.only("aws_dlm_lifecycle_policy")["policy_details"]["target_tags"] == {
+        "Snapshots": f"{platform_stack.name.rsplit('-', 1)[0]}-db-daily"
+    }

@@ -1,8 +1,8 @@
 """The stacks of one environment and the constructs each one holds.
 
 ``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend)
-``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB, EKS cluster and node groups
-                           (and, as it lands, the database)
+``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB, EKS cluster and node groups,
+                           the PostgreSQL host and its backups
 
 Each stack is planned and applied on its own, so a change to the platform never risks the state.
 """
@@ -14,6 +14,7 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
+from modules.database import DatabaseHost
 from modules.dns import Dns
 from modules.load_balancer import LoadBalancer
 from modules.network import Network
@@ -71,17 +72,29 @@ class StateStack(TerraformStack):
 
 class PlatformStack(TerraformStack):
     """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``dns``,
-    ``load_balancer``, ``cluster`` and ``node_groups``."""
+    ``load_balancer``, ``cluster``, ``node_groups`` and ``database``."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
         super().__init__(scope, name)
         _aws_provider(self, settings)
         _s3_backend(self, settings, name)
+        self._network(settings)
+        self._edge(settings)
+        self._cluster(settings)
+        self._database(settings)
+
+    def _network(self, settings: EnvironmentSettings) -> None:
         self.network = Network(self, "network", settings=settings)
         self.node_security_group = NodeSecurityGroup(
             self, "node-security-group", settings=settings, vpc_id=self.network.vpc.id
         )
+        TerraformOutput(self, "vpc_id", value=self.network.vpc.id)
+        TerraformOutput(self, "public_subnet_ids", value=[s.id for s in self.network.public_subnets])
+        TerraformOutput(self, "private_subnet_ids", value=[s.id for s in self.network.private_subnets])
+        TerraformOutput(self, "node_security_group_id", value=self.node_security_group.id)
+
+    def _edge(self, settings: EnvironmentSettings) -> None:
         self.dns = Dns(self, "dns", settings=settings)
         self.load_balancer = LoadBalancer(
             self,
@@ -93,6 +106,25 @@ class PlatformStack(TerraformStack):
             certificate_arn=self.dns.certificate_arn,
             zone_id=self.dns.zone_id,
         )
+        TerraformOutput(
+            self,
+            "zone_name_servers",
+            value=self.dns.name_servers,
+            description=f"Delegate {self.dns.zone_name} to these from its parent zone (docs/edge.md)",
+        )
+        TerraformOutput(self, "zone_id", value=self.dns.zone_id)
+        TerraformOutput(self, "certificate_arn", value=self.dns.certificate_arn)
+        TerraformOutput(self, "alb_dns_name", value=self.load_balancer.alb.dns_name)
+        TerraformOutput(self, "alb_security_group_id", value=self.load_balancer.security_group.id)
+        TerraformOutput(
+            self,
+            "server_target_group_arn",
+            value=self.load_balancer.target_group_arn,
+            description="For the TargetGroupBinding of Twenty's server (ip targets, port "
+            f"{settings.load_balancer.target_port})",
+        )
+
+    def _cluster(self, settings: EnvironmentSettings) -> None:
         private_subnet_ids = [s.id for s in self.network.private_subnets]
         self.cluster = Cluster(
             self,
@@ -119,11 +151,6 @@ class PlatformStack(TerraformStack):
             for tier in ("frontend", "backend")
         }
         self.cluster.add_workload_addons(after=[g.node_group for g in self.node_groups.values()])
-
-        TerraformOutput(self, "vpc_id", value=self.network.vpc.id)
-        TerraformOutput(self, "public_subnet_ids", value=[s.id for s in self.network.public_subnets])
-        TerraformOutput(self, "private_subnet_ids", value=[s.id for s in self.network.private_subnets])
-        TerraformOutput(self, "node_security_group_id", value=self.node_security_group.id)
         # What the apps stack needs to reach the cluster and give service accounts IAM roles.
         TerraformOutput(self, "cluster_name", value=self.cluster.eks.name)
         TerraformOutput(self, "cluster_arn", value=self.cluster.eks.arn)
@@ -135,23 +162,33 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "pod_identity_principal", value=POD_IDENTITY_PRINCIPAL)
         TerraformOutput(self, "node_role_arn", value=node_role.role.arn)
         TerraformOutput(self, "node_tier_label", value=TIER_LABEL)
-        TerraformOutput(
+
+    def _database(self, settings: EnvironmentSettings) -> None:
+        # The host sits in the first private zone; pg_hba admits every private subnet, where the
+        # EKS pods get their addresses (VPC CNI).
+        zone = min(s.zone for s in settings.network.subnets if s.tier == "private")
+        self.database = DatabaseHost(
             self,
-            "zone_name_servers",
-            value=self.dns.name_servers,
-            description=f"Delegate {self.dns.zone_name} to these from its parent zone (docs/edge.md)",
+            "database",
+            settings=settings,
+            vpc_id=self.network.vpc.id,
+            subnet=self.network.private_subnets[0],
+            zone=zone,
+            client_cidrs=[s.cidr for s in settings.network.subnets if s.tier == "private"],
+            client_security_group_id=self.node_security_group.id,
         )
-        TerraformOutput(self, "zone_id", value=self.dns.zone_id)
-        TerraformOutput(self, "certificate_arn", value=self.dns.certificate_arn)
-        TerraformOutput(self, "alb_dns_name", value=self.load_balancer.alb.dns_name)
-        TerraformOutput(self, "alb_security_group_id", value=self.load_balancer.security_group.id)
-        TerraformOutput(
-            self,
-            "server_target_group_arn",
-            value=self.load_balancer.target_group_arn,
-            description="For the TargetGroupBinding of Twenty's server (ip targets, port "
-            f"{settings.load_balancer.target_port})",
-        )
+        db = self.database
+        TerraformOutput(self, "db_host", value=db.private_dns, description="Private DNS name of the PostgreSQL host")
+        TerraformOutput(self, "db_private_ip", value=db.private_ip)
+        TerraformOutput(self, "db_port", value=db.port)
+        TerraformOutput(self, "db_name", value=db.database_name)
+        TerraformOutput(self, "db_username", value=db.username)
+        TerraformOutput(self, "db_password_secret_arn", value=db.password_secret.arn)
+        TerraformOutput(self, "twenty_encryption_key_secret_arn", value=db.encryption_key_secret.arn)
+        TerraformOutput(self, "db_secrets_kms_key_arn", value=db.key.arn, description="Decrypts both secrets")
+        TerraformOutput(self, "db_security_group_id", value=db.security_group.id)
+        TerraformOutput(self, "db_instance_id", value=db.instance.id)
+        TerraformOutput(self, "db_dump_bucket", value=db.backup.bucket.bucket)
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

@@ -1,0 +1,386 @@
+"""The database host of every environment: instance, volumes, access, secrets, boot script, backups."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from cdktf import Testing as CdktfTesting  # renamed so pytest does not collect it
+from conftest import build_stack, copy_envs, with_changes
+
+from modules.database import render_cloud_init
+from modules.settings import SettingsError, load_all
+from modules.stacks import PlatformStack
+
+DOCUMENT = {"dev": ("DB-100", "t3.large", 50), "qa": ("DB-200", "t3.large", 50), "prod": ("DB-300", "t3.xlarge", 100)}
+SNAPSHOT_DAYS = {"dev": 7, "qa": 7, "prod": 30}
+# A Terraform reference in a string: ${...} not escaped as $${...}.
+_REFERENCE = re.compile(r"(?<!\$)\$\{([^}]*)\}")
+
+
+def user_data(stack) -> str:
+    return stack.only("aws_instance")["user_data"]
+
+
+def as_booted(text: str) -> str:
+    """The user data as the instance receives it: references filled in, Terraform escapes undone."""
+    fake = {"aws_ebs_volume": "vol-0123456789abcdef0", "aws_s3_bucket": "example-dumps",
+            "aws_secretsmanager_secret": "arn:aws:secretsmanager:sa-east-1:111122223333:secret:x-AbCdEf"}  # fmt: skip
+    filled = _REFERENCE.sub(lambda m: fake[m.group(1).split(".")[0]], text)
+    return filled.replace("$${", "${").replace("%%{", "%{")
+
+
+def shell_parts(cloud_config: str) -> dict[str, str]:
+    files = yaml.safe_load(cloud_config)["write_files"]
+    return {f["path"]: f["content"] for f in files if f["content"].startswith("#!/bin/bash")}
+
+
+def rules(stack, kind: str, sg_path: str) -> list[dict]:
+    sg_key = stack.by_path("aws_security_group", sg_path)["//"]["metadata"]["uniqueId"]
+    return [r for r in stack.resources(kind).values() if r["security_group_id"] == f"${{aws_security_group.{sg_key}.id}}"]
+
+
+# --- the instance ------------------------------------------------------------------------------
+
+
+def test_instance_has_the_document_type_and_is_hardened(platform_stack, env):
+    _, instance_type, _ = DOCUMENT[env]
+    assert CdktfTesting.to_have_resource_with_properties(
+        platform_stack.text,
+        "aws_instance",
+        {
+            "instance_type": instance_type,
+            "monitoring": True,
+            "ebs_optimized": True,
+            "metadata_options": {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
+            "disable_api_termination": env == "prod",
+        },
+    )
+    instance = platform_stack.only("aws_instance")
+    assert "key_name" not in instance and "associate_public_ip_address" not in instance
+    assert instance["subnet_id"].startswith("${aws_subnet.network_private-a_")
+    assert instance["ami"].startswith("${data.aws_ssm_parameter.database_ami_")
+    ami = platform_stack.json["data"]["aws_ssm_parameter"]
+    assert [a["name"] for a in ami.values()] == ["/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"]
+    assert instance["depends_on"][0].startswith("aws_secretsmanager_secret_version.database_password-value")
+
+
+def test_both_volumes_are_encrypted_with_the_database_key(platform_stack, env):
+    _, _, size = DOCUMENT[env]
+    key_ref = platform_stack.by_path("aws_kms_key", "database/key/key")["//"]["metadata"]["uniqueId"]
+    root = platform_stack.only("aws_instance")["root_block_device"]
+    assert root["encrypted"] is True and root["volume_type"] == "gp3"
+    assert root["kms_key_id"] == f"${{aws_kms_key.{key_ref}.arn}}"
+    data = platform_stack.by_path("aws_ebs_volume", "database/data")
+    assert (data["type"], data["size"], data["encrypted"]) == ("gp3", size, True)
+    assert data["kms_key_id"] == f"${{aws_kms_key.{key_ref}.arn}}"
+    assert data["availability_zone"] == "sa-east-1a", "the volume must be in the instance's zone"
+    assert data["final_snapshot"] is True
+    assert data["lifecycle"] == {"prevent_destroy": env == "prod"}
+
+
+def test_data_volume_is_attached_to_the_instance(platform_stack):
+    attachment = platform_stack.only("aws_volume_attachment")
+    assert attachment["volume_id"].startswith("${aws_ebs_volume.database_data_")
+    assert attachment["instance_id"].startswith("${aws_instance.database_instance_")
+    assert attachment["stop_instance_before_detaching"] is True
+
+
+def test_security_group_allows_postgres_only_from_the_nodes(platform_stack):
+    ingress = rules(platform_stack, "aws_vpc_security_group_ingress_rule", "database/sg")
+    assert len(ingress) == 1
+    [rule] = ingress
+    assert (rule["ip_protocol"], rule["from_port"], rule["to_port"]) == ("tcp", 5432, 5432)
+    assert rule["referenced_security_group_id"].startswith("${aws_security_group.node-security-group_sg_")
+    assert "cidr_ipv4" not in rule and rule["description"]
+    egress = rules(platform_stack, "aws_vpc_security_group_egress_rule", "database/sg")
+    assert [(r["ip_protocol"], r["from_port"], r["to_port"]) for r in egress] == [("tcp", 443, 443)]
+    assert all(r["description"] for r in egress)
+
+
+def test_instance_role_allows_session_manager_and_its_own_secret_only(platform_stack):
+    attachment = platform_stack.by_path("aws_iam_role_policy_attachment", "database/ssm")
+    assert attachment["policy_arn"].endswith(":iam::aws:policy/AmazonSSMManagedInstanceCore")
+    policy = json.loads(platform_stack.by_path("aws_iam_role_policy", "database/policy")["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["ReadOwnPassword"]["Resource"].startswith("${aws_secretsmanager_secret.database_password_")
+    assert by_sid["WriteDumps"]["Action"] == ["s3:PutObject", "s3:DeleteObject"], "no DeleteObjectVersion"
+    assert "secretsmanager.sa-east-1.amazonaws.com" in by_sid["UseKeyThroughServices"]["Condition"]["StringEquals"][
+        "kms:ViaService"
+    ]
+    encryption_key = platform_stack.by_path("aws_secretsmanager_secret", "database/encryption-key")
+    assert encryption_key["name"] not in json.dumps(policy), "the host has no business reading ENCRYPTION_KEY"
+
+
+def test_recovery_alarm_recovers_on_the_system_status_check(platform_stack):
+    alarm = platform_stack.only("aws_cloudwatch_metric_alarm")
+    assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/EC2", "StatusCheckFailed_System")
+    [action] = alarm["alarm_actions"]
+    assert action.startswith("arn:${data.aws_partition.") and action.endswith(":automate:sa-east-1:ec2:recover")
+    assert alarm["dimensions"]["InstanceId"].startswith("${aws_instance.database_instance_")
+    assert alarm["comparison_operator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
+
+
+def test_every_database_resource_carries_the_component_tag(platform_stack, env):
+    untaggable = {"aws_iam_role_policy", "aws_iam_role_policy_attachment", "aws_volume_attachment", "aws_kms_alias",
+                  "aws_secretsmanager_secret_version", "aws_s3_bucket_versioning", "aws_s3_bucket_policy",
+                  "aws_s3_bucket_server_side_encryption_configuration", "aws_s3_bucket_public_access_block",
+                  "aws_s3_bucket_ownership_controls", "aws_s3_bucket_lifecycle_configuration"}  # fmt: skip
+    component = f"{env}/{DOCUMENT[env][0]}"
+    seen = 0
+    for kind, resources in platform_stack.json["resource"].items():
+        for res in resources.values():
+            if "/database/" not in res["//"]["metadata"]["path"]:
+                continue
+            seen += 1
+            if kind in untaggable:
+                assert "tags" not in res
+            else:
+                assert res["tags"]["Component"] == component, f"{kind} {res['//']['metadata']['path']}"
+    assert seen > 25
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def test_secrets_are_generated_by_aws_and_never_stored_by_terraform(platform_stack, settings, env):
+    stack = platform_stack.json
+    generators = stack["ephemeral"]["aws_secretsmanager_random_password"]
+    assert set(generators) == {"database_password", "database_encryption_key"}
+    assert all(g["exclude_punctuation"] is True for g in generators.values())
+    assert "aws_secretsmanager_random_password" not in stack.get("data", {}), "a data source would land in state"
+    versions = platform_stack.resources("aws_secretsmanager_secret_version")
+    assert len(versions) == 2
+    for version in versions.values():
+        assert "secret_string" not in version, "a literal or stored value"
+        assert re.fullmatch(r"\$\{ephemeral\.aws_secretsmanager_random_password\.database_\w+\.random_password\}",
+                            version["secret_string_wo"])  # fmt: skip
+        assert version["secret_string_wo_version"] == 1
+    for secret in platform_stack.resources("aws_secretsmanager_secret").values():
+        assert secret["kms_key_id"].startswith("${aws_kms_key.database_key_")
+        assert secret["recovery_window_in_days"] == settings[env].database.secret_recovery_days
+    names = {s["name"] for s in platform_stack.resources("aws_secretsmanager_secret").values()}
+    assert names == {f"twentycrm/{env}/database/password", f"twentycrm/{env}/twenty/encryption-key"}
+
+
+def test_user_data_holds_no_secret_value(platform_stack):
+    text = user_data(platform_stack)
+    references = sorted(r.split(".")[0] + "." + r.split(".")[-1] for r in _REFERENCE.findall(text))
+    assert references == ["aws_ebs_volume.id", "aws_s3_bucket.bucket", "aws_secretsmanager_secret.arn"]
+    assert "ephemeral" not in text and "random_password" not in text and "secret_string" not in text
+    # the one assignment of a password is the read from Secrets Manager, at boot, through the role
+    assignments = re.findall(r"password\s*=\s*(\S*)", text, re.IGNORECASE)
+    assert assignments == ["$(aws"], assignments
+    assert "password=$(aws secretsmanager get-secret-value" in text
+
+
+def test_outputs_give_the_apps_what_they_need(platform_stack):
+    outputs = platform_stack.json["output"]
+    assert {"db_host", "db_private_ip", "db_port", "db_name", "db_username", "db_password_secret_arn",
+            "twenty_encryption_key_secret_arn", "db_secrets_kms_key_arn"} <= set(outputs)  # fmt: skip
+    assert outputs["db_port"]["value"] == 5432 and outputs["db_name"]["value"] == "twenty"
+    assert outputs["db_host"]["value"].startswith("${aws_instance.database_instance_") and "private_dns" in outputs[
+        "db_host"
+    ]["value"]
+
+
+# --- the boot script ---------------------------------------------------------------------------
+
+
+def test_boot_script_installs_the_chosen_postgres_on_the_data_volume(platform_stack, settings, env):
+    config = yaml.safe_load(as_booted(user_data(platform_stack)))
+    version = settings[env].database.postgres_version
+    assert config["packages"] == [f"postgresql{version}-server", f"postgresql{version}-contrib"]
+    files = {f["path"]: f["content"] for f in config["write_files"]}
+    assert f"PGDATA=/srv/pgsql/{version}/data" in files["/etc/twenty-db/setup.env"]
+    assert "VOLUME_ID=vol-0123456789abcdef0" in files["/etc/twenty-db/setup.env"]
+    assert f"Environment=PGDATA=/srv/pgsql/{version}/data" in files["/etc/systemd/system/postgresql.service.d/10-twenty.conf"]
+    assert config["runcmd"] == [["/usr/local/sbin/twenty-db-setup"]]
+
+
+def test_another_postgres_version_renders_another_boot_script(settings):
+    stack = build_stack(PlatformStack, with_changes(settings["qa"], database={"postgres_version": 15}))
+    config = yaml.safe_load(as_booted(user_data(stack)))
+    assert config["packages"] == ["postgresql15-server", "postgresql15-contrib"]
+    assert "PG_VERSION=15" in config["write_files"][0]["content"]
+    assert "16" not in json.dumps(config["packages"])
+
+
+def test_data_volume_is_formatted_only_when_blkid_finds_nothing(platform_stack):
+    setup = shell_parts(as_booted(user_data(platform_stack)))["/usr/local/sbin/twenty-db-setup"]
+    assert setup.count("mkfs") == 1
+    # mkfs sits in the else branch of `if blkid -p`, after the check that blkid found nothing (2)
+    probe = setup[setup.index('if blkid -p "$device"'):]
+    probe = probe[: probe.index("\nfi\n")]
+    found, missing = probe.split("\nelse\n")
+    assert "mkfs" not in found and "mkfs" in missing
+    assert re.search(r'if \[ "\$status" -ne 2 \]; then\n\s+log .*\n\s+exit 1', missing)
+    assert missing.index("-ne 2") < missing.index("mkfs")
+    assert 'echo "UUID=$uuid $MOUNT_POINT xfs' in setup, "mounted by UUID"
+    assert 'if [ ! -s "$PGDATA/PG_VERSION" ]' in setup, "initdb only on an empty data directory"
+
+
+def test_access_is_tls_and_scram_from_the_private_subnets_only(platform_stack, settings, env):
+    config = yaml.safe_load(as_booted(user_data(platform_stack)))
+    files = {f["path"]: f["content"] for f in config["write_files"]}
+    hba = [line.split() for line in files["/etc/twenty-db/pg_hba.conf"].splitlines() if not line.startswith("#")]
+    private = [s.cidr for s in settings[env].network.subnets if s.tier == "private"]
+    assert hba == [["local", "all", "postgres", "peer"]] + [
+        ["hostssl", "twenty", "twenty", cidr, "scram-sha-256"] for cidr in private
+    ]
+    conf = files["/etc/twenty-db/postgresql.conf"]
+    for line in ("ssl = on", "password_encryption = 'scram-sha-256'", "ssl_min_protocol_version = 'TLSv1.2'"):
+        assert line in conf.splitlines()
+    assert "listen_addresses = 'localhost,%s'" in files["/usr/local/sbin/twenty-db-setup"]
+
+
+@pytest.mark.parametrize(("env", "shared_buffers", "cache"), [("dev", "2048MB", "6144MB"), ("prod", "4096MB", "12288MB")])
+def test_memory_settings_follow_the_instance_size(synthesized, env, shared_buffers, cache):
+    config = yaml.safe_load(as_booted(user_data(synthesized.stack(f"twentycrm-{env}-platform"))))
+    conf = next(f["content"] for f in config["write_files"] if f["path"] == "/etc/twenty-db/postgresql.conf")
+    assert f"shared_buffers = {shared_buffers}" in conf and f"effective_cache_size = {cache}" in conf
+
+
+def test_boot_config_passes_cloud_init_schema(platform_stack, tmp_path):
+    if shutil.which("cloud-init") is None:
+        pytest.skip("cloud-init is not installed (Debian package 'cloud-init'); cannot run `cloud-init schema`")
+    path = tmp_path / "user-data.yaml"
+    path.write_text(as_booted(user_data(platform_stack)))
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+def test_cloud_init_schema_check_rejects_a_broken_config(tmp_path):
+    """The schema check above can fail: a misspelt module key is reported."""
+    if shutil.which("cloud-init") is None:
+        pytest.skip("cloud-init is not installed (Debian package 'cloud-init'); cannot run `cloud-init schema`")
+    path = tmp_path / "user-data.yaml"
+    path.write_text("#cloud-config\nruncmd: 42\n")
+    result = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+    assert result.returncode != 0
+
+
+def test_shell_parts_pass_shellcheck(platform_stack, tmp_path):
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (Debian package 'shellcheck')")
+    scripts = shell_parts(as_booted(user_data(platform_stack)))
+    assert set(scripts) == {"/usr/local/sbin/twenty-db-setup", "/usr/local/sbin/twenty-db-dump"}
+    for path, content in scripts.items():
+        file = tmp_path / Path(path).name
+        file.write_text(content)
+        result = subprocess.run(["shellcheck", "--severity=style", str(file)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{path}:\n{result.stdout}"
+
+
+def test_render_refuses_a_template_placeholder_without_a_value(settings, monkeypatch, tmp_path):
+    import modules.database
+
+    template = tmp_path / "cloud-init.yaml"
+    template.write_text(modules.database.TEMPLATE.read_text() + "# {{ forgotten }}\n")
+    monkeypatch.setattr(modules.database, "TEMPLATE", template)
+    with pytest.raises(ValueError, match="forgotten"):
+        render_cloud_init(settings["dev"], volume_id="v", secret_arn="a", dump_bucket="b", client_cidrs=[])
+
+
+# --- backups -----------------------------------------------------------------------------------
+
+
+def test_dlm_snapshots_the_data_volume_daily_with_the_environment_retention(platform_stack, env):
+    policy = platform_stack.only("aws_dlm_lifecycle_policy")
+    details = policy["policy_details"]
+    volume_tags = platform_stack.by_path("aws_ebs_volume", "database/data")["tags"]
+    assert details["resource_types"] == ["VOLUME"]
+    assert details["target_tags"].items() <= volume_tags.items(), "DLM must select the data volume"
+    root_tags = platform_stack.only("aws_instance")["root_block_device"]["tags"]
+    assert not details["target_tags"].items() <= root_tags.items(), "only the data volume"
+    [schedule] = details["schedule"]
+    assert schedule["create_rule"] == {"interval": 24, "interval_unit": "HOURS", "times": ["05:00"]}
+    assert schedule["retain_rule"] == {"interval": SNAPSHOT_DAYS[env], "interval_unit": "DAYS"}
+    assert policy["state"] == "ENABLED" and policy["execution_role_arn"].startswith("${aws_iam_role.database_backup_dlm-role_")
+
+
+def test_dump_bucket_is_encrypted_versioned_private_and_expires_dumps(platform_stack, settings, env):
+    db = settings[env].database
+    bucket = platform_stack.by_path("aws_s3_bucket", "database/backup/dumps")
+    assert bucket["bucket"] == db.dump_bucket and bucket["force_destroy"] is False
+    versioning = platform_stack.by_path("aws_s3_bucket_versioning", "database/backup/dumps-versioning")
+    assert versioning["versioning_configuration"] == {"status": "Enabled"}
+    sse = platform_stack.by_path(
+        "aws_s3_bucket_server_side_encryption_configuration", "database/backup/dumps-encryption"
+    )["rule"][0]["apply_server_side_encryption_by_default"]
+    assert sse["sse_algorithm"] == "aws:kms" and sse["kms_master_key_id"].startswith("${aws_kms_key.database_key_")
+    block = platform_stack.by_path("aws_s3_bucket_public_access_block", "database/backup/dumps-public-access")
+    assert all(block[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
+    [deny] = json.loads(platform_stack.by_path("aws_s3_bucket_policy", "database/backup/dumps-policy")["policy"])["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    [rule] = platform_stack.by_path("aws_s3_bucket_lifecycle_configuration", "database/backup/dumps-lifecycle")["rule"]
+    assert rule["expiration"] == [{"days": db.dump_retention_days}]
+    assert rule["noncurrent_version_expiration"] == [{"noncurrent_days": db.dump_noncurrent_days}]
+
+
+def test_nightly_dump_streams_to_the_bucket_on_a_timer(platform_stack):
+    config = yaml.safe_load(as_booted(user_data(platform_stack)))
+    files = {f["path"]: f["content"] for f in config["write_files"]}
+    assert "OnCalendar=*-*-* 04:30:00 UTC" in files["/etc/systemd/system/twenty-db-dump.timer"]
+    dump = files["/usr/local/sbin/twenty-db-dump"]
+    assert "set -euo pipefail" in dump and "pg_dump --format=custom" in dump
+    assert 'aws s3 cp - "$object"' in dump and 'aws s3 rm "$object"' in dump
+    assert "DUMP_BUCKET=example-dumps" in files["/etc/twenty-db/setup.env"]
+    assert "systemctl enable --now twenty-db-dump.timer" in files["/usr/local/sbin/twenty-db-setup"]
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def test_database_settings_of_the_document_and_the_defaults(settings):
+    dev, qa, prod = settings["dev"].database, settings["qa"].database, settings["prod"].database
+    assert [d.postgres_version for d in (dev, qa, prod)] == [16, 16, 16]
+    assert [d.snapshot_retention_days for d in (dev, qa, prod)] == [7, 7, 30]
+    assert [d.termination_protection for d in (dev, qa, prod)] == [False, False, True]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"test setup: {old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param("postgres_version = 16", "postgres_version = 13", r"dev\.toml: database\.postgres_version: PostgreSQL 13 \(the version the infrastructure document names\) is end-of-life \(November 2025\) and Twenty requires 15 or newer; allowed values are 15, 16", id="document-13"),
+        pytest.param("postgres_version = 16", "postgres_version = 9", r"dev\.toml: database\.postgres_version: PostgreSQL 9 is end-of-life .*allowed values are 15, 16", id="ancient"),
+        pytest.param("postgres_version = 16", "postgres_version = 18", r"dev\.toml: database\.postgres_version: PostgreSQL 18 is not a version .*allowed values are 15, 16", id="unknown"),
+        pytest.param('instance_type = "t3.large"\nvolume_size_gb', 'instance_type = "x9.huge"\nvolume_size_gb', r"dev\.toml: database\.instance_type: 'x9\.huge' is not an instance type the database knows the memory of", id="unknown-instance"),
+        pytest.param("snapshot_retention_days = 7", "snapshot_retention_days = 0", r"dev\.toml: database\.snapshot_retention_days: Input should be greater than or equal to 1", id="no-retention"),
+        pytest.param('snapshot_time_utc = "05:00"', 'snapshot_time_utc = "5am"', r"dev\.toml: database\.snapshot_time_utc: '5am' is not a time of day 'HH:MM'", id="bad-time"),
+        pytest.param('dump_bucket = "olhai-twentycrm-dev-db-dumps"', 'dump_bucket = "olhai-twentycrm-dev-tfstate"', r"dev\.toml: \(top level\): database\.dump_bucket and state\.bucket are both", id="dump-in-state-bucket"),
+        pytest.param('dump_bucket = "olhai-twentycrm-dev-db-dumps"', 'dump_bucket = "olhai-twentycrm-qa-db-dumps"', r"qa\.toml: database\.dump_bucket: 'olhai-twentycrm-qa-db-dumps' is already used by .*dev\.toml", id="dump-bucket-shared"),
+        pytest.param('username = "twenty"', 'username = "Twenty-App"', r"dev\.toml: database\.username: 'Twenty-App' is not a PostgreSQL identifier", id="bad-role"),
+    ],
+)  # fmt: skip
+def test_bad_database_settings_are_rejected_naming_file_field_and_fix(tmp_path, old, new, expected):
+    envs = copy_envs(tmp_path)
+    edit(envs / "dev.toml", old, new)
+    with pytest.raises(SettingsError) as caught:
+        load_all(envs)
+    assert re.search(expected, str(caught.value)), str(caught.value)
+
+
+def test_restore_runbook_names_the_real_terraform_addresses(platform_stack):
+    """docs/database.md gives exact commands; its Terraform addresses must be the synthesized ones."""
+    runbook = (Path(__file__).resolve().parent.parent / "docs" / "database.md").read_text()
+    for kind, path in (("aws_ebs_volume", "database/data"), ("aws_volume_attachment", "database/data-attachment"),
+                       ("aws_instance", "database/instance")):  # fmt: skip
+        address = f"{kind}.{platform_stack.by_path(kind, path)['//']['metadata']['uniqueId']}"
+        assert address in runbook, f"docs/database.md does not name {address}"
+    assert "Snapshots,Values=twentycrm-$ENV-db-daily" in runbook
+    assert platform_stack.only("aws_dlm_lifecycle_policy")["policy_details"]["target_tags"] == {
+        "Snapshots": f"{platform_stack.name.rsplit('-', 1)[0]}-db-daily"
+    }

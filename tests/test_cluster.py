@@ -300,7 +300,10 @@ def test_addon_versions_can_be_overridden_one_by_one(settings):
 
 def test_every_known_version_pins_every_addon():
     for version, pins in KUBERNETES_VERSIONS.items():
-        assert set(pins) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "aws-ebs-csi-driver"}, version
+        assert set(pins) == {
+            "vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "aws-ebs-csi-driver",
+            "amazon-cloudwatch-observability",
+        }, version
         assert pins["kube-proxy"].startswith(f"v{version}."), "kube-proxy follows the Kubernetes minor version"
 
 

@@ -64,6 +64,7 @@ def test_a_new_environment_file_yields_new_stacks(tmp_path):
         .replace("-qa-", "-staging-")
         .replace('"twentycrm-qa"', '"twentycrm-staging"')
         .replace("10.1.", "10.7.")
+        .replace('github_environment = "qa"', 'github_environment = "staging"')
     )
     (envs / "staging.toml").write_text(staging)
     names = synth(envs, tmp_path / "out")

@@ -250,6 +250,11 @@ class DatabaseHost(Construct):
             self, "ssm", role=role.name,
             policy_arn=f"arn:{self.key.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",
         )  # fmt: skip
+        # The CloudWatch agent publishes memory and disk use (the monitoring alarms read them).
+        IamRolePolicyAttachment(
+            self, "cloudwatch-agent", role=role.name,
+            policy_arn=f"arn:{self.key.partition}:iam::aws:policy/CloudWatchAgentServerPolicy",
+        )  # fmt: skip
         IamRolePolicy(
             self, "policy", role=role.id,
             policy=json.dumps({"Version": "2012-10-17", "Statement": [

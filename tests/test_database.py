@@ -118,7 +118,7 @@ def test_instance_role_allows_session_manager_and_its_own_secret_only(platform_s
 
 
 def test_recovery_alarm_recovers_on_the_system_status_check(platform_stack):
-    alarm = platform_stack.only("aws_cloudwatch_metric_alarm")
+    alarm = platform_stack.by_path("aws_cloudwatch_metric_alarm", "database/recover")
     assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/EC2", "StatusCheckFailed_System")
     [action] = alarm["alarm_actions"]
     assert action.startswith("arn:${data.aws_partition.") and action.endswith(":automate:sa-east-1:ec2:recover")
@@ -195,18 +195,20 @@ def test_outputs_give_the_apps_what_they_need(platform_stack):
 def test_boot_script_installs_the_chosen_postgres_on_the_data_volume(platform_stack, settings, env):
     config = yaml.safe_load(as_booted(user_data(platform_stack)))
     version = settings[env].database.postgres_version
-    assert config["packages"] == [f"postgresql{version}-server", f"postgresql{version}-contrib"]
+    assert config["packages"] == [
+        f"postgresql{version}-server", f"postgresql{version}-contrib", "amazon-cloudwatch-agent"
+    ]
     files = {f["path"]: f["content"] for f in config["write_files"]}
     assert f"PGDATA=/srv/pgsql/{version}/data" in files["/etc/twenty-db/setup.env"]
     assert "VOLUME_ID=vol-0123456789abcdef0" in files["/etc/twenty-db/setup.env"]
     assert f"Environment=PGDATA=/srv/pgsql/{version}/data" in files["/etc/systemd/system/postgresql.service.d/10-twenty.conf"]
-    assert config["runcmd"] == [["/usr/local/sbin/twenty-db-setup"]]
+    assert config["runcmd"][0] == ["/usr/local/sbin/twenty-db-setup"]
 
 
 def test_another_postgres_version_renders_another_boot_script(settings):
     stack = build_stack(PlatformStack, with_changes(settings["qa"], database={"postgres_version": 15}))
     config = yaml.safe_load(as_booted(user_data(stack)))
-    assert config["packages"] == ["postgresql15-server", "postgresql15-contrib"]
+    assert config["packages"][:2] == ["postgresql15-server", "postgresql15-contrib"]
     assert "PG_VERSION=15" in config["write_files"][0]["content"]
     assert "16" not in json.dumps(config["packages"])
 

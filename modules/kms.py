@@ -7,6 +7,7 @@ it); a construct may let CloudWatch Logs use it for one log group.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
@@ -29,8 +30,11 @@ class EncryptionKey(Construct):
         tags: dict[str, str],
         logs_region: str | None = None,
         log_group_name: str | None = None,
+        service_statements: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """``logs_region`` and ``log_group_name`` let CloudWatch Logs use the key for that group only."""
+        """``logs_region`` and ``log_group_name`` let CloudWatch Logs use the key for that group only
+        (``log_group_name`` may end in ``*`` for a family of groups); ``service_statements`` are
+        further key-policy statements, e.g. CloudWatch alarms publishing to an encrypted topic."""
         super().__init__(scope, construct_id)
         self.account_id = DataAwsCallerIdentity(self, "account").account_id
         self.partition = DataAwsPartition(self, "partition").partition
@@ -49,6 +53,7 @@ class EncryptionKey(Construct):
                     region=logs_region, partition=self.partition, account_id=self.account_id, log_group_name=log_group_name
                 )
             )
+        statements.extend(service_statements)
         self.key = KmsKey(
             self,
             "key",

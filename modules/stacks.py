@@ -1,8 +1,9 @@
 """The stacks of one environment and the constructs each one holds.
 
-``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend)
+``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend), the GitHub
+                           OIDC provider and the CI deploy/plan roles
 ``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB, EKS cluster and node groups,
-                           the PostgreSQL host and its backups
+                           the PostgreSQL host and its backups, alarms, dashboard and Container Insights
 
 Each stack is planned and applied on its own, so a change to the platform never risks the state.
 """
@@ -14,9 +15,11 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
-from modules.database import DatabaseHost
+from modules.deploy_role import DeployRole
+from modules.database import MOUNT_POINT, DatabaseHost
 from modules.dns import Dns
 from modules.load_balancer import LoadBalancer
+from modules.monitoring import Monitoring
 from modules.network import Network
 from modules.node_group import TIER_LABEL, NodeGroup, NodeRole
 from modules.node_security_group import NodeSecurityGroup
@@ -52,7 +55,8 @@ def _s3_backend(stack: TerraformStack, settings: EnvironmentSettings, stack_name
 
 
 class StateStack(TerraformStack):
-    """``<project>-<env>-state``: exposes ``state`` (a TerraformState)."""
+    """``<project>-<env>-state``: exposes ``state`` (a TerraformState) and ``deploy`` (the GitHub
+    OIDC provider and the environment's deploy and plan roles)."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("state")
@@ -68,11 +72,24 @@ class StateStack(TerraformStack):
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
         TerraformOutput(self, "state_key_arn", value=self.state.key.arn)
+        self.deploy = DeployRole(
+            self,
+            "deploy",
+            settings=settings,
+            state_bucket_arn=self.state.bucket.arn,
+            lock_table_arn=self.state.lock_table.arn,
+            state_key=self.state.key,
+        )
+        TerraformOutput(self, "deploy_role_arn", value=self.deploy.role.arn, description="AWS_DEPLOY_ROLE_ARN of the "
+                        f"GitHub environment {settings.ci.github_environment} (docs/ci-cd.md)")
+        TerraformOutput(self, "plan_role_arn", value=self.deploy.plan_role.arn,
+                        description="Assumed by pull-request plans (docs/ci-cd.md)")
+        TerraformOutput(self, "github_oidc_provider_arn", value=self.deploy.oidc_provider_arn)
 
 
 class PlatformStack(TerraformStack):
     """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``dns``,
-    ``load_balancer``, ``cluster``, ``node_groups`` and ``database``."""
+    ``load_balancer``, ``cluster``, ``node_groups``, ``database`` and ``monitoring``."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
@@ -83,6 +100,7 @@ class PlatformStack(TerraformStack):
         self._edge(settings)
         self._cluster(settings)
         self._database(settings)
+        self._monitoring(settings)
 
     def _network(self, settings: EnvironmentSettings) -> None:
         self.network = Network(self, "network", settings=settings)
@@ -189,6 +207,26 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "db_security_group_id", value=db.security_group.id)
         TerraformOutput(self, "db_instance_id", value=db.instance.id)
         TerraformOutput(self, "db_dump_bucket", value=db.backup.bucket.bucket)
+
+    def _monitoring(self, settings: EnvironmentSettings) -> None:
+        groups = {tier: g.node_group for tier, g in self.node_groups.items()}
+        self.monitoring = Monitoring(
+            self,
+            "monitoring",
+            settings=settings,
+            alb_arn_suffix=self.load_balancer.alb.arn_suffix,
+            target_group_arn_suffix=self.load_balancer.target_group.arn_suffix,
+            db_instance_id=self.database.instance.id,
+            db_data_mount_point=MOUNT_POINT,
+            node_group_asg_names={
+                tier: g.resources.get(0).autoscaling_groups.get(0).name for tier, g in groups.items()
+            },
+            nat_gateway_ids={zone: nat.id for zone, nat in self.network.nat_gateways.items()},
+            cluster_name=self.cluster.eks.name,
+            after=list(groups.values()),
+        )
+        TerraformOutput(self, "alarm_topic_arn", value=self.monitoring.topic.arn)
+        TerraformOutput(self, "dashboard_name", value=self.monitoring.dashboard.dashboard_name)
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

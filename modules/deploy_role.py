@@ -1,0 +1,287 @@
+"""GitHub Actions' way into one environment: the account's GitHub OIDC provider and a deploy role.
+
+- The OIDC provider (``token.actions.githubusercontent.com``) exists once per AWS account, so
+  ``ci.oidc_provider`` says whether this environment creates it or uses the existing one (by ARN,
+  or looked up by its URL).
+- The role ``<project>-<env>-deploy`` trusts only tokens for audience ``sts.amazonaws.com`` whose
+  subject is ``repo:<owner>/<name>:environment:<env>``: a job of that repository running in that
+  GitHub environment (so behind its approval rules). Pull requests, other branches' jobs without
+  the environment, forks and other repositories get nothing.
+- Its permissions are what the platform stack manages, fenced in (docs/ci-cd.md says why each):
+  state access only to this environment's bucket, lock table and key; other AWS actions only in
+  the environment's region (IAM, Route53, ACM-for-CloudFront and STS are global); IAM writes only
+  to roles, profiles and policies named after this environment; a permissions boundary that
+  forbids touching the deploy roles, the OIDC provider, the boundary itself and the state
+  resources, and deleting anything tagged for another environment.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
+from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
+from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from constructs import Construct
+
+from modules.kms import EncryptionKey
+from modules.settings import EnvironmentSettings
+
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
+AUDIENCE = "sts.amazonaws.com"
+DEPLOY_COMPONENT = "ci-deploy"  # not in the document; tagged <env>/ci-deploy
+
+# The services the platform stack manages (and the read-only ones Terraform's refresh needs).
+MANAGED_SERVICES = (
+    "acm", "autoscaling", "cloudwatch", "dlm", "ec2", "eks", "elasticloadbalancing", "kms", "logs",
+    "s3", "secretsmanager", "sns", "ssm",
+)  # fmt: skip
+# IAM actions on the environment's own roles, instance profiles and policies (nothing else in IAM).
+IAM_WRITE_ACTIONS = (
+    "iam:CreateRole", "iam:DeleteRole", "iam:UpdateRole", "iam:UpdateRoleDescription", "iam:UpdateAssumeRolePolicy",
+    "iam:TagRole", "iam:UntagRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy", "iam:PassRole",
+    "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile", "iam:AddRoleToInstanceProfile",
+    "iam:RemoveRoleFromInstanceProfile", "iam:TagInstanceProfile", "iam:UntagInstanceProfile",
+    "iam:CreatePolicy", "iam:DeletePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:TagPolicy",
+    "iam:UntagPolicy",
+)  # fmt: skip
+READ_ACTIONS = ("iam:Get*", "iam:List*", "route53:Get*", "route53:List*", "sts:GetCallerIdentity")
+ROUTE53_WRITE_ACTIONS = (
+    "route53:ChangeResourceRecordSets", "route53:CreateHostedZone", "route53:DeleteHostedZone",
+    "route53:ChangeTagsForResource",
+)  # fmt: skip
+# The AWS managed policies the stacks attach to their roles; the boundary lets the deploy role
+# attach these and its environment's own policies, nothing else (no AdministratorAccess).
+ATTACHABLE_AWS_POLICIES = (
+    "AmazonEKSClusterPolicy", "AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
+    "AmazonEKS_CNI_Policy", "AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy",
+    "service-role/AmazonEBSCSIDriverPolicy", "service-role/AWSDataLifecycleManagerServiceRole",
+)  # fmt: skip
+
+
+def subject(settings: EnvironmentSettings) -> str:
+    """The ``sub`` claim of GitHub's token for a job running in the environment's GitHub environment."""
+    return f"repo:{settings.ci.github_repository}:environment:{settings.ci.github_environment}"
+
+
+def _doc(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def pull_request_subject(settings: EnvironmentSettings) -> str:
+    """The ``sub`` claim of GitHub's token for a job triggered by a pull request of the repository."""
+    return f"repo:{settings.ci.github_repository}:pull_request"
+
+
+def _trust(provider_arn: str, sub: str) -> str:
+    return _doc(
+        {
+            "Sid": "GitHubOidcOnly",
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {f"{GITHUB_OIDC_HOST}:aud": AUDIENCE, f"{GITHUB_OIDC_HOST}:sub": sub}},
+        }
+    )
+
+
+class DeployRole(Construct):
+    """Exposes ``oidc_provider_arn``, ``role`` (plan + apply, from the GitHub environment),
+    ``plan_role`` (read-only plans of pull requests) and ``boundary``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: EnvironmentSettings,
+        state_bucket_arn: str,
+        lock_table_arn: str,
+        state_key: EncryptionKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        ci = settings.ci
+        tags = {"Component": settings.component(DEPLOY_COMPONENT)}
+        partition, account = state_key.partition, state_key.account_id
+        name = settings.stack_name("deploy")
+        env_prefix = settings.stack_name("")[:-1]  # twentycrm-dev
+
+        if ci.oidc_provider == "create":
+            provider = IamOpenidConnectProvider(
+                self,
+                "github-oidc",
+                url=GITHUB_OIDC_URL,
+                client_id_list=[AUDIENCE],
+                # IAM trusts GitHub's certificate through its own CA store; the thumbprint is only
+                # required by the API, AWS documents this value for GitHub.
+                thumbprint_list=["6938fd4d98bab03faadb97b34396831e3780aea1"],
+                tags={**tags, "Name": GITHUB_OIDC_HOST},
+            )
+            self.oidc_provider_arn = provider.arn
+        elif ci.existing_oidc_provider_arn:
+            self.oidc_provider_arn = ci.existing_oidc_provider_arn
+        else:
+            self.oidc_provider_arn = DataAwsIamOpenidConnectProvider(self, "github-oidc", url=GITHUB_OIDC_URL).arn
+
+        iam = f"arn:{partition}:iam::{account}"
+        # IAM names this environment's constructs use: <project>-<env>-* and <cluster name>-*.
+        own_iam = sorted({
+            f"{iam}:{kind}/{prefix}-*"
+            for kind in ("role", "instance-profile", "policy")
+            for prefix in (env_prefix, settings.cluster.name)
+        })  # fmt: skip
+        deploy_roles = f"{iam}:role/{settings.project}-*-deploy"
+        boundary_arn = f"{iam}:policy/{name}-boundary"
+
+        allowed = [
+            {
+                "Sid": "ManagedServicesInRegion",
+                "Effect": "Allow",
+                "Action": [f"{service}:*" for service in MANAGED_SERVICES],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}},
+            },
+            {"Sid": "GlobalReads", "Effect": "Allow", "Action": list(READ_ACTIONS), "Resource": "*"},
+            {"Sid": "OwnIamOnly", "Effect": "Allow", "Action": list(IAM_WRITE_ACTIONS), "Resource": own_iam},
+            {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
+             "Resource": f"{iam}:role/aws-service-role/*"},
+            {"Sid": "Route53Zones", "Effect": "Allow", "Action": list(ROUTE53_WRITE_ACTIONS), "Resource": "*"},
+        ]  # fmt: skip
+        self.boundary = IamPolicy(
+            self,
+            "boundary",
+            name=f"{name}-boundary",
+            description=f"Caps what the {settings.name} deploy role can ever do (docs/ci-cd.md)",
+            policy=_doc(
+                # the same allows as the identity policy below, plus the state: the boundary is the
+                # ceiling even if someone widens the role's own policies later
+                *allowed,
+                {"Sid": "StateAccess", "Effect": "Allow", "Action": ["s3:*", "dynamodb:*", "kms:*"],
+                 "Resource": [state_bucket_arn, f"{state_bucket_arn}/*", lock_table_arn, state_key.arn]},
+                {
+                    "Sid": "NoTouchingCiIdentity",
+                    "Effect": "Deny",
+                    "NotAction": ["iam:Get*", "iam:List*"],
+                    "Resource": [deploy_roles, f"{iam}:role/{settings.project}-*-plan", f"{iam}:policy/{settings.project}-*-deploy-boundary",
+                                 f"{iam}:oidc-provider/{GITHUB_OIDC_HOST}"],
+                },  # fmt: skip
+                {
+                    "Sid": "AttachOnlyKnownPolicies",
+                    "Effect": "Deny",
+                    "Action": ["iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:AttachGroupPolicy"],
+                    "Resource": "*",
+                    "Condition": {"ArnNotLike": {"iam:PolicyARN": [
+                        *(f"arn:{partition}:iam::aws:policy/{p}" for p in ATTACHABLE_AWS_POLICIES),
+                        *(arn for arn in own_iam if ":policy/" in arn),
+                    ]}},
+                },  # fmt: skip
+                {
+                    "Sid": "NoIamUsersOrKeys",
+                    "Effect": "Deny",
+                    "Action": ["iam:CreateUser", "iam:CreateAccessKey", "iam:CreateLoginProfile"],
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "NoRemovingBoundaries",
+                    "Effect": "Deny",
+                    "Action": ["iam:DeleteRolePermissionsBoundary", "iam:DeleteUserPermissionsBoundary"],
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "StateStaysInPlace",
+                    "Effect": "Deny",
+                    "Action": [
+                        "s3:DeleteBucket", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:PutBucketVersioning",
+                        "s3:PutLifecycleConfiguration", "s3:PutEncryptionConfiguration",
+                        "dynamodb:DeleteTable", "dynamodb:UpdateTable",
+                        "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy",
+                    ],
+                    "Resource": [state_bucket_arn, lock_table_arn, state_key.arn],
+                },  # fmt: skip
+                {
+                    "Sid": "OnlyThisEnvironmentsTaggedResources",
+                    "Effect": "Deny",
+                    "Action": [
+                        "ec2:Delete*", "ec2:Terminate*", "ec2:Modify*", "ec2:Detach*", "ec2:Disassociate*",
+                        "eks:Delete*", "eks:Update*", "elasticloadbalancing:Delete*", "elasticloadbalancing:Modify*",
+                        "kms:ScheduleKeyDeletion", "secretsmanager:Delete*", "logs:Delete*", "sns:DeleteTopic",
+                        "cloudwatch:DeleteAlarms", "dlm:Delete*",
+                    ],
+                    "Resource": "*",
+                    # only where the resource says it belongs to another environment; untagged
+                    # sub-resources (rules, associations) are fenced by their parent's tag
+                    "Condition": {
+                        "StringNotEquals": {"aws:ResourceTag/Environment": settings.name},
+                        "Null": {"aws:ResourceTag/Environment": "false"},
+                    },
+                },  # fmt: skip
+            ),
+            tags=tags,
+        )
+
+        self.role = IamRole(
+            self,
+            "role",
+            name=name,
+            description=f"GitHub Actions deploys {settings.name} from {ci.github_repository} "
+            f"(environment {ci.github_environment})",
+            assume_role_policy=_trust(self.oidc_provider_arn, subject(settings)),
+            permissions_boundary=boundary_arn,
+            max_session_duration=3600,
+            tags={**tags, "Name": name},
+            depends_on=[self.boundary],
+        )
+        state_policy = _doc(
+                {"Sid": "StateBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketVersioning"],
+                 "Resource": state_bucket_arn},
+                {"Sid": "StateObjects", "Effect": "Allow",
+                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                 "Resource": f"{state_bucket_arn}/{settings.project}-{settings.name}-*"},
+                {"Sid": "Lock", "Effect": "Allow",
+                 "Action": ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                 "Resource": lock_table_arn},
+                {"Sid": "StateKey", "Effect": "Allow",
+                 "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                 "Resource": state_key.arn},
+        )  # fmt: skip
+        IamRolePolicy(self, "state-access", role=self.role.id, name="terraform-state", policy=state_policy)
+        IamRolePolicy(
+            self,
+            "platform-access",
+            role=self.role.id,
+            name="platform-stack",
+            policy=_doc(*allowed),
+        )
+
+        # Pull requests plan every environment, read-only: AWS's ReadOnlyAccess (which has no
+        # secretsmanager:GetSecretValue and no kms:Decrypt, so secrets and other keys' data stay
+        # closed) plus this environment's state and lock, and the random-password call the
+        # database's ephemeral secret makes while planning.
+        plan_name = settings.stack_name("plan")
+        self.plan_role = IamRole(
+            self,
+            "plan-role",
+            name=plan_name,
+            description=f"GitHub Actions plans {settings.name} for pull requests of {ci.github_repository}",
+            assume_role_policy=_trust(self.oidc_provider_arn, pull_request_subject(settings)),
+            max_session_duration=3600,
+            tags={**tags, "Name": plan_name},
+        )
+        IamRolePolicyAttachment(
+            self, "plan-read-only", role=self.plan_role.name, policy_arn=f"arn:{partition}:iam::aws:policy/ReadOnlyAccess"
+        )
+        IamRolePolicy(self, "plan-state-access", role=self.plan_role.id, name="terraform-state", policy=state_policy)
+        IamRolePolicy(
+            self,
+            "plan-ephemeral",
+            role=self.plan_role.id,
+            name="ephemeral-values",
+            policy=_doc({"Sid": "RandomPassword", "Effect": "Allow", "Action": "secretsmanager:GetRandomPassword",
+                         "Resource": "*"}),  # fmt: skip
+        )

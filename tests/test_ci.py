@@ -126,8 +126,15 @@ def test_plan_role_trusts_pull_requests_and_reads_only(state_stack, settings, en
     assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
         f"repo:{settings[env].ci.github_repository}:pull_request"
     )
-    attached = [a["policy_arn"] for a in state_stack.resources("aws_iam_role_policy_attachment").values()]
-    assert [a.rsplit("/", 1)[1] for a in attached] == ["ReadOnlyAccess"]
+    assert not state_stack.resources("aws_iam_role_policy_attachment")  # no broad managed policy
+    read = json.loads(state_stack.by_path("aws_iam_role_policy", "deploy/plan-read")["policy"])
+    actions = [a for s in read["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    writes = re.compile(r":(Create|Delete|Put|Update|Modify|Attach|Detach|Terminate|Run|Tag|Untag|Set)")
+    assert not [a for a in actions if writes.search(a)], "the plan role must not write"
+    closed = ("secretsmanager:GetSecretValue", "s3:GetObject", "s3:Get*", "logs:GetLogEvents", "logs:Get*", "*")
+    assert not set(actions) & set(closed)
+    ssm = next(s for s in read["Statement"] if s["Sid"] == "PublicAmiParameters")
+    assert ssm["Resource"].endswith("::parameter/aws/service/*")
 
 
 def test_deploy_role_is_fenced(state_stack, settings, env):

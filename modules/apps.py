@@ -93,7 +93,7 @@ def chart_values(settings: EnvironmentSettings, tier: str, *, target_group_arn: 
     apps = settings.apps
     return {
         "tier": tier,
-        "image": {"repository": "twentycrm/twenty", "tag": apps.twenty_image_tag, "pullPolicy": "IfNotPresent"},
+        "image": {"repository": "twentycrm/twenty", "tag": apps.twenty_image_tag, "pullPolicy": "Always"},
         "serverUrl": f"https://{settings.domain}",
         "secretName": SECRET_NAME,
         "storage": {"s3": {"bucket": apps.files_bucket, "region": settings.region}},

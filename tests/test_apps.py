@@ -142,20 +142,31 @@ def test_the_secret_is_written_only_through_write_only_data(apps_stack):
     assert "aws_secretsmanager_secret_version" not in apps_stack.json.get("data", {}), "a data source lands in state"
 
 
+SECRET_LITERALS = [
+    re.compile(r"postgres(ql)?://[^$\s\"]*:[^$\s\"{<]+@"),  # a URL with a literal password
+    re.compile(r"replace_me|changeme|(?i:BEGIN [A-Z ]*PRIVATE KEY)"),
+    re.compile(r"AKIA[0-9A-Z]{16}"),  # an AWS access key ID
+    re.compile(r"\"(token|password|secret_string|set_sensitive|set_wo)\"\s*:"),  # arguments that hold values
+]
+
+
 def test_no_secret_literal_anywhere_in_cdktf_out(synthesized):
-    """Every file the synth writes (stacks, manifests, chart assets): no credential, no URL with a password."""
+    """Every file the synth writes (stacks, chart assets): no credential, no URL with a password."""
     offenders = []
-    patterns = [
-        re.compile(r"postgres(ql)?://[^$\s\"]*:[^$\s\"{<]+@"),  # a URL with a literal password
-        re.compile(r"replace_me|changeme|(?i:BEGIN [A-Z ]*PRIVATE KEY)"),
-        re.compile(r"AKIA[0-9A-Z]{16}"),  # an AWS access key ID
-        re.compile(r"\"(token|password|secret_string|set_sensitive|set_wo)\"\s*:"),
-    ]
     for path in synthesized.outdir.rglob("*"):
         if path.is_file():
             text = path.read_text(errors="replace")
-            offenders += [f"{path.relative_to(synthesized.outdir)}: {p.pattern}" for p in patterns if p.search(text)]
+            offenders += [f"{path.relative_to(synthesized.outdir)}: {p.pattern}" for p in SECRET_LITERALS if p.search(text)]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("leak", [
+    '"PG_DATABASE_URL": "postgres://twenty:s3cretPassw0rd@db.internal:5432/twenty"',
+    '{"token": "k8s-aws-v1.abc"}',
+    'key = "AKIAABCDEFGHIJKLMNOP"',
+])  # fmt: skip
+def test_the_secret_scan_would_catch_a_leak(leak):
+    assert any(p.search(leak) for p in SECRET_LITERALS)
 
 
 # --- file bucket and roles -----------------------------------------------------------------

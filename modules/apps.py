@@ -79,7 +79,7 @@ METRICS_SERVER = {
 CLUSTER_AUTOSCALER = {
     "repository": "https://kubernetes.github.io/autoscaler",
     "chart": "cluster-autoscaler",
-    "version": "9.46.6",
+    "version": "9.59.0",  # pairs with the image tags below (CA 1.35)
 }
 # The Cluster Autoscaler's minor version must match the cluster's Kubernetes minor version.
 CLUSTER_AUTOSCALER_IMAGE_TAGS = {"1.35": "v1.35.0", "1.36": "v1.36.0"}

@@ -3,7 +3,7 @@
 - ``chart_values`` is the one place the values of the ``charts/twenty`` releases are built; the
   stack and the chart tests both call it, so the tests render exactly what the stack installs.
 - ``FilesBucket``: Twenty's S3 bucket for attachments, with the IAM role its pods get by Pod Identity.
-- ``TwentySecret``: the Kubernetes Secret with the database URL and the encryption key, written
+- ``TwentySecret``: the Kubernetes Secret with the database password and the encryption key, written
   through the kubernetes provider's write-only ``data_wo`` from ephemeral Secrets Manager reads,
   so no value reaches the synthesized JSON, the plan or the state.
 - ``ClusterAddons``: the gp3 StorageClass, the AWS Load Balancer Controller, metrics-server and the
@@ -88,14 +88,18 @@ LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 
 
-def chart_values(settings: EnvironmentSettings, tier: str, *, target_group_arn: str) -> dict[str, Any]:
-    """The values of one Twenty release (``tier`` is 'frontend' or 'backend') in one environment."""
+def chart_values(settings: EnvironmentSettings, tier: str, *, target_group_arn: str, database: dict[str, Any]) -> dict[str, Any]:
+    """The values of one Twenty release (``tier`` is 'frontend' or 'backend') in one environment.
+
+    ``database`` holds host, port, name and user (the platform stack's db_* outputs).
+    """
     apps = settings.apps
     return {
         "tier": tier,
         "image": {"repository": "twentycrm/twenty", "tag": apps.twenty_image_tag, "pullPolicy": "Always"},
         "serverUrl": f"https://{settings.domain}",
         "secretName": SECRET_NAME,
+        "database": {**database, "allowSelfSignedTls": True},
         "storage": {"s3": {"bucket": apps.files_bucket, "region": settings.region}},
         "serviceAccount": {
             "name": release_name(tier),
@@ -227,16 +231,16 @@ def _ephemeral_secret(scope: Construct, construct_id: str, secret_arn: str) -> s
 
 
 class TwentySecret(Construct):
-    """The Secret Twenty's pods read: PG_DATABASE_URL, APP_SECRET and ENCRYPTION_KEY.
+    """The Secret Twenty's pods read: PG_DATABASE_PASSWORD, APP_SECRET and ENCRYPTION_KEY.
 
     Written through the write-only ``data_wo`` from ephemeral reads: the values exist only while
-    Terraform applies. ``revision`` is ``data_wo_revision``: bump it (apps stack) after rotating the
-    database password so Terraform writes the Secret again (docs/apps.md).
+    Terraform applies. ``revision`` is ``data_wo_revision`` (setting ``apps.secret_revision``): a
+    write-only value is written again only when it changes, so bump it after rotating the database
+    password (docs/apps.md). The rest of the database URL is in the chart values, not here.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, namespace: str, db_host: str, db_port: str,
-                 db_name: str, db_username: str, password_secret_arn: str, encryption_key_secret_arn: str,
-                 depends_on: list[ITerraformDependable], revision: int = 1) -> None:  # fmt: skip
+    def __init__(self, scope: Construct, construct_id: str, *, namespace: str, password_secret_arn: str,
+                 encryption_key_secret_arn: str, depends_on: list[ITerraformDependable], revision: int) -> None:  # fmt: skip
         super().__init__(scope, construct_id)
         password = _ephemeral_secret(self, "password", password_secret_arn)
         key = _ephemeral_secret(self, "encryption-key", encryption_key_secret_arn)
@@ -246,7 +250,7 @@ class TwentySecret(Construct):
                                       labels={"app.kubernetes.io/part-of": "twenty"}),
             type="Opaque",
             data_wo={
-                "PG_DATABASE_URL": f"postgres://{db_username}:{password}@{db_host}:{db_port}/{db_name}",
+                "PG_DATABASE_PASSWORD": password,
                 # One value under both names: the pinned release reads APP_SECRET, newer ones
                 # ENCRYPTION_KEY; keeping them equal means an upgrade decrypts what the old one stored.
                 "APP_SECRET": key,
@@ -258,10 +262,11 @@ class TwentySecret(Construct):
 
 
 def twenty_release(scope: Construct, construct_id: str, *, settings: EnvironmentSettings, tier: str, chart_path: str,
-                   target_group_arn: str, depends_on: list[ITerraformDependable]) -> Release:  # fmt: skip
+                   target_group_arn: str, database: dict[str, Any], depends_on: list[ITerraformDependable]) -> Release:  # fmt: skip
+    values = chart_values(settings, tier, target_group_arn=target_group_arn, database=database)
     return Release(
         scope, construct_id, name=release_name(tier), chart=chart_path, namespace=settings.apps.namespace,
-        values=[Fn.yamlencode(chart_values(settings, tier, target_group_arn=target_group_arn))],
+        values=[Fn.yamlencode(values)],
         # Wait for the pods (and the backend's migration hook) so the next release starts on a ready base.
         wait=True, wait_for_jobs=True, timeout=1800, max_history=10, cleanup_on_fail=False,
         depends_on=depends_on,

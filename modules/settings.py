@@ -479,6 +479,10 @@ class AppsSettings(_Model):
     server_max_replicas: int = Field(default=6, ge=1, le=100, description="HPA maximum of server pods.")
     worker_replicas: int = Field(default=1, ge=1, le=20, description="Worker pods (background jobs).")
     redis_volume_size_gb: int = Field(default=10, ge=1, le=1000, description="gp3 volume of Redis's append-only file.")
+    secret_revision: int = Field(
+        default=1, ge=1,
+        description="Bump after rotating the database password: Terraform rewrites the write-only Kubernetes Secret.",
+    )
 
 
 class EnvironmentSettings(_Model):

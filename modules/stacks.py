@@ -256,12 +256,14 @@ class AppsStack(TerraformStack):
         self.files = FilesBucket(self, "files", settings=settings, cluster_name=settings.cluster.name)
         self.secret = TwentySecret(
             self, "secret", namespace=self.namespace.metadata.name,
-            db_host=platform.get_string("db_host"), db_port=platform.get_string("db_port"),
-            db_name=platform.get_string("db_name"), db_username=platform.get_string("db_username"),
             password_secret_arn=platform.get_string("db_password_secret_arn"),
             encryption_key_secret_arn=platform.get_string("twenty_encryption_key_secret_arn"),
-            depends_on=[self.namespace],
+            depends_on=[self.namespace], revision=apps.secret_revision,
         )  # fmt: skip
+        database = {
+            "host": platform.get_string("db_host"), "port": platform.get_number("db_port"),
+            "name": platform.get_string("db_name"), "user": platform.get_string("db_username"),
+        }  # fmt: skip
         self.addons = ClusterAddons(
             self, "addons", settings=settings, account_id=account_id, vpc_id=platform.get_string("vpc_id"),
             target_group_arn=target_group_arn,
@@ -274,7 +276,7 @@ class AppsStack(TerraformStack):
         for tier in TIERS:  # backend, then frontend
             self.releases[tier] = twenty_release(
                 self, f"twenty-{tier}", settings=settings, tier=tier, chart_path=chart.path,
-                target_group_arn=target_group_arn, depends_on=list(before),
+                target_group_arn=target_group_arn, database=database, depends_on=list(before),
             )  # fmt: skip
             before.append(self.releases[tier])
 

@@ -44,9 +44,17 @@ def placeholder_target_group(settings: EnvironmentSettings) -> str:
     )
 
 
+def placeholder_database(settings: EnvironmentSettings) -> dict:
+    """Stands in for the platform stack's db_* outputs (an EC2 private DNS name in the real release)."""
+    db = settings.database
+    return {"host": f"ip-10-0-3-10.{settings.region}.compute.internal", "port": 5432,
+            "name": db.database_name, "user": db.username}  # fmt: skip
+
+
 def values_file(settings: EnvironmentSettings, tier: str, directory: Path) -> Path:
     path = directory / f"{settings.name}-{tier}-values.yaml"
-    values = chart_values(settings, tier, target_group_arn=placeholder_target_group(settings))
+    values = chart_values(settings, tier, target_group_arn=placeholder_target_group(settings),
+                          database=placeholder_database(settings))
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
 

@@ -125,12 +125,9 @@ def test_the_secret_is_written_only_through_write_only_data(apps_stack):
     secret = apps_stack.only("kubernetes_secret_v1")
     assert secret["metadata"]["name"] == SECRET_NAME
     assert "data" not in secret and "binary_data" not in secret
-    assert set(secret["data_wo"]) == {"PG_DATABASE_URL", "APP_SECRET", "ENCRYPTION_KEY"}
+    assert set(secret["data_wo"]) == {"PG_DATABASE_PASSWORD", "APP_SECRET", "ENCRYPTION_KEY"}
     ephemeral = "${ephemeral.aws_secretsmanager_secret_version."
-    assert secret["data_wo"]["PG_DATABASE_URL"] == (
-        f"postgres://${{{REMOTE}.db_username}}:{ephemeral}secret_password.secret_string}}"
-        f"@${{{REMOTE}.db_host}}:${{{REMOTE}.db_port}}/${{{REMOTE}.db_name}}"
-    )
+    assert secret["data_wo"]["PG_DATABASE_PASSWORD"] == f"{ephemeral}secret_password.secret_string}}"
     assert secret["data_wo"]["APP_SECRET"] == secret["data_wo"]["ENCRYPTION_KEY"]
     assert secret["data_wo"]["ENCRYPTION_KEY"].startswith(ephemeral)
     assert secret["data_wo_revision"] == 1
@@ -255,8 +252,11 @@ def test_both_twenty_releases_run_the_pinned_tag_from_the_chart_asset(apps_stack
 def test_the_release_values_are_chart_values(apps_stack, settings, env):
     """The stack passes exactly what the chart tests render (modulo HCL syntax)."""
     for tier in ("backend", "frontend"):
-        values = chart_values(settings[env], tier, target_group_arn="TG")
+        values = chart_values(settings[env], tier, target_group_arn="TG", database={})
         text = releases(apps_stack)[f"twenty-{tier}"]["values"][0]
+        database = (f'"database" = {{"host" = {REMOTE}.db_host, "port" = {REMOTE}.db_port, "name" = {REMOTE}.db_name, '
+                    f'"user" = {REMOTE}.db_username, "allowSelfSignedTls" = true}}')  # fmt: skip
+        assert database in text, "a new database host rolls the pods through the release values"
         assert f'"tier" = "{tier}"' in text
         assert f'"minReplicas" = {values["server"]["autoscaling"]["minReplicas"]}' in text
         assert f'"targetGroupARN" = {REMOTE}.server_target_group_arn' in text
@@ -307,6 +307,11 @@ def test_outputs(apps_stack, settings, env):
     assert outputs["public_url"]["value"] == f"https://{settings[env].domain}"
     assert outputs["backend_release"]["value"] == "${helm_release.twenty-backend.name}"
     assert outputs["frontend_release"]["value"] == "${helm_release.twenty-frontend.name}"
+
+
+def test_the_secret_revision_is_a_setting(settings):
+    stack = build_stack(AppsStack, with_changes(settings["qa"], apps={"secret_revision": 2}))
+    assert stack.only("kubernetes_secret_v1")["data_wo_revision"] == 2
 
 
 def test_a_changed_tag_reaches_both_releases(settings):

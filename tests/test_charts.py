@@ -23,7 +23,7 @@ import security_scan  # noqa: E402
 
 from modules.apps import CHART_DIR, TIERS, release_name  # noqa: E402
 
-REQUIRED_ENV = ("PG_DATABASE_URL", "REDIS_URL", "SERVER_URL", "ENCRYPTION_KEY", "APP_SECRET",
+REQUIRED_ENV = ("PG_DATABASE_URL", "PG_DATABASE_PASSWORD", "REDIS_URL", "SERVER_URL", "ENCRYPTION_KEY", "APP_SECRET",
                 "STORAGE_TYPE", "STORAGE_S3_REGION", "STORAGE_S3_NAME")  # fmt: skip
 TWENTY_CONTAINERS = {("Deployment", "server"), ("Deployment", "worker"), ("Job", "migrate")}
 
@@ -147,6 +147,14 @@ def test_every_twenty_process_gets_the_required_env(objects, settings, env):
             assert name in env_vars, f"{kind}: {name} missing"
             var = env_vars[name]
             assert var.get("value") or var.get("valueFrom", {}).get("secretKeyRef", {}).get("key") == name, (kind, name)
+        assert env_vars["PG_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "PG_DATABASE_PASSWORD"
+        names = [e["name"] for e in container["env"]]
+        assert names.index("PG_DATABASE_PASSWORD") < names.index("PG_DATABASE_URL"), "$(VAR) expands only earlier ones"
+        db = settings[env].database
+        assert env_vars["PG_DATABASE_URL"]["value"] == (
+            f"postgres://{db.username}:$(PG_DATABASE_PASSWORD)@{render_charts.placeholder_database(settings[env])['host']}"
+            f":5432/{db.database_name}"
+        )
         assert all(e.get("value") != "" for e in container["env"]), f"{kind}: Twenty refuses empty variables"
         assert env_vars["SERVER_URL"]["value"] == f"https://{settings[env].domain}"
         assert env_vars["STORAGE_TYPE"]["value"] == "s3"

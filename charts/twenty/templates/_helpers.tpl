@@ -45,9 +45,14 @@ are off in the long-running processes: the backend release's hook Job does both,
   value: {{ .Values.server.port | quote }}
 - name: SERVER_URL
   value: {{ required "serverUrl is required" .Values.serverUrl | quote }}
-- name: PG_DATABASE_URL
+- name: PG_DATABASE_PASSWORD
   valueFrom:
-    secretKeyRef: {name: {{ .Values.secretName }}, key: PG_DATABASE_URL}
+    secretKeyRef: {name: {{ .Values.secretName }}, key: PG_DATABASE_PASSWORD}
+{{- with .Values.database }}
+# Kubernetes expands $(PG_DATABASE_PASSWORD) from the variable above when the container starts.
+- name: PG_DATABASE_URL
+  value: {{ printf "postgres://%s:$(PG_DATABASE_PASSWORD)@%s:%v/%s" .user .host .port .name | quote }}
+{{- end }}
 - name: PG_SSL_ALLOW_SELF_SIGNED
   value: {{ .Values.database.allowSelfSignedTls | quote }}
 - name: APP_SECRET

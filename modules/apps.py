@@ -88,7 +88,9 @@ LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 
 
-def chart_values(settings: EnvironmentSettings, tier: str, *, target_group_arn: str, database: dict[str, Any]) -> dict[str, Any]:
+def chart_values(
+    settings: EnvironmentSettings, tier: str, *, target_group_arn: str, database: dict[str, Any]
+) -> dict[str, Any]:
     """The values of one Twenty release (``tier`` is 'frontend' or 'backend') in one environment.
 
     ``database`` holds host, port, name and user (the platform stack's db_* outputs).
@@ -103,7 +105,9 @@ def chart_values(settings: EnvironmentSettings, tier: str, *, target_group_arn: 
         "storage": {"s3": {"bucket": apps.files_bucket, "region": settings.region}},
         "serviceAccount": {
             "name": release_name(tier),
-            "annotations": {"twentycrm/pod-identity": f"files bucket {apps.files_bucket} (aws_eks_pod_identity_association)"},
+            "annotations": {
+                "twentycrm/pod-identity": f"files bucket {apps.files_bucket} (aws_eks_pod_identity_association)"
+            },
         },
         "nodeSelector": {TIER_LABEL: tier},
         "redis": {"storageClassName": STORAGE_CLASS, "storage": f"{apps.redis_volume_size_gb}Gi"},
@@ -151,7 +155,9 @@ class FilesBucket(Construct):
     Exposes ``bucket``, ``key`` and ``role`` (a PodIdentityRole for both Twenty releases).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, cluster_name: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, cluster_name: str
+    ) -> None:
         super().__init__(scope, construct_id)
         apps = settings.apps
         tags = {"Component": settings.component(settings.cluster.id), "Name": apps.files_bucket}
@@ -240,7 +246,8 @@ class TwentySecret(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, namespace: str, password_secret_arn: str,
-                 encryption_key_secret_arn: str, depends_on: list[ITerraformDependable], revision: int) -> None:  # fmt: skip
+                 encryption_key_secret_arn: str, depends_on: list[ITerraformDependable],
+                 revision: int) -> None:  # fmt: skip
         super().__init__(scope, construct_id)
         password = _ephemeral_secret(self, "password", password_secret_arn)
         key = _ephemeral_secret(self, "encryption-key", encryption_key_secret_arn)
@@ -262,7 +269,8 @@ class TwentySecret(Construct):
 
 
 def twenty_release(scope: Construct, construct_id: str, *, settings: EnvironmentSettings, tier: str, chart_path: str,
-                   target_group_arn: str, database: dict[str, Any], depends_on: list[ITerraformDependable]) -> Release:  # fmt: skip
+                   target_group_arn: str, database: dict[str, Any],
+                   depends_on: list[ITerraformDependable]) -> Release:  # fmt: skip
     values = chart_values(settings, tier, target_group_arn=target_group_arn, database=database)
     return Release(
         scope, construct_id, name=release_name(tier), chart=chart_path, namespace=settings.apps.namespace,

@@ -233,7 +233,8 @@ class AppsStack(TerraformStack):
         endpoint = platform.get_string("cluster_endpoint")
         ca = Fn.base64decode(platform.get_string("cluster_certificate_authority_data"))
         KubernetesProvider(
-            self, "kubernetes", host=endpoint, cluster_ca_certificate=ca, exec=[KubernetesProviderExec(**exec_auth(settings))]
+            self, "kubernetes", host=endpoint, cluster_ca_certificate=ca,
+            exec=[KubernetesProviderExec(**exec_auth(settings))],
         )  # fmt: skip
         HelmProvider(
             self, "helm",
@@ -291,4 +292,8 @@ class AppsStack(TerraformStack):
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:
     """Every stack of one environment, in apply order."""
-    return [StateStack(scope, settings=settings), PlatformStack(scope, settings=settings), AppsStack(scope, settings=settings)]
+    return [
+        StateStack(scope, settings=settings),
+        PlatformStack(scope, settings=settings),
+        AppsStack(scope, settings=settings),
+    ]

@@ -8,7 +8,8 @@ Runs checkov with ``--framework terraform_json`` (the plain ``terraform`` framew
 in cdktf output) and no skips; then renders charts/twenty for every environment with helm
 (scripts/render_charts.py) and runs ``--framework kubernetes`` on those manifests. It drops the
 findings that ``security/checkov-allowlist.yaml`` accepts (an entry with ``framework: kubernetes``
-matches only manifest findings; without it, only Terraform ones). Exit status 1 when a finding is left, or when an allowlist entry matches nothing (a
+matches only manifest findings; without it, only Terraform ones). Exit status 1 when a finding is
+left, or when an allowlist entry matches nothing (a
 stale excuse); 0 otherwise. checkov runs from its own virtual environment (tools/checkov), so
 its dependencies never meet the project's.
 """

@@ -153,7 +153,8 @@ def test_no_secret_literal_anywhere_in_cdktf_out(synthesized):
     for path in synthesized.outdir.rglob("*"):
         if path.is_file():
             text = path.read_text(errors="replace")
-            offenders += [f"{path.relative_to(synthesized.outdir)}: {p.pattern}" for p in SECRET_LITERALS if p.search(text)]
+            found = [p.pattern for p in SECRET_LITERALS if p.search(text)]
+            offenders += [f"{path.relative_to(synthesized.outdir)}: {pattern}" for pattern in found]
     assert not offenders, offenders
 
 
@@ -191,10 +192,11 @@ def test_twenty_pods_get_only_object_access_to_their_bucket(apps_stack, settings
     assert all("*" not in s["Resource"] or s["Resource"].endswith("}/*") for s in statements)
     trust = json.loads(apps_stack.by_path("aws_iam_role", "files/role/role")["assume_role_policy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "pods.eks.amazonaws.com"}
-    pairs = {(a["namespace"], a["service_account"]) for a in apps_stack.resources("aws_eks_pod_identity_association").values()}
+    associations = apps_stack.resources("aws_eks_pod_identity_association").values()
+    pairs = {(a["namespace"], a["service_account"]) for a in associations}
     ns = settings[env].apps.namespace
-    assert pairs == {(ns, "twenty-frontend"), (ns, "twenty-backend"),
-                     ("kube-system", "aws-load-balancer-controller"), ("kube-system", "cluster-autoscaler")}  # fmt: skip
+    assert pairs == {(ns, "twenty-frontend"), (ns, "twenty-backend"), ("kube-system", "aws-load-balancer-controller"),
+                     ("kube-system", "cluster-autoscaler")}  # fmt: skip
     for association in apps_stack.resources("aws_eks_pod_identity_association").values():
         assert association["cluster_name"] == settings[env].cluster.name
 

@@ -91,9 +91,11 @@ def test_each_release_renders_its_tier(objects, tier):
         ])  # fmt: skip
     else:
         assert kinds == sorted([
-            "ServiceAccount/twenty-backend", "Deployment/twenty-backend-worker", "PodDisruptionBudget/twenty-backend-worker",
+            "ServiceAccount/twenty-backend", "Deployment/twenty-backend-worker",
+            "PodDisruptionBudget/twenty-backend-worker",
             "StatefulSet/twenty-redis", "Service/twenty-redis", "Job/twenty-backend-migrate",
-            "NetworkPolicy/twenty-backend-worker", "NetworkPolicy/twenty-backend-migrations", "NetworkPolicy/twenty-redis",
+            "NetworkPolicy/twenty-backend-worker", "NetworkPolicy/twenty-backend-migrations",
+            "NetworkPolicy/twenty-redis",
         ])  # fmt: skip
 
 
@@ -121,7 +123,8 @@ def test_the_target_group_binding(rendered, env):
     assert set(binding["spec"]) == {"targetGroupARN", "targetType", "serviceRef"}, "no networking block"
     assert binding["spec"]["targetType"] == "ip"
     assert binding["spec"]["targetGroupARN"].startswith("arn:aws:elasticloadbalancing:")
-    assert binding["spec"]["serviceRef"] == {"name": service["metadata"]["name"], "port": service["spec"]["ports"][0]["port"]}
+    port = service["spec"]["ports"][0]["port"]
+    assert binding["spec"]["serviceRef"] == {"name": service["metadata"]["name"], "port": port}
     assert service["spec"]["ports"][0]["port"] == 3000
 
 
@@ -151,9 +154,9 @@ def test_every_twenty_process_gets_the_required_env(objects, settings, env):
         names = [e["name"] for e in container["env"]]
         assert names.index("PG_DATABASE_PASSWORD") < names.index("PG_DATABASE_URL"), "$(VAR) expands only earlier ones"
         db = settings[env].database
+        host = render_charts.placeholder_database(settings[env])["host"]
         assert env_vars["PG_DATABASE_URL"]["value"] == (
-            f"postgres://{db.username}:$(PG_DATABASE_PASSWORD)@{render_charts.placeholder_database(settings[env])['host']}"
-            f":5432/{db.database_name}"
+            f"postgres://{db.username}:$(PG_DATABASE_PASSWORD)@{host}:5432/{db.database_name}"
         )
         assert all(e.get("value") != "" for e in container["env"]), f"{kind}: Twenty refuses empty variables"
         assert env_vars["SERVER_URL"]["value"] == f"https://{settings[env].domain}"
@@ -278,7 +281,8 @@ def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env
         ({"imageTag": "v1.14.0"}, "Additional property imageTag is not allowed"),
         ({"tier": "api"}, "tier: tier must be one of the following"),
         ({"serverUrl": "http://crm.example.com"}, "serverUrl: Does not match pattern"),
-        ({"extraEnv": {"SIGN_IN_PREFILLED": ""}}, "extraEnv.SIGN_IN_PREFILLED: String length must be greater than or equal to 1"),
+        ({"extraEnv": {"SIGN_IN_PREFILLED": ""}},
+         "extraEnv.SIGN_IN_PREFILLED: String length must be greater than or equal to 1"),
     ],
 )  # fmt: skip
 def test_values_breaking_the_schema_fail_with_a_clear_message(helm, settings, tmp_path, change, message):

@@ -229,6 +229,11 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard(apps_stack,
     assert namespace["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+def test_the_vpc_cni_enforces_the_charts_network_policies(platform_stack):
+    cni = platform_stack.by_path("aws_eks_addon", "cluster/addon-vpc-cni")
+    assert json.loads(cni["configuration_values"]) == {"enableNetworkPolicy": "true"}
+
+
 def test_the_gp3_storage_class(apps_stack):
     sc = apps_stack.only("kubernetes_storage_class_v1")
     assert sc["metadata"]["name"] == "gp3"

@@ -204,7 +204,8 @@ class Cluster(Construct):
 
         versions = c.addons()
         self.network_addons: list[ITerraformDependable] = [
-            self._addon("vpc-cni", versions["vpc-cni"]),
+            # The network policy agent enforces the NetworkPolicies of charts/twenty (docs/apps.md).
+            self._addon("vpc-cni", versions["vpc-cni"], configuration={"enableNetworkPolicy": "true"}),
             self._addon("kube-proxy", versions["kube-proxy"]),
             self._addon("eks-pod-identity-agent", versions["eks-pod-identity-agent"]),
         ]
@@ -336,6 +337,7 @@ class Cluster(Construct):
         *,
         depends_on: Sequence[ITerraformDependable] = (),
         pod_identity: EksAddonPodIdentityAssociation | None = None,
+        configuration: dict | None = None,
     ) -> EksAddon:
         return EksAddon(
             self,
@@ -348,6 +350,7 @@ class Cluster(Construct):
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             pod_identity_association=[pod_identity] if pod_identity else None,
+            configuration_values=json.dumps(configuration) if configuration else None,
             tags=self._tags(f"{self.name}-{addon}", whole_cluster=True),
             depends_on=list(depends_on) or None,
         )

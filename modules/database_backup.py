@@ -18,33 +18,10 @@ from cdktf_cdktf_provider_aws.dlm_lifecycle_policy import (
 )
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
-from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
-from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
-    S3BucketLifecycleConfiguration,
-    S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
-    S3BucketLifecycleConfigurationRuleExpiration,
-    S3BucketLifecycleConfigurationRuleFilter,
-    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
-    S3BucketOwnershipControls,
-    S3BucketOwnershipControlsRule,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationA,
-    S3BucketServerSideEncryptionConfigurationRuleA,
-    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
-    S3BucketVersioningA,
-    S3BucketVersioningVersioningConfiguration,
-)
 from constructs import Construct
 
 from modules.kms import EncryptionKey
+from modules.private_bucket import private_bucket
 from modules.settings import EnvironmentSettings
 
 
@@ -93,49 +70,14 @@ class DatabaseBackup(Construct):
     def _dump_bucket(self, settings: EnvironmentSettings, key: EncryptionKey, tags: dict[str, str]) -> None:
         db = settings.database
         tags = {**tags, "Name": db.dump_bucket}
-        self.bucket = S3Bucket(self, "dumps", bucket=db.dump_bucket, force_destroy=False, tags=tags)
-        S3BucketVersioningA(
-            self, "dumps-versioning", bucket=self.bucket.id,
-            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
-        )  # fmt: skip
-        S3BucketServerSideEncryptionConfigurationA(
-            self, "dumps-encryption", bucket=self.bucket.id,
-            rule=[S3BucketServerSideEncryptionConfigurationRuleA(
-                apply_server_side_encryption_by_default=(
-                    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                        sse_algorithm="aws:kms", kms_master_key_id=key.arn,
-                    )
-                ),
-                bucket_key_enabled=True,
-            )],
-        )  # fmt: skip
-        S3BucketPublicAccessBlock(
-            self, "dumps-public-access", bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True,
-        )  # fmt: skip
-        S3BucketOwnershipControls(
-            self, "dumps-ownership", bucket=self.bucket.id,
-            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
-        )  # fmt: skip
-        S3BucketPolicy(
-            self, "dumps-policy", bucket=self.bucket.id,
-            policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                "Resource": [self.bucket.arn, f"{self.bucket.arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }]}),
-        )  # fmt: skip
-        S3BucketLifecycleConfiguration(
-            self, "dumps-lifecycle", bucket=self.bucket.id,
-            rule=[S3BucketLifecycleConfigurationRule(
-                id="expire-old-dumps", status="Enabled",
-                filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
-                expiration=[S3BucketLifecycleConfigurationRuleExpiration(days=db.dump_retention_days)],
-                noncurrent_version_expiration=[S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
-                    noncurrent_days=db.dump_noncurrent_days,
-                )],
-                abort_incomplete_multipart_upload=[
-                    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(days_after_initiation=1)
-                ],
-            )],
-        )  # fmt: skip
+        self.bucket = private_bucket(
+            self,
+            "dumps",
+            bucket_name=db.dump_bucket,
+            tags=tags,
+            kms_key_arn=key.arn,
+            lifecycle_rule_id="expire-old-dumps",
+            expire_after_days=db.dump_retention_days,
+            noncurrent_days=db.dump_noncurrent_days,
+            abort_upload_days=1,
+        ).bucket

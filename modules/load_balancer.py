@@ -11,7 +11,6 @@ encryption (SSE-KMS buckets silently receive nothing).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from cdktf import TerraformResourceLifecycle
@@ -26,34 +25,12 @@ from cdktf_cdktf_provider_aws.lb_listener import (
 from cdktf_cdktf_provider_aws.lb_target_group import LbTargetGroup, LbTargetGroupHealthCheck
 from cdktf_cdktf_provider_aws.route53_record import Route53Record, Route53RecordAlias
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
-from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
-    S3BucketLifecycleConfiguration,
-    S3BucketLifecycleConfigurationRule,
-    S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
-    S3BucketLifecycleConfigurationRuleExpiration,
-    S3BucketLifecycleConfigurationRuleFilter,
-    S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
-    S3BucketOwnershipControls,
-    S3BucketOwnershipControlsRule,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
-    S3BucketServerSideEncryptionConfigurationA,
-    S3BucketServerSideEncryptionConfigurationRuleA,
-    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
-)
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
-    S3BucketVersioningA,
-    S3BucketVersioningVersioningConfiguration,
-)
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from modules.private_bucket import private_bucket
 from modules.settings import EnvironmentSettings
 
 # Regions opened before August 2022 deliver ALB logs from a regional ELB account (AWS "Enable access
@@ -232,69 +209,6 @@ class LoadBalancer(Construct):
     def _log_bucket(self) -> S3Bucket:
         lb = self._settings.load_balancer
         tags = self._tags(lb.access_log_bucket)
-        bucket = S3Bucket(
-            self,
-            "logs",
-            bucket=lb.access_log_bucket,
-            # Where the ALB is protected (prod), so are its logs; elsewhere the stack can be torn down.
-            force_destroy=not lb.deletion_protection,
-            tags=tags,
-        )
-        S3BucketServerSideEncryptionConfigurationA(
-            self,
-            "logs-encryption",
-            bucket=bucket.id,
-            rule=[
-                S3BucketServerSideEncryptionConfigurationRuleA(
-                    # SSE-S3, not KMS: the only server-side encryption ALB log delivery supports.
-                    apply_server_side_encryption_by_default=(
-                        S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
-                            sse_algorithm="AES256"
-                        )
-                    ),
-                )
-            ],
-        )
-        S3BucketVersioningA(
-            self,
-            "logs-versioning",
-            bucket=bucket.id,
-            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
-        )
-        public_access = S3BucketPublicAccessBlock(
-            self,
-            "logs-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-        )
-        S3BucketOwnershipControls(
-            self,
-            "logs-ownership",
-            bucket=bucket.id,
-            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
-        )
-        S3BucketLifecycleConfiguration(
-            self,
-            "logs-lifecycle",
-            bucket=bucket.id,
-            rule=[
-                S3BucketLifecycleConfigurationRule(
-                    id="expire-old-logs",
-                    status="Enabled",
-                    filter=[S3BucketLifecycleConfigurationRuleFilter(prefix="")],
-                    expiration=[S3BucketLifecycleConfigurationRuleExpiration(days=lb.access_log_retention_days)],
-                    noncurrent_version_expiration=[
-                        S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(noncurrent_days=1)
-                    ],
-                    abort_incomplete_multipart_upload=[
-                        S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload(days_after_initiation=7)
-                    ],
-                )
-            ],
-        )
         account_id = DataAwsCallerIdentity(self, "account").account_id
         partition = DataAwsPartition(self, "partition").partition
         region = self._settings.region
@@ -303,33 +217,27 @@ class LoadBalancer(Construct):
             if region in ELB_LOG_ACCOUNTS
             else {"Service": ELB_LOG_SERVICE}
         )
-        self._log_bucket_policy = S3BucketPolicy(
+        logs = private_bucket(
             self,
-            "logs-policy",
-            bucket=bucket.id,
-            policy=json.dumps(
+            "logs",
+            bucket_name=lb.access_log_bucket,
+            tags=tags,
+            kms_key_arn=None,  # SSE-S3, not KMS: the only server-side encryption ALB log delivery supports
+            lifecycle_rule_id="expire-old-logs",
+            expire_after_days=lb.access_log_retention_days,
+            noncurrent_days=1,
+            # Where the ALB is protected (prod), so are its logs; elsewhere the stack can be torn down.
+            force_destroy=not lb.deletion_protection,
+            statements=lambda bucket: [
                 {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "ElbWritesAccessLogs",
-                            "Effect": "Allow",
-                            "Principal": writer,
-                            "Action": "s3:PutObject",
-                            "Resource": f"{bucket.arn}/{LOG_PREFIX}/AWSLogs/{account_id}/*",
-                        },
-                        {
-                            "Sid": "DenyInsecureTransport",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [bucket.arn, f"{bucket.arn}/*"],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        },
-                    ],
+                    "Sid": "ElbWritesAccessLogs",
+                    "Effect": "Allow",
+                    "Principal": writer,
+                    "Action": "s3:PutObject",
+                    "Resource": f"{bucket.arn}/{LOG_PREFIX}/AWSLogs/{account_id}/*",
                 }
-            ),
-            # S3 rejects concurrent changes to a bucket's policy and public access block.
-            depends_on=[public_access],
+            ],
         )
-        return bucket
+        self._log_bucket_policy = logs.policy
+        return logs.bucket
+

@@ -538,6 +538,45 @@ class CiSettings(_Model):
         return self
 
 
+_IMAGE_TAG = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+$")
+
+
+def _image_tag(value: str) -> str:
+    if not _IMAGE_TAG.match(value):
+        raise ValueError(
+            f"{value!r} is not a released Twenty version; use the tag of a release as 'vMAJOR.MINOR.PATCH' "
+            "(e.g. 'v1.14.0'). Moving tags such as 'latest' are refused: a node pulling a new image would "
+            "run code the database was not migrated for"
+        )
+    return value
+
+
+class AppsSettings(_Model):
+    """What the apps stack deploys on the cluster: Twenty (two Helm releases), its file bucket, sizes."""
+
+    twenty_image_tag: Annotated[str, AfterValidator(_image_tag)] = Field(
+        description="Tag of twentycrm/twenty for both releases (server, worker and migrations), e.g. 'v1.14.0'."
+    )
+    namespace: Annotated[str, _pattern(_DNS_LABEL, "a Kubernetes namespace name (lower-case DNS label)")] = Field(
+        default="twenty", description="Kubernetes namespace of Twenty's releases and secrets."
+    )
+    files_bucket: BucketName = Field(description="Globally unique S3 bucket for Twenty's files (attachments, avatars).")
+    files_noncurrent_days: int = Field(
+        default=30, ge=1, le=3650, description="Days an overwritten or deleted file version is kept."
+    )
+    server_min_replicas: int | None = Field(
+        default=None, ge=1, le=100,
+        description="HPA minimum of server pods; default: the frontend node group's desired_size (one per node).",
+    )
+    server_max_replicas: int = Field(default=6, ge=1, le=100, description="HPA maximum of server pods.")
+    worker_replicas: int = Field(default=1, ge=1, le=20, description="Worker pods (background jobs).")
+    redis_volume_size_gb: int = Field(default=10, ge=1, le=1000, description="gp3 volume of Redis's append-only file.")
+    secret_revision: int = Field(
+        default=1, ge=1,
+        description="Bump after rotating the database password: Terraform rewrites the write-only Kubernetes Secret.",
+    )
+
+
 class EnvironmentSettings(_Model):
     """One environment, as read from ``envs/<name>.toml``. The file name is the environment name."""
 
@@ -554,6 +593,7 @@ class EnvironmentSettings(_Model):
     load_balancer: LoadBalancerSettings
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     ci: CiSettings
+    apps: AppsSettings
 
     @model_validator(mode="after")
     def _names_fit_the_zone(self) -> "EnvironmentSettings":
@@ -584,6 +624,28 @@ class EnvironmentSettings(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _apps_fit(self) -> "EnvironmentSettings":
+        problems = []
+        if self.server_min_replicas > self.apps.server_max_replicas:
+            problems.append(
+                f"apps.server_max_replicas ({self.apps.server_max_replicas}) is below the minimum of server pods "
+                f"({self.server_min_replicas}, apps.server_min_replicas or cluster.frontend.desired_size); raise it"
+            )
+        others = {"state.bucket": self.state.bucket, "database.dump_bucket": self.database.dump_bucket,
+                  "load_balancer.access_log_bucket": self.load_balancer.access_log_bucket}  # fmt: skip
+        for field, bucket in others.items():
+            if self.apps.files_bucket == bucket:
+                problems.append(f"apps.files_bucket must differ from {field} ('{bucket}')")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def server_min_replicas(self) -> int:
+        """The server HPA's minimum: the setting, or one pod per frontend node."""
+        return self.apps.server_min_replicas or self.cluster.frontend.desired_size
 
     @property
     def zone_name(self) -> str:
@@ -683,6 +745,7 @@ def check_across(envs: list[EnvironmentSettings]) -> None:
             ("cluster.name", lambda e: e.cluster.name),
             ("load_balancer.access_log_bucket", lambda e: e.load_balancer.access_log_bucket),
             ("database.dump_bucket", lambda e: e.database.dump_bucket),
+            ("apps.files_bucket", lambda e: e.apps.files_bucket),
         ):
             if get(a) == get(b):
                 problems.append(f"{b.source}: {field}: '{get(b)}' is already used by {a.source}; pick another")

@@ -4,16 +4,33 @@
                            OIDC provider and the CI deploy/plan roles
 ``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB, EKS cluster and node groups,
                            the PostgreSQL host and its backups, alarms, dashboard and Container Insights
+``twentycrm-<env>-apps``     what runs on the cluster: Twenty's two Helm releases, their secret, file bucket
+                           and roles, the gp3 StorageClass, load balancer controller, metrics-server and
+                           Cluster Autoscaler (the only stack with the kubernetes and helm providers)
 
 Each stack is planned and applied on its own, so a change to the platform never risks the state.
 """
 
 from __future__ import annotations
 
-from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
+from cdktf import (
+    AssetType,
+    DataTerraformRemoteStateS3,
+    Fn,
+    LocalBackend,
+    S3Backend,
+    TerraformAsset,
+    TerraformOutput,
+    TerraformStack,
+)
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_helm.provider import HelmProvider, HelmProviderKubernetes, HelmProviderKubernetesExec
+from cdktf_cdktf_provider_kubernetes.namespace_v1 import NamespaceV1, NamespaceV1Metadata
+from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, KubernetesProviderExec
 from constructs import Construct
 
+from modules.apps import CHART_DIR, TIERS, ClusterAddons, FilesBucket, TwentySecret, twenty_release
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
 from modules.deploy_role import DeployRole
 from modules.database import MOUNT_POINT, DatabaseHost
@@ -229,6 +246,92 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "dashboard_name", value=self.monitoring.dashboard.dashboard_name)
 
 
+def exec_auth(settings: EnvironmentSettings) -> dict:
+    """Short-lived tokens from the AWS CLI on every run (``aws eks get-token``); never a static token."""
+    return {
+        "api_version": "client.authentication.k8s.io/v1beta1",
+        "command": "aws",
+        "args": ["eks", "get-token", "--cluster-name", settings.cluster.name, "--region", settings.region],
+    }
+
+
+class AppsStack(TerraformStack):
+    """``<project>-<env>-apps``: Twenty on the cluster. Reads the platform stack's outputs from its state
+    (same environment, same bucket); exposes ``files``, ``secret``, ``addons`` and ``releases``."""
+
+    def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
+        name = settings.stack_name("apps")
+        super().__init__(scope, name)
+        _aws_provider(self, settings)
+        _s3_backend(self, settings, name)
+        platform = DataTerraformRemoteStateS3(
+            self, "platform", bucket=settings.state.bucket, key=f"{settings.stack_name('platform')}/terraform.tfstate",
+            region=settings.region, encrypt=True,
+        )  # fmt: skip
+        endpoint = platform.get_string("cluster_endpoint")
+        ca = Fn.base64decode(platform.get_string("cluster_certificate_authority_data"))
+        KubernetesProvider(
+            self, "kubernetes", host=endpoint, cluster_ca_certificate=ca,
+            exec=[KubernetesProviderExec(**exec_auth(settings))],
+        )  # fmt: skip
+        HelmProvider(
+            self, "helm",
+            kubernetes=HelmProviderKubernetes(
+                host=endpoint, cluster_ca_certificate=ca, exec=HelmProviderKubernetesExec(**exec_auth(settings))),
+        )  # fmt: skip
+        account_id = DataAwsCallerIdentity(self, "account").account_id
+        target_group_arn = platform.get_string("server_target_group_arn")
+        apps = settings.apps
+
+        self.namespace = NamespaceV1(
+            self, "namespace",
+            metadata=NamespaceV1Metadata(name=apps.namespace, labels={
+                # Every Twenty and Redis pod meets the "restricted" Pod Security Standard.
+                "pod-security.kubernetes.io/enforce": "restricted",
+                # The load balancer controller holds pods NotReady until the ALB sees them healthy.
+                "elbv2.k8s.aws/pod-readiness-gate-inject": "enabled",
+            }),
+        )  # fmt: skip
+        self.files = FilesBucket(self, "files", settings=settings, cluster_name=settings.cluster.name)
+        self.secret = TwentySecret(
+            self, "secret", namespace=self.namespace.metadata.name,
+            password_secret_arn=platform.get_string("db_password_secret_arn"),
+            encryption_key_secret_arn=platform.get_string("twenty_encryption_key_secret_arn"),
+            depends_on=[self.namespace], revision=apps.secret_revision,
+        )  # fmt: skip
+        database = {
+            "host": platform.get_string("db_host"), "port": platform.get_number("db_port"),
+            "name": platform.get_string("db_name"), "user": platform.get_string("db_username"),
+        }  # fmt: skip
+        self.addons = ClusterAddons(
+            self, "addons", settings=settings, account_id=account_id, vpc_id=platform.get_string("vpc_id"),
+            target_group_arn=target_group_arn,
+        )  # fmt: skip
+        # The chart is copied into cdktf.out next to the stack; the release refers to it by a relative path.
+        chart = TerraformAsset(self, "twenty-chart", path=str(CHART_DIR), type=AssetType.DIRECTORY)
+        self.releases = {}
+        before: list = [self.secret.secret, self.addons.storage_class, self.addons.load_balancer_controller,
+                        self.addons.metrics_server, *self.files.role.associations]  # fmt: skip
+        for tier in TIERS:  # backend, then frontend
+            self.releases[tier] = twenty_release(
+                self, f"twenty-{tier}", settings=settings, tier=tier, chart_path=chart.path,
+                target_group_arn=target_group_arn, database=database, depends_on=list(before),
+            )  # fmt: skip
+            before.append(self.releases[tier])
+
+        TerraformOutput(self, "public_url", value=f"https://{settings.domain}")
+        TerraformOutput(self, "twenty_namespace", value=apps.namespace)
+        for tier in TIERS:
+            TerraformOutput(self, f"{tier}_release", value=self.releases[tier].name)
+        TerraformOutput(self, "files_bucket", value=self.files.bucket.bucket)
+        TerraformOutput(self, "files_role_arn", value=self.files.role.role.arn)
+        TerraformOutput(self, "twenty_image", value=f"twentycrm/twenty:{apps.twenty_image_tag}")
+
+
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:
     """Every stack of one environment, in apply order."""
-    return [StateStack(scope, settings=settings), PlatformStack(scope, settings=settings)]
+    return [
+        StateStack(scope, settings=settings),
+        PlatformStack(scope, settings=settings),
+        AppsStack(scope, settings=settings),
+    ]

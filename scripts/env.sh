@@ -51,7 +51,7 @@ when_changed Pipfile.lock .venv/.installed install_python
 when_changed tools/checkov/Pipfile.lock tools/checkov/.venv/.installed install_checkov
 when_changed package-lock.json node_modules/.installed install_node
 
-export PATH="$ROOT/.tools/pipenv/bin:$ROOT/.venv/bin:$ROOT/node_modules/.bin:$PATH"
+export PATH="$ROOT/.venv/bin:$ROOT/.tools/pipenv/bin:$ROOT/node_modules/.bin:$PATH"
 export PIPENV_VENV_IN_PROJECT=1 PIPENV_VERBOSITY=-1
 # jsii (the bridge between Python and the cdktf/provider libraries) runs on Node. Use the
 # project's pinned Node 22 when the system's is older than 22, which jsii calls end-of-life.

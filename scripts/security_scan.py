@@ -1,11 +1,15 @@
 #!/usr/bin/env python
-"""Security gate: checkov over the synthesized stacks, minus the findings accepted in one file.
+"""Security gate: checkov over the synthesized stacks and the rendered charts, minus the findings
+accepted in one file.
 
     python scripts/security_scan.py [CDKTF_OUT]      (default: cdktf.out)
 
 Runs checkov with ``--framework terraform_json`` (the plain ``terraform`` framework finds nothing
-in cdktf output) and no skips, then drops the findings that ``security/checkov-allowlist.yaml``
-accepts. Exit status 1 when a finding is left, or when an allowlist entry matches nothing (a
+in cdktf output) and no skips; then renders charts/twenty for every environment with helm
+(scripts/render_charts.py) and runs ``--framework kubernetes`` on those manifests. It drops the
+findings that ``security/checkov-allowlist.yaml`` accepts (an entry with ``framework: kubernetes``
+matches only manifest findings; without it, only Terraform ones). Exit status 1 when a finding is
+left, or when an allowlist entry matches nothing (a
 stale excuse); 0 otherwise. checkov runs from its own virtual environment (tools/checkov), so
 its dependencies never meet the project's.
 """
@@ -18,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +37,8 @@ class Finding:
     check: str
     name: str
     stack: str
-    resource: str  # the construct's unique ID, e.g. network_flow-logs_D7C94307
+    resource: str  # the construct's unique ID (network_flow-logs_D7C94307) or Kind.namespace.name
+    framework: str = "terraform_json"
 
     def __str__(self) -> str:
         return f"{self.check} {self.stack} {self.resource}: {self.name}"
@@ -66,8 +72,8 @@ def run_checkov(directory: Path, framework: str = "terraform_json") -> list[Find
         for failed in report["results"]["failed_checks"]:
             parts = Path(failed["file_path"]).parts
             stack = parts[parts.index("stacks") + 1] if "stacks" in parts else Path(failed["file_path"]).parent.name
-            resource = failed["resource"].split(".", 1)[-1]
-            findings.append(Finding(failed["check_id"], failed["check_name"], stack, resource))
+            resource = failed["resource"] if framework == "kubernetes" else failed["resource"].split(".", 1)[-1]
+            findings.append(Finding(failed["check_id"], failed["check_name"], stack, resource, framework))
     return sorted(set(findings), key=str)
 
 
@@ -82,7 +88,8 @@ def load_allowlist(path: Path = ALLOWLIST) -> list[dict]:
 
 def _accepted(finding: Finding, entry: dict) -> bool:
     return (
-        finding.check == entry["check"]
+        finding.framework == entry.get("framework", "terraform_json")
+        and finding.check == entry["check"]
         and any(fnmatch.fnmatchcase(finding.stack, g) for g in entry.get("stacks", ["*"]))
         and any(fnmatch.fnmatchcase(finding.resource, g) for g in entry["resources"])
     )
@@ -95,12 +102,27 @@ def gate(findings: list[Finding], entries: list[dict]) -> tuple[list[Finding], l
     return left, unused
 
 
+def scan_charts(directory: Path) -> list[Finding]:
+    """Render charts/twenty for every environment into ``directory`` and run checkov's kubernetes
+    framework on the manifests. Findings name the apps stack and ``Kind.namespace.name``."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import render_charts
+
+    from modules.settings import load_all
+
+    render_charts.render_all(directory, load_all(ROOT / "envs"))
+    return run_checkov(directory, framework="kubernetes")
+
+
 def main(argv: list[str]) -> int:
     directory = Path(argv[1]) if len(argv) > 1 else ROOT / "cdktf.out"
     if not (directory / "stacks").is_dir():
         print(f"{directory}/stacks not found: run ./scripts/synth first", file=sys.stderr)
         return 2
     findings = run_checkov(directory)
+    if any(p.name.endswith("-apps") for p in (directory / "stacks").iterdir()):
+        with tempfile.TemporaryDirectory(prefix="rendered-charts-") as rendered:
+            findings += scan_charts(Path(rendered))
     left, unused = gate(findings, load_allowlist())
     print(f"checkov: {len(findings)} findings, {len(findings) - len(left)} accepted in {ALLOWLIST.relative_to(ROOT)}")
     for finding in left:

@@ -88,6 +88,11 @@ def platform_stack(synthesized, env) -> Stack:
     return synthesized.stack(f"twentycrm-{env}-platform")
 
 
+@pytest.fixture
+def apps_stack(synthesized, env) -> Stack:
+    return synthesized.stack(f"twentycrm-{env}-apps")
+
+
 def build_stack(stack_class, settings: EnvironmentSettings) -> Stack:
     """Synthesize one stack class for modified settings in a bare app (aws-samples style)."""
     from cdktf import Testing

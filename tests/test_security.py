@@ -30,7 +30,9 @@ def test_checkov_scans_every_stack(findings, synthesized):
 
 
 def test_no_finding_is_left_and_no_excuse_is_stale(findings):
-    left, unused = security_scan.gate(findings, security_scan.load_allowlist())
+    """The Terraform findings; the charts' (framework: kubernetes) are gated in test_charts.py."""
+    entries = [e for e in security_scan.load_allowlist() if e.get("framework", "terraform_json") == "terraform_json"]
+    left, unused = security_scan.gate(findings, entries)
     assert not left, "new checkov failures:\n" + "\n".join(map(str, left))
     assert not unused, f"allowlist entries that match nothing (remove them): {unused}"
 

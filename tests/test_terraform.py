@@ -43,6 +43,23 @@ def test_stack_is_valid_terraform(terraform, synthesized, tmp_path, env, part):
     assert report["valid"] and not problems, f"{name}:\n" + "\n".join(problems)
 
 
+def test_validate_catches_a_known_bad_stack(terraform, synthesized, tmp_path):
+    """The same gate on a copy of the dev network with a misspelt argument and a bad reference."""
+    work = terraform.stack_copy(synthesized.outdir / "stacks" / "twentycrm-dev-platform", tmp_path / "bad")
+    stack = json.loads((work / "cdk.tf.json").read_text())
+    vpc = next(iter(stack["resource"]["aws_vpc"].values()))
+    vpc["enable_dns_hostname"] = True  # the real argument is enable_dns_hostnames
+    subnet = next(iter(stack["resource"]["aws_subnet"].values()))
+    subnet["vpc_id"] = "${aws_vpc.no_such_vpc.id}"
+    write_json(work / "cdk.tf.json", stack)
+    write_json(work / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "validate.tfstate"}}}})
+    terraform.run(work, "init", "-input=false")
+    report = json.loads(terraform.run(work, "validate", "-json", check=False).stdout)
+    summaries = " | ".join(d["summary"] for d in report["diagnostics"])
+    assert not report["valid"]
+    assert "Extraneous JSON object property" in summaries and "Reference to undeclared resource" in summaries
+
+
 # --- bootstrap against a local AWS API ------------------------------------------------------
 
 ENV = "dev"  # one environment is enough: the others differ only in values checked above

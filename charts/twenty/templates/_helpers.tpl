@@ -1,0 +1,128 @@
+{{/* Names and labels shared by every object of a release. */}}
+{{- define "twenty.name" -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "twenty.serviceAccountName" -}}
+{{- .Values.serviceAccount.name | default (include "twenty.name" .) -}}
+{{- end -}}
+
+{{- define "twenty.labels" -}}
+app.kubernetes.io/name: twenty
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: twenty
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+twentycrm/tier: {{ .Values.tier }}
+{{- end -}}
+
+{{/* Selector labels of one component; call with (dict "root" $ "component" "server"). */}}
+{{- define "twenty.selector" -}}
+app.kubernetes.io/name: twenty
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "twenty.image" -}}
+{{- if or (not .Values.image.tag) (eq .Values.image.tag "latest") -}}
+{{- fail "image.tag must be a released Twenty version such as v1.14.0, never latest" -}}
+{{- end -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+
+{{- define "twenty.redisUrl" -}}
+redis://{{ .Values.redis.serviceName }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.redis.port }}
+{{- end -}}
+
+{{/*
+The environment every Twenty process gets. Secret values come from the Secret the apps stack
+writes; nothing here is empty (Twenty refuses empty variables). Migrations and cron registration
+are off in the long-running processes: the backend release's hook Job does both, once.
+*/}}
+{{- define "twenty.env" -}}
+- name: NODE_PORT
+  value: {{ .Values.server.port | quote }}
+- name: SERVER_URL
+  value: {{ required "serverUrl is required" .Values.serverUrl | quote }}
+- name: PG_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.secretName }}, key: PG_DATABASE_PASSWORD}
+{{- with .Values.database }}
+# Kubernetes expands $(PG_DATABASE_PASSWORD) from the variable above when the container starts.
+- name: PG_DATABASE_URL
+  value: {{ printf "postgres://%s:$(PG_DATABASE_PASSWORD)@%s:%v/%s" .user .host .port .name | quote }}
+{{- end }}
+- name: PG_SSL_ALLOW_SELF_SIGNED
+  value: {{ .Values.database.allowSelfSignedTls | quote }}
+- name: APP_SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.secretName }}, key: APP_SECRET}
+- name: ENCRYPTION_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.secretName }}, key: ENCRYPTION_KEY}
+- name: REDIS_URL
+  value: {{ include "twenty.redisUrl" . | quote }}
+- name: STORAGE_TYPE
+  value: "s3"
+- name: STORAGE_S3_REGION
+  value: {{ required "storage.s3.region is required" .Values.storage.s3.region | quote }}
+- name: STORAGE_S3_NAME
+  value: {{ required "storage.s3.bucket is required" .Values.storage.s3.bucket | quote }}
+- name: HOME
+  value: /home/twenty
+{{- range $name, $value := .Values.extraEnv }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "twenty.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+fsGroup: 1000
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Call with (dict "readOnly" <bool>). */}}
+{{- define "twenty.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: {{ .readOnly }}
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* Writable paths for a read-only root filesystem: /tmp and HOME. */}}
+{{- define "twenty.scratchVolumes" -}}
+- name: tmp
+  emptyDir: {sizeLimit: 1Gi}
+- name: home
+  emptyDir: {sizeLimit: 256Mi}
+{{- end -}}
+
+{{- define "twenty.scratchMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: home
+  mountPath: /home/twenty
+{{- end -}}
+
+{{/* Call with (dict "root" $ "component" "server"). */}}
+{{- define "twenty.topologySpread" -}}
+- maxSkew: {{ .root.Values.topologySpread.maxSkew }}
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: {{ .root.Values.topologySpread.whenUnsatisfiable }}
+  labelSelector:
+    matchLabels:
+      {{- include "twenty.selector" . | nindent 6 }}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "twenty.selector" . | nindent 6 }}
+{{- end -}}

@@ -1,0 +1,342 @@
+"""What runs on the cluster: Twenty's two Helm releases and what they need (docs/apps.md, docs/scaling.md).
+
+- ``chart_values`` is the one place the values of the ``charts/twenty`` releases are built; the
+  stack and the chart tests both call it, so the tests render exactly what the stack installs.
+- ``FilesBucket``: Twenty's S3 bucket for attachments, with the IAM role its pods get by Pod Identity.
+- ``TwentySecret``: the Kubernetes Secret with the database password and the encryption key, written
+  through the kubernetes provider's write-only ``data_wo`` from ephemeral Secrets Manager reads,
+  so no value reaches the synthesized JSON, the plan or the state.
+- ``ClusterAddons``: the gp3 StorageClass, the AWS Load Balancer Controller, metrics-server and the
+  Cluster Autoscaler, each chart pinned, each controller with a least-privilege Pod Identity role.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from cdktf import Fn, ITerraformDependable, TerraformStack
+from cdktf_cdktf_provider_aws.eks_pod_identity_association import EksPodIdentityAssociation
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_helm.release import Release
+from cdktf_cdktf_provider_kubernetes.secret_v1 import SecretV1, SecretV1Metadata
+from cdktf_cdktf_provider_kubernetes.storage_class_v1 import StorageClassV1, StorageClassV1Metadata
+from constructs import Construct
+
+from modules.cluster import pod_identity_trust_policy
+from modules.kms import EncryptionKey
+from modules.private_bucket import private_bucket
+from modules.node_group import TIER_LABEL
+from modules.settings import EnvironmentSettings
+
+CHART_DIR = Path(__file__).resolve().parent.parent / "charts" / "twenty"
+SECRET_NAME = "twenty-secrets"
+STORAGE_CLASS = "gp3"
+TIERS = ("backend", "frontend")  # install order: the backend (Redis, migrations) before the server
+
+
+def release_name(tier: str) -> str:
+    return f"twenty-{tier}"
+
+
+# Charts of the cluster add-ons, pinned. Upgrading one: bump here, read the chart's release notes,
+# run the tests, plan dev first (docs/scaling.md).
+LOAD_BALANCER_CONTROLLER = {
+    "repository": "https://aws.github.io/eks-charts",
+    "chart": "aws-load-balancer-controller",
+    "version": "1.13.0",  # controller v2.13.0
+}
+METRICS_SERVER = {
+    "repository": "https://kubernetes-sigs.github.io/metrics-server/",
+    "chart": "metrics-server",
+    "version": "3.12.2",  # metrics-server v0.7.2
+}
+CLUSTER_AUTOSCALER = {
+    "repository": "https://kubernetes.github.io/autoscaler",
+    "chart": "cluster-autoscaler",
+    "version": "9.59.0",  # pairs with the image tags below (CA 1.35)
+}
+# The Cluster Autoscaler's minor version must match the cluster's Kubernetes minor version.
+CLUSTER_AUTOSCALER_IMAGE_TAGS = {"1.35": "v1.35.0", "1.36": "v1.36.0"}
+SYSTEM_NAMESPACE = "kube-system"
+LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
+
+
+def chart_values(
+    settings: EnvironmentSettings, tier: str, *, target_group_arn: str, database: dict[str, Any]
+) -> dict[str, Any]:
+    """The values of one Twenty release (``tier`` is 'frontend' or 'backend') in one environment.
+
+    ``database`` holds host, port, name and user (the platform stack's db_* outputs).
+    """
+    apps = settings.apps
+    return {
+        "tier": tier,
+        "image": {"repository": "twentycrm/twenty", "tag": apps.twenty_image_tag, "pullPolicy": "Always"},
+        "serverUrl": f"https://{settings.domain}",
+        "secretName": SECRET_NAME,
+        "database": {**database, "allowSelfSignedTls": True},
+        "storage": {"s3": {"bucket": apps.files_bucket, "region": settings.region}},
+        "serviceAccount": {
+            "name": release_name(tier),
+            "annotations": {
+                "twentycrm/pod-identity": f"files bucket {apps.files_bucket} (aws_eks_pod_identity_association)"
+            },
+        },
+        "nodeSelector": {TIER_LABEL: tier},
+        "redis": {"storageClassName": STORAGE_CLASS, "storage": f"{apps.redis_volume_size_gb}Gi"},
+        "server": {
+            "port": settings.load_balancer.target_port,
+            "probes": {"path": settings.load_balancer.health_check_path},
+            "autoscaling": {
+                "enabled": True,
+                "minReplicas": settings.server_min_replicas,
+                "maxReplicas": apps.server_max_replicas,
+            },
+            "targetGroupBinding": {"enabled": tier == "frontend", "targetGroupARN": target_group_arn},
+        },
+        "worker": {"replicas": apps.worker_replicas},
+    }
+
+
+def _policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+class PodIdentityRole(Construct):
+    """An IAM role that one or more service accounts get through EKS Pod Identity."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str, account_id: str, cluster_name: str,
+                 service_accounts: list[tuple[str, str]], policy: str, tags: dict[str, str]) -> None:  # fmt: skip
+        super().__init__(scope, construct_id)
+        self.role = IamRole(
+            self, "role", name=name, assume_role_policy=pod_identity_trust_policy(account_id), tags=tags,
+            description=f"Pod Identity role of {', '.join(f'{ns}/{sa}' for ns, sa in service_accounts)}",
+        )  # fmt: skip
+        IamRolePolicy(self, "policy", name=name, role=self.role.id, policy=policy)
+        self.associations = [
+            EksPodIdentityAssociation(
+                self, f"association-{namespace}-{account}", cluster_name=cluster_name, namespace=namespace,
+                service_account=account, role_arn=self.role.arn, tags=tags,
+            )  # fmt: skip
+            for namespace, account in service_accounts
+        ]
+
+
+class FilesBucket(Construct):
+    """Twenty's file storage: a private, versioned, SSE-KMS bucket and the role its pods use.
+
+    Exposes ``bucket``, ``key`` and ``role`` (a PodIdentityRole for both Twenty releases).
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, cluster_name: str
+    ) -> None:
+        super().__init__(scope, construct_id)
+        apps = settings.apps
+        tags = {"Component": settings.component(settings.cluster.id), "Name": apps.files_bucket}
+        self.key = EncryptionKey(
+            self, "key", alias=f"{settings.project}-{settings.name}-files",
+            description=f"Encrypts Twenty's files in {settings.name}", tags=tags,
+        )  # fmt: skip
+        self.bucket = private_bucket(
+            self,
+            "bucket",
+            bucket_name=apps.files_bucket,
+            tags=tags,
+            kms_key_arn=self.key.arn,
+            lifecycle_rule_id="expire-old-file-versions",
+            noncurrent_days=apps.files_noncurrent_days,
+        ).bucket
+        # Twenty reads, writes and deletes objects and checks the bucket exists; nothing else.
+        self.role = PodIdentityRole(
+            self, "role", name=f"{settings.project}-{settings.name}-twenty-files",
+            account_id=self.key.account_id, cluster_name=cluster_name, tags=tags,
+            service_accounts=[(apps.namespace, release_name(tier)) for tier in TIERS],
+            policy=_policy(
+                {"Sid": "Bucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                 "Resource": self.bucket.arn},
+                {"Sid": "Objects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                 "Resource": f"{self.bucket.arn}/*"},
+                {"Sid": "Key", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                 "Resource": self.key.arn,
+                 "Condition": {"StringEquals": {"kms:ViaService": f"s3.{settings.region}.amazonaws.com"}}},
+            ),
+        )  # fmt: skip
+
+
+def _ephemeral_secret(scope: Construct, construct_id: str, secret_arn: str) -> str:
+    """An ephemeral read of a Secrets Manager secret (never saved in plan or state); returns its reference.
+
+    cdktf 0.21 has no class for ephemeral resources, so the block is added to the stack directly.
+    """
+    within_stack = scope.node.path.split("/", 1)[1]
+    name = re.sub(r"\W", "_", f"{within_stack}_{construct_id}")
+    TerraformStack.of(scope).add_override(
+        f"ephemeral.aws_secretsmanager_secret_version.{name}", {"secret_id": secret_arn}
+    )
+    return f"${{ephemeral.aws_secretsmanager_secret_version.{name}.secret_string}}"
+
+
+class TwentySecret(Construct):
+    """The Secret Twenty's pods read: PG_DATABASE_PASSWORD, APP_SECRET and ENCRYPTION_KEY.
+
+    Written through the write-only ``data_wo`` from ephemeral reads: the values exist only while
+    Terraform applies. ``revision`` is ``data_wo_revision`` (setting ``apps.secret_revision``): a
+    write-only value is written again only when it changes, so bump it after rotating the database
+    password (docs/apps.md). The rest of the database URL is in the chart values, not here.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, namespace: str, password_secret_arn: str,
+                 encryption_key_secret_arn: str, depends_on: list[ITerraformDependable],
+                 revision: int) -> None:  # fmt: skip
+        super().__init__(scope, construct_id)
+        password = _ephemeral_secret(self, "password", password_secret_arn)
+        key = _ephemeral_secret(self, "encryption-key", encryption_key_secret_arn)
+        self.secret = SecretV1(
+            self, "secret",
+            metadata=SecretV1Metadata(name=SECRET_NAME, namespace=namespace,
+                                      labels={"app.kubernetes.io/part-of": "twenty"}),
+            type="Opaque",
+            data_wo={
+                "PG_DATABASE_PASSWORD": password,
+                # One value under both names: the pinned release reads APP_SECRET, newer ones
+                # ENCRYPTION_KEY; keeping them equal means an upgrade decrypts what the old one stored.
+                "APP_SECRET": key,
+                "ENCRYPTION_KEY": key,
+            },
+            data_wo_revision=revision,
+            depends_on=depends_on,
+        )  # fmt: skip
+
+
+def twenty_release(scope: Construct, construct_id: str, *, settings: EnvironmentSettings, tier: str, chart_path: str,
+                   target_group_arn: str, database: dict[str, Any],
+                   depends_on: list[ITerraformDependable]) -> Release:  # fmt: skip
+    values = chart_values(settings, tier, target_group_arn=target_group_arn, database=database)
+    return Release(
+        scope, construct_id, name=release_name(tier), chart=chart_path, namespace=settings.apps.namespace,
+        values=[Fn.yamlencode(values)],
+        # Wait for the pods (and the backend's migration hook) so the next release starts on a ready base.
+        wait=True, wait_for_jobs=True, timeout=1800, max_history=10, cleanup_on_fail=False,
+        depends_on=depends_on,
+    )  # fmt: skip
+
+
+class ClusterAddons(Construct):
+    """gp3 StorageClass, AWS Load Balancer Controller, metrics-server and Cluster Autoscaler.
+
+    Exposes ``storage_class`` and ``load_balancer_controller`` / ``metrics_server`` /
+    ``cluster_autoscaler`` (the releases) for the stack's dependency order.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, account_id: str,
+                 vpc_id: str, target_group_arn: str) -> None:  # fmt: skip
+        super().__init__(scope, construct_id)
+        cluster = settings.cluster.name
+        tags = {"Component": settings.component(settings.cluster.id)}
+        system_nodes = {TIER_LABEL: "backend"}  # controllers run beside the worker, away from the HTTP tier
+
+        self.storage_class = StorageClassV1(
+            self, "gp3",
+            metadata=StorageClassV1Metadata(name=STORAGE_CLASS),
+            storage_provisioner="ebs.csi.aws.com",  # the aws-ebs-csi-driver add-on of the platform stack
+            volume_binding_mode="WaitForFirstConsumer",  # create the volume in the zone the pod lands in
+            reclaim_policy="Delete",
+            allow_volume_expansion=True,
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+        )  # fmt: skip
+
+        lbc_role = PodIdentityRole(
+            self, "lbc-role", name=f"{cluster}-aws-load-balancer-controller", account_id=account_id,
+            cluster_name=cluster, tags=tags, service_accounts=[(SYSTEM_NAMESPACE, LBC_SERVICE_ACCOUNT)],
+            policy=self._load_balancer_controller_policy(target_group_arn),
+        )  # fmt: skip
+        self.load_balancer_controller = Release(
+            self, "aws-load-balancer-controller", name="aws-load-balancer-controller", namespace=SYSTEM_NAMESPACE,
+            **LOAD_BALANCER_CONTROLLER,
+            values=[Fn.yamlencode({
+                "clusterName": cluster,
+                # IMDS is closed to pods (hop limit 1), so the controller cannot discover these itself.
+                "region": settings.region,
+                "vpcId": vpc_id,
+                "replicaCount": 2,
+                "serviceAccount": {"create": True, "name": LBC_SERVICE_ACCOUNT},
+                "nodeSelector": system_nodes,
+                # Only TargetGroupBindings are used; no Service of type LoadBalancer is mutated.
+                "enableServiceMutatorWebhook": False,
+            })],
+            wait=True, timeout=600, depends_on=lbc_role.associations,
+        )  # fmt: skip
+
+        self.metrics_server = Release(
+            self, "metrics-server", name="metrics-server", namespace=SYSTEM_NAMESPACE, **METRICS_SERVER,
+            values=[Fn.yamlencode({
+                "replicas": 2,
+                "nodeSelector": system_nodes,
+                "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+                # 4443 is open from the control plane to the nodes (modules/cluster.py).
+                "containerPort": 4443,
+            })],
+            wait=True, timeout=600,
+        )  # fmt: skip
+
+        autoscaler_role = PodIdentityRole(
+            self, "autoscaler-role", name=f"{cluster}-cluster-autoscaler", account_id=account_id,
+            cluster_name=cluster, tags=tags, service_accounts=[(SYSTEM_NAMESPACE, AUTOSCALER_SERVICE_ACCOUNT)],
+            policy=self._autoscaler_policy(cluster),
+        )  # fmt: skip
+        self.cluster_autoscaler = Release(
+            self, "cluster-autoscaler", name="cluster-autoscaler", namespace=SYSTEM_NAMESPACE, **CLUSTER_AUTOSCALER,
+            values=[Fn.yamlencode({
+                "cloudProvider": "aws",
+                "awsRegion": settings.region,
+                # Finds the node groups by the tags EKS puts on their Auto Scaling groups:
+                # k8s.io/cluster-autoscaler/enabled and k8s.io/cluster-autoscaler/<cluster>.
+                "autoDiscovery": {"clusterName": cluster},
+                "image": {"tag": CLUSTER_AUTOSCALER_IMAGE_TAGS[settings.cluster.kubernetes_version]},
+                "rbac": {"serviceAccount": {"create": True, "name": AUTOSCALER_SERVICE_ACCOUNT}},
+                "nodeSelector": system_nodes,
+                "extraArgs": {
+                    "balance-similar-node-groups": True,
+                    "expander": "least-waste",
+                    "skip-nodes-with-local-storage": False,
+                    "scale-down-unneeded-time": "10m",
+                },
+            })],
+            wait=True, timeout=600, depends_on=autoscaler_role.associations,
+        )  # fmt: skip
+
+    @staticmethod
+    def _load_balancer_controller_policy(target_group_arn: str) -> str:
+        """Enough for TargetGroupBindings without a networking block: read, and (de)register targets
+        in the one target group. No create/delete of load balancers, target groups or security groups."""
+        return _policy(
+            {"Sid": "Read", "Effect": "Allow", "Resource": "*",
+             "Action": ["elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+                        "elasticloadbalancing:DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTags",
+                        "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeListeners",
+                        "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+                        "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs", "ec2:DescribeAvailabilityZones"]},
+            {"Sid": "Targets", "Effect": "Allow", "Resource": target_group_arn,
+             "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]},
+        )  # fmt: skip
+
+    @staticmethod
+    def _autoscaler_policy(cluster: str) -> str:
+        """Read everything it needs to simulate; change only the Auto Scaling groups tagged for this cluster."""
+        return _policy(
+            {"Sid": "Read", "Effect": "Allow", "Resource": "*",
+             "Action": ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+                        "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
+                        "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
+                        "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
+                        "eks:DescribeNodegroup"]},
+            {"Sid": "ScaleOwnNodeGroups", "Effect": "Allow", "Resource": "*",
+             "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+             "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster}": "owned"}}},
+        )  # fmt: skip

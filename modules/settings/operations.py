@@ -1,0 +1,110 @@
+"""The ``[monitoring]`` and ``[ci]`` sections: alarms and the GitHub deploy identity."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from modules.settings.fields import LogRetentionDays, _Model, _pattern
+
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+
+# GitHub's rules: owner 1-39 of letters, digits, hyphens; repository 1-100 of letters, digits, . _ -
+_GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+
+
+_GITHUB_ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\.actions\.githubusercontent\.com$")
+
+
+class AlarmThresholds(_Model):
+    """When an alarm fires. Defaults suit a small Twenty installation; docs/monitoring.md explains each."""
+
+    alb_5xx_percent: float = Field(
+        default=5.0, gt=0, le=100, description="ALB + target 5xx responses as a share of requests over 5 minutes."
+    )
+    alb_p99_latency_seconds: float = Field(
+        default=3.0, gt=0, le=60, description="99th percentile target response time over 5 minutes."
+    )
+    alb_unhealthy_targets: int = Field(
+        default=1, ge=1, le=100, description="Unhealthy server pods in the target group, for 3 minutes."
+    )
+    db_cpu_percent: float = Field(default=80.0, gt=0, le=100, description="Database host CPU, 15-minute average.")
+    db_memory_percent: float = Field(
+        default=90.0, gt=0, le=100, description="Database host memory in use (CloudWatch agent mem_used_percent)."
+    )
+    db_root_disk_percent: float = Field(
+        default=85.0, gt=0, le=100, description="Database host root disk in use (CloudWatch agent)."
+    )
+    db_data_free_percent: float = Field(
+        default=20.0, gt=0, lt=100, description="Alarm when the data volume has less free space than this."
+    )
+    node_cpu_percent: float = Field(
+        default=80.0, gt=0, le=100, description="Average CPU of each node group's instances, 15 minutes."
+    )
+
+
+class MonitoringSettings(_Model):
+    """The SNS topic, alarms, dashboard and log groups of the environment (docs/monitoring.md)."""
+
+    alarm_mode: Literal["page", "record"] = Field(
+        default="record",
+        description="'page' sends alarm and recovery notifications to the topic; 'record' keeps alarm history only.",
+    )
+    email_subscribers: tuple[
+        Annotated[str, _pattern(_EMAIL, "an e-mail address such as 'oncall@example.com'")], ...
+    ] = Field(default=(), description="Addresses subscribed to the alarm topic (each confirms by e-mail).")
+    log_retention_days: LogRetentionDays = Field(
+        default=90, description="Days the Container Insights log groups keep their logs."
+    )
+    thresholds: AlarmThresholds = Field(default_factory=AlarmThresholds)
+
+    @model_validator(mode="after")
+    def _pages_someone(self) -> "MonitoringSettings":
+        dupes = sorted({a for a in self.email_subscribers if self.email_subscribers.count(a) > 1})
+        if dupes:
+            raise ValueError(f"email_subscribers lists {', '.join(dupes)} more than once; list each only once")
+        return self
+
+
+class CiSettings(_Model):
+    """GitHub Actions deploys through OIDC: the provider and this environment's deploy role (docs/ci-cd.md)."""
+
+    github_repository: Annotated[str, _pattern(_GITHUB_REPOSITORY, "a GitHub repository 'owner/name'")] = Field(
+        description="The repository whose workflows may assume the deploy role, as 'owner/name'."
+    )
+    github_environment: Annotated[
+        str, _pattern(_GITHUB_ENVIRONMENT, "a GitHub environment name (letters, digits, - and _)")
+    ] = Field(description="The GitHub environment a job must run in to assume the role (the token's sub claim).")
+    oidc_provider: Literal["create", "existing"] = Field(
+        default="create",
+        description="'create' the account's GitHub OIDC provider here, or use the 'existing' one (one per account).",
+    )
+    existing_oidc_provider_arn: (
+        Annotated[
+            str,
+            _pattern(
+                _OIDC_PROVIDER_ARN,
+                "the ARN of the GitHub OIDC provider, "
+                "'arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com'",
+            ),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="With oidc_provider = 'existing': the provider's ARN; unset = look it up by its URL.",
+    )
+
+    @model_validator(mode="after")
+    def _provider_choice(self) -> "CiSettings":
+        if self.oidc_provider == "create" and self.existing_oidc_provider_arn:
+            raise ValueError(
+                "existing_oidc_provider_arn is set but oidc_provider is 'create'; set oidc_provider = 'existing' "
+                "to use that provider, or remove the ARN"
+            )
+        return self

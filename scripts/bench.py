@@ -46,6 +46,7 @@ def generated_envs(directory: Path, count: int) -> Path:
             .replace("mGenialDev", f"bench{n:02d}")
             .replace("-dev-", f"-b{n:02d}-")
             .replace('"twentycrm-dev"', f'"twentycrm-b{n:02d}"')
+            .replace('github_environment = "dev"', f'github_environment = "b{n:02d}"')
         )
         (directory / f"b{n:02d}.toml").write_text(text)
     return directory
@@ -67,15 +68,17 @@ def _tree_rss_kb(pid: int) -> int:
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and peak MB of the process tree."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _tree_rss_kb(proc.pid))
-        time.sleep(0.01)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read()}")
+    with tempfile.TemporaryFile(mode="w+") as errors:  # a file, not a pipe: a full pipe would block the child
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{errors.read()[-5000:]}")
     return elapsed, peak / 1024
 
 

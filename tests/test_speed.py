@@ -29,3 +29,14 @@ def test_the_session_synthesizes_the_app_once(synthesized):
 
     assert synthesized.names == tuple(synthesized.names)  # built, cached, read-only
     assert main.synth.__module__ == "main"
+
+
+def test_the_benchmark_environments_are_valid(tmp_path):
+    """scripts/bench.py's 30 generated files must pass validation, or the benchmark measures an error."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench
+
+    from modules.settings import load_all
+
+    envs = load_all(bench.generated_envs(tmp_path, 30))
+    assert len({e.network.cidr for e in envs}) == 30

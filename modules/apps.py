@@ -28,8 +28,8 @@ from constructs import Construct
 
 from modules.cluster import pod_identity_trust_policy
 from modules.kms import EncryptionKey
-from modules.private_bucket import private_bucket
 from modules.node_group import TIER_LABEL
+from modules.private_bucket import private_bucket
 from modules.settings import EnvironmentSettings
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "charts" / "twenty"

@@ -17,7 +17,6 @@ import json
 from collections.abc import Sequence
 
 from cdktf import ITerraformDependable
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.eks_access_entry import EksAccessEntry
 from cdktf_cdktf_provider_aws.eks_access_policy_association import (
     EksAccessPolicyAssociation,
@@ -39,7 +38,7 @@ from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityG
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
-from modules.kms import EncryptionKey
+from modules.kms import EncryptionKey, encrypted_log_group
 from modules.settings import EnvironmentSettings
 
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
@@ -116,21 +115,14 @@ class Cluster(Construct):
         self.partition = self.secrets_key.partition
         # EKS writes to this exact name; creating it first gives it retention and a key.
         log_group_name = f"/aws/eks/{c.name}/cluster"
-        logs_key = EncryptionKey(
-            self,
-            "logs-key",
-            alias=f"{c.name}-control-plane-logs",
-            description=f"Encrypts the control-plane logs of {c.name}",
-            tags=tags,
-            logs_region=settings.region,
-            log_group_name=log_group_name,
-        )
-        log_group = CloudwatchLogGroup(
+        log_group, _ = encrypted_log_group(
             self,
             "logs",
-            name=log_group_name,
-            retention_in_days=c.log_retention_days,
-            kms_key_id=logs_key.arn,
+            log_group_name=log_group_name,
+            retention_days=c.log_retention_days,
+            alias=f"{c.name}-control-plane-logs",
+            description=f"Encrypts the control-plane logs of {c.name}",
+            region=settings.region,
             tags=tags,
         )
 

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
@@ -82,3 +83,33 @@ class EncryptionKey(Construct):
                 }
             },
         }
+
+
+def encrypted_log_group(
+    scope: Construct,
+    name: str,
+    *,
+    log_group_name: str,
+    retention_days: int,
+    alias: str,
+    description: str,
+    region: str,
+    tags: dict[str, str],
+) -> tuple[CloudwatchLogGroup, EncryptionKey]:
+    """A CloudWatch log group with retention, encrypted by its own key that only Logs may use for it.
+
+    Created in ``scope`` as ``<name>`` and ``<name>-key``, so addresses read as the owner's.
+    """
+    key = EncryptionKey(
+        scope,
+        f"{name}-key",
+        alias=alias,
+        description=description,
+        tags=tags,
+        logs_region=region,
+        log_group_name=log_group_name,
+    )
+    group = CloudwatchLogGroup(
+        scope, name, name=log_group_name, retention_in_days=retention_days, kms_key_id=key.arn, tags=tags
+    )
+    return group, key

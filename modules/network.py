@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.eip import Eip
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
@@ -23,7 +22,7 @@ from cdktf_cdktf_provider_aws.subnet import Subnet
 from cdktf_cdktf_provider_aws.vpc import Vpc
 from constructs import Construct
 
-from modules.kms import EncryptionKey
+from modules.kms import encrypted_log_group
 from modules.settings import EnvironmentSettings, SubnetSettings
 
 
@@ -120,21 +119,14 @@ class Network(Construct):
         net = self._settings.network
         tags = self._tags(net.vpc_id, f"{name}-flow-logs")
         log_group_name = f"/aws/vpc/{name}/flow-logs"
-        key = EncryptionKey(
-            self,
-            "flow-logs-key",
-            alias=f"{name}-flow-logs",
-            description=f"Encrypts the VPC flow logs of {self._settings.name}",
-            tags=tags,
-            logs_region=self._settings.region,
-            log_group_name=log_group_name,
-        )
-        log_group = CloudwatchLogGroup(
+        log_group, key = encrypted_log_group(
             self,
             "flow-logs",
-            name=log_group_name,
-            retention_in_days=net.flow_log_retention_days,
-            kms_key_id=key.arn,
+            log_group_name=log_group_name,
+            retention_days=net.flow_log_retention_days,
+            alias=f"{name}-flow-logs",
+            description=f"Encrypts the VPC flow logs of {self._settings.name}",
+            region=self._settings.region,
             tags=tags,
         )
         role = IamRole(

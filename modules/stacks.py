@@ -23,8 +23,8 @@ from cdktf import (
     TerraformOutput,
     TerraformStack,
 )
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from cdktf_cdktf_provider_helm.provider import HelmProvider, HelmProviderKubernetes, HelmProviderKubernetesExec
 from cdktf_cdktf_provider_kubernetes.namespace_v1 import NamespaceV1, NamespaceV1Metadata
 from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, KubernetesProviderExec
@@ -32,8 +32,8 @@ from constructs import Construct
 
 from modules.apps import CHART_DIR, TIERS, ClusterAddons, FilesBucket, TwentySecret, twenty_release
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
-from modules.deploy_role import DeployRole
 from modules.database import MOUNT_POINT, DatabaseHost
+from modules.deploy_role import DeployRole
 from modules.dns import Dns
 from modules.load_balancer import LoadBalancer
 from modules.monitoring import Monitoring

@@ -23,14 +23,6 @@ def test_only_the_used_provider_submodules_are_imported():
     assert 10 < int(count) < 150, f"{count} provider submodules loaded"
 
 
-def test_the_session_synthesizes_the_app_once(synthesized):
-    """conftest's session fixture is the only full synth: main.synth is not called again by a test."""
-    import main
-
-    assert synthesized.names == tuple(synthesized.names)  # built, cached, read-only
-    assert main.synth.__module__ == "main"
-
-
 def test_the_benchmark_environments_are_valid(tmp_path):
     """scripts/bench.py's 30 generated files must pass validation, or the benchmark measures an error."""
     sys.path.insert(0, str(ROOT / "scripts"))

@@ -34,11 +34,11 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
-from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
 from modules.kms import EncryptionKey, encrypted_log_group
+from modules.node_security_group import allow_tcp
 from modules.settings import EnvironmentSettings
 
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
@@ -278,27 +278,17 @@ class Cluster(Construct):
             tags=self._tags(f"{name}-api-from-nodes"),
         )
         for port, why in CONTROL_PLANE_TO_NODE_PORTS:
-            VpcSecurityGroupEgressRule(
+            allow_tcp(
                 self,
-                f"to-nodes-{port}",
-                security_group_id=sg.id,
-                referenced_security_group_id=node_security_group_id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                description=f"Control plane to nodes: {why}",
-                tags=self._tags(f"{name}-to-nodes-{port}"),
-            )
-            VpcSecurityGroupIngressRule(
-                self,
-                f"nodes-from-control-plane-{port}",
-                security_group_id=node_security_group_id,
-                referenced_security_group_id=sg.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                description=f"From the EKS control plane: {why}",
-                tags=self._tags(f"{self.name}-nodes-from-control-plane-{port}"),
+                port=port,
+                source_security_group_id=sg.id,
+                target_security_group_id=node_security_group_id,
+                egress=(f"to-nodes-{port}", f"Control plane to nodes: {why}", self._tags(f"{name}-to-nodes-{port}")),
+                ingress=(
+                    f"nodes-from-control-plane-{port}",
+                    f"From the EKS control plane: {why}",
+                    self._tags(f"{self.name}-nodes-from-control-plane-{port}"),
+                ),
             )
         return sg
 

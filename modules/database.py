@@ -7,6 +7,7 @@ backups (snapshots, dumps) are in ``modules/database_backup.py``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -100,11 +101,17 @@ def render_cloud_init(settings: EnvironmentSettings, *, volume_id: str, secret_a
         "postgresql_conf": _indent(postgresql_conf(settings), 6),
         "pg_hba_rules": _indent("\n".join(hba), 6),
     }
-    template = TEMPLATE.read_text(encoding="utf-8").replace("${", "$${").replace("%{", "%%{")
+    template = _template(TEMPLATE)
     used = set(_PLACEHOLDER.findall(template))
     if used != set(values):
         raise ValueError(f"{TEMPLATE}: placeholders {sorted(used)} do not match the values {sorted(values)}")
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+@functools.cache
+def _template(path: Path) -> str:
+    """The boot template, read once per process, with its own ${ and %{ escaped for Terraform."""
+    return path.read_text(encoding="utf-8").replace("${", "$${").replace("%{", "%%{")
 
 
 def _indent(text: str, spaces: int) -> str:

@@ -26,10 +26,10 @@ from cdktf_cdktf_provider_aws.lb_target_group import LbTargetGroup, LbTargetGrou
 from cdktf_cdktf_provider_aws.route53_record import Route53Record, Route53RecordAlias
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
-from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from modules.node_security_group import allow_tcp
 from modules.private_bucket import private_bucket
 from modules.settings import EnvironmentSettings
 
@@ -182,27 +182,21 @@ class LoadBalancer(Construct):
             )
         # The ALB talks only to the nodes' security group, on the port Twenty's pods listen on
         # (requests and health checks alike); with the VPC CNI a pod's IP sits on a node ENI.
-        VpcSecurityGroupEgressRule(
+        allow_tcp(
             self,
-            "egress-to-nodes",
-            security_group_id=sg.id,
-            referenced_security_group_id=node_security_group_id,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            description=f"To Twenty's server pods on {port} (requests and health checks)",
-            tags=self._tags(f"{name}-alb-to-nodes"),
-        )
-        VpcSecurityGroupIngressRule(
-            self,
-            "nodes-from-alb",
-            security_group_id=node_security_group_id,
-            referenced_security_group_id=sg.id,
-            ip_protocol="tcp",
-            from_port=port,
-            to_port=port,
-            description=f"From the ALB to Twenty's server pods on {port}",
-            tags=self._tags(f"{name}-nodes-from-alb"),
+            port=port,
+            source_security_group_id=sg.id,
+            target_security_group_id=node_security_group_id,
+            egress=(
+                "egress-to-nodes",
+                f"To Twenty's server pods on {port} (requests and health checks)",
+                self._tags(f"{name}-alb-to-nodes"),
+            ),
+            ingress=(
+                "nodes-from-alb",
+                f"From the ALB to Twenty's server pods on {port}",
+                self._tags(f"{name}-nodes-from-alb"),
+            ),
         )
         return sg
 

@@ -55,3 +55,34 @@ class NodeSecurityGroup(Construct):
             ip_protocol="-1",
             description="Egress to the VPC and, through the NAT gateways, the internet",
         )
+
+
+def allow_tcp(
+    scope: Construct,
+    *,
+    port: int,
+    source_security_group_id: str,
+    target_security_group_id: str,
+    egress: tuple[str, str, dict[str, str]],
+    ingress: tuple[str, str, dict[str, str]],
+) -> None:
+    """One TCP port from one security group to another, written on both sides.
+
+    ``egress`` and ``ingress`` are (construct ID, description, tags) of the rule on the source and
+    on the target group: with separate rule resources each side must allow the flow itself.
+    """
+    for rule_class, (construct_id, description, tags), group, peer in (
+        (VpcSecurityGroupEgressRule, egress, source_security_group_id, target_security_group_id),
+        (VpcSecurityGroupIngressRule, ingress, target_security_group_id, source_security_group_id),
+    ):
+        rule_class(
+            scope,
+            construct_id,
+            security_group_id=group,
+            referenced_security_group_id=peer,
+            ip_protocol="tcp",
+            from_port=port,
+            to_port=port,
+            description=description,
+            tags=tags,
+        )

@@ -113,6 +113,22 @@ def with_changes(settings: EnvironmentSettings, **sections) -> EnvironmentSettin
     return EnvironmentSettings(source=settings.source, **data)
 
 
+def edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    """Replace text in a copied environment file; the test's own setup fails loudly if it is not there."""
+    text = path.read_text()
+    assert old in text, f"test setup: {old!r} not in {path}"
+    path.write_text(text.replace(old, new, count))
+
+
+def problems_for(envs: Path) -> str:
+    """The message of the SettingsError that loading ``envs`` must raise."""
+    from modules.settings import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        load_all(envs)
+    return str(caught.value)
+
+
 def copy_envs(tmp_path: Path) -> Path:
     target = tmp_path / "envs"
     shutil.copytree(ROOT / "envs", target)

@@ -11,7 +11,7 @@ import json
 import re
 
 import pytest
-from conftest import ROOT, build_stack, copy_envs, with_changes
+from conftest import ROOT, build_stack, copy_envs, edit, problems_for, with_changes
 
 from modules.apps import (
     CLUSTER_AUTOSCALER,
@@ -44,11 +44,8 @@ def policy(stack, path_suffix: str) -> dict:
 
 def test_the_image_tag_is_a_release_never_latest(tmp_path):
     envs = copy_envs(tmp_path)
-    path = envs / "qa.toml"
-    path.write_text(path.read_text().replace('twenty_image_tag = "v1.14.0"', 'twenty_image_tag = "latest"'))
-    with pytest.raises(SettingsError) as caught:
-        load_all(envs)
-    message = str(caught.value)
+    edit(envs / "qa.toml", 'twenty_image_tag = "v1.14.0"', 'twenty_image_tag = "latest"')
+    message = problems_for(envs)
     assert "qa.toml: apps.twenty_image_tag: 'latest' is not a released Twenty version" in message
     assert "vMAJOR.MINOR.PATCH" in message
 

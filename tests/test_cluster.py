@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from cdktf import Testing as CdktfTesting  # renamed so pytest does not collect it
-from conftest import build_stack, copy_envs, with_changes
+from conftest import build_stack, copy_envs, edit, problems_for, with_changes
 
-from modules.settings import KUBERNETES_VERSIONS, SettingsError, load_all
+from modules.settings import KUBERNETES_VERSIONS
 from modules.stacks import PlatformStack
 
 LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -316,13 +316,8 @@ def envs(tmp_path) -> Path:
 
 
 def problems_after(envs: Path, old: str, new: str) -> str:
-    path = envs / "prod.toml"
-    text = path.read_text()
-    assert old in text, f"test setup: {old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
-    with pytest.raises(SettingsError) as caught:
-        load_all(envs)
-    return str(caught.value)
+    edit(envs / "prod.toml", old, new)
+    return problems_for(envs)
 
 
 @pytest.mark.parametrize(

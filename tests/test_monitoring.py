@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import build_stack, copy_envs, with_changes
+from conftest import build_stack, copy_envs, edit, problems_for, with_changes
 
 from modules.database import MOUNT_POINT
 from modules.monitoring import CONTAINER_INSIGHTS_LOG_GROUPS, OBSERVABILITY_ADDON
@@ -172,12 +172,8 @@ def test_record_mode_can_page_and_subscribers_are_added(settings):
 def test_bad_monitoring_settings_are_named(tmp_path, old, new, message):
     envs = copy_envs(tmp_path)
     path = envs / "dev.toml"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    with pytest.raises(SettingsError) as caught:
-        load_all(envs)
-    assert f"{path}: {message}" in str(caught.value)
+    edit(path, old, new)
+    assert f"{path}: {message}" in problems_for(envs)
 
 
 def test_duplicate_subscribers_are_rejected(tmp_path):

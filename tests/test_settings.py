@@ -9,21 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_envs
+from conftest import ROOT, copy_envs, edit, problems_for
 
-from modules.settings import SettingsError, load_all, load_environment
-
-
-def edit(path: Path, old: str, new: str, count: int = 1) -> None:
-    text = path.read_text()
-    assert old in text, f"test setup: {old!r} not in {path}"
-    path.write_text(text.replace(old, new, count))
-
-
-def problems_for(envs: Path) -> str:
-    with pytest.raises(SettingsError) as caught:
-        load_all(envs)
-    return str(caught.value)
+from modules.settings import load_environment
 
 
 @pytest.fixture

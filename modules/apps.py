@@ -95,7 +95,7 @@ def chart_values(
         "nodeSelector": {TIER_LABEL: "backend" if tier == "redis" else tier},
         "redis": {
             "storageClassName": STORAGE_CLASS, "storage": f"{apps.redis_volume_size_gb}Gi",
-            "image": {"repository": "redis", "tag": apps.redis_image_tag, "pullPolicy": "IfNotPresent"},
+            "image": {"repository": "redis", "tag": apps.redis_image_tag, "pullPolicy": "Always"},
         },
         "twenty": {
             "pgPoolMaxConnections": apps.pg_pool_max_connections,

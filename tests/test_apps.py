@@ -284,7 +284,7 @@ def test_redis_then_backend_then_frontend_and_the_controller_before_the_binding(
     assert address("helm_release", redis) in backend["depends_on"]
     assert address("helm_release", backend) in frontend["depends_on"]
     assert address("helm_release", redis) in frontend["depends_on"]
-    assert not any(d.startswith("helm_release.twenty-") for d in redis["depends_on"]), "Redis waits for no Twenty release"
+    assert not any(d.startswith("helm_release.twenty-") for d in redis["depends_on"]), "Redis waits for no Twenty"
     for release in (redis, backend, frontend):
         assert release["wait"] is True, "the next release starts only once this one's pods are Ready"
         assert lbc_address in release["depends_on"]  # its CRD and readiness-gate webhook come first

@@ -473,7 +473,8 @@ def postgres(tmp_path_factory):
         shutil.chown(work, "nobody")
         shutil.chown(pwfile, "nobody")
     subprocess.run([*run_as, str(EMBEDDED_PG / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
-                    "--auth-local=trust", "--auth-host=scram-sha-256"], check=True, capture_output=True, cwd=work)  # fmt: skip
+                    "--auth-local=trust", "--auth-host=scram-sha-256"],
+                   check=True, capture_output=True, cwd=work)  # fmt: skip
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -516,9 +517,9 @@ def run_migrations(rendered, postgres, tmp_path):
         calls, status_file = tmp_path / "calls", tmp_path / "status"
         calls.write_text("")
         status_file.write_text(status)
+        url = f"postgres://twenty:Tw3nty0nly@127.0.0.1:{port or postgres['port']}/{database}"
         env = {"PATH": f"{fake}:{postgres['bin']}:/usr/bin:/bin", "CALLS": str(calls), "STATUS_FILE": str(status_file),
-               "FAIL_STEP": fail_step, "TWENTY_IMAGE_TAG": "v2.45.6", "HOME": str(tmp_path),
-               "PG_DATABASE_URL": f"postgres://twenty:Tw3nty0nly@127.0.0.1:{port or postgres['port']}/{database}"}  # fmt: skip
+               "FAIL_STEP": fail_step, "TWENTY_IMAGE_TAG": "v2.45.6", "HOME": str(tmp_path), "PG_DATABASE_URL": url}
         result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
         return result.returncode, result.stdout + result.stderr, calls.read_text().splitlines()
 
@@ -526,7 +527,8 @@ def run_migrations(rendered, postgres, tmp_path):
 
 
 STEPS_AFTER_SETUP = ["database:migrate:prod", "command:prod cache:flush", "command:prod upgrade",
-                     "command:prod cache:flush", "command:prod upgrade:status", "command:prod cron:register:all"]  # fmt: skip
+                     "command:prod cache:flush", "command:prod upgrade:status",
+                     "command:prod cron:register:all"]  # fmt: skip
 
 
 def test_an_empty_database_is_set_up_then_migrated_and_checked(run_migrations):

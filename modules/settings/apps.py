@@ -52,10 +52,14 @@ def _redis_tag(value: str) -> str:
         )
     version = tuple(int(part) for part in match.groups()[:3])
     fixed = REDIS_FIXED.get(version[0])
-    if fixed is None or version < fixed:
+    shown = ".".join(map(str, version))
+    if fixed is None:
+        raise ValueError(f"Redis {shown} is not a line this chart runs; use 7.4.6 or later on 7.x, or 8.2.2 or later "
+                         "on 8.x (e.g. '7.4.6-alpine')")  # fmt: skip
+    if version < fixed:
         raise ValueError(
-            f"Redis {'.'.join(map(str, version))} is affected by CVE-2025-49844 (Lua use-after-free) or not a "
-            "supported line; use 7.4.6 or later on 7.x, or 8.2.2 or later on 8.x (e.g. '7.4.6-alpine')"
+            f"Redis {shown} is affected by CVE-2025-49844 (Lua use-after-free, remote code execution); use 7.4.6 "
+            "or later on 7.x, or 8.2.2 or later on 8.x (e.g. '7.4.6-alpine')"
         )
     return value
 

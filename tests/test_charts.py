@@ -303,6 +303,19 @@ def test_redis_is_in_its_own_release_and_nothing_of_twenty_is_a_post_install_hoo
             assert "post-" not in hook, f"{obj['kind']}/{obj['metadata']['name']}: post-install runs after pods start"
 
 
+def test_a_twenty_upgrade_leaves_the_redis_pods_alone(helm, settings, tmp_path):
+    """Only the StatefulSet's pod template decides a restart: it must not carry Twenty's tag."""
+    templates = []
+    for tag in ("v2.45.6", "v2.46.0"):
+        values = yaml.safe_load(render_charts.values_file(settings["dev"], "redis", tmp_path).read_text())
+        values["image"]["tag"] = tag
+        path = tmp_path / f"redis-{tag}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        objects = [d for d in yaml.safe_load_all(render_charts.template(settings["dev"], "redis", path)) if d]
+        templates.append(one(objects, "StatefulSet")["spec"]["template"])
+    assert templates[0] == templates[1]
+
+
 def test_the_migration_job_runs_explicit_steps_not_the_entrypoint(rendered, env):
     container = one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:2] == ["/bin/sh", "-c"]

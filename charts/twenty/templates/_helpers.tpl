@@ -168,3 +168,14 @@ capabilities:
 {{- define "twenty.migrationServiceAccountName" -}}
 {{- printf "%s-migrate" (include "twenty.name" .) -}}
 {{- end -}}
+
+{{/* Labels of Redis's pods: as twenty.labels, with Redis's version instead of Twenty's. */}}
+{{- define "twenty.redisLabels" -}}
+app.kubernetes.io/name: twenty
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.redis.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: twenty
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+twentycrm/tier: {{ .Values.tier }}
+{{- end -}}

@@ -321,10 +321,10 @@ def test_the_migration_job_runs_explicit_steps_not_the_entrypoint(rendered, env)
     assert container["command"][:2] == ["/bin/sh", "-c"]
     assert "args" not in container
     script = container["command"][2]
-    steps = ["psql \"$PG_DATABASE_URL\"", "yarn database:init:prod", "yarn database:migrate:prod",
-             "yarn command:prod upgrade\n", "yarn command:prod upgrade:status", "yarn command:prod cron:register:all"]
+    steps = ["psql \"$PG_DATABASE_URL\"", "yarn database:init:prod", "yarn command:prod upgrade\n",
+             "yarn database:migrate:prod", "yarn command:prod upgrade:status", "yarn command:prod cron:register:all"]
     positions = [script.index(step) for step in steps]
-    assert positions == sorted(positions), "schema check, set-up, migrate, upgrade, status, cron"
+    assert positions == sorted(positions), "schema check, set-up, upgrade, migrate, status, cron"
     assert script.splitlines()[2] == "set -eu"
     assert "-d postgres" not in script, "the check goes through PG_DATABASE_URL, never the postgres database"
 
@@ -539,7 +539,7 @@ def run_migrations(rendered, postgres, tmp_path):
     return run
 
 
-STEPS_AFTER_SETUP = ["database:migrate:prod", "command:prod cache:flush", "command:prod upgrade",
+STEPS_AFTER_SETUP = ["command:prod cache:flush", "command:prod upgrade", "database:migrate:prod",
                      "command:prod cache:flush", "command:prod upgrade:status",
                      "command:prod cron:register:all"]  # fmt: skip
 

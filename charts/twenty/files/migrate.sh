@@ -16,12 +16,15 @@ case "$has_core" in
   *) log "unexpected answer from PostgreSQL: '$has_core'"; exit 1 ;;
 esac
 
-log "database:migrate:prod (pending TypeORM migrations and instance commands)"
-yarn database:migrate:prod
 log "cache:flush"
 yarn command:prod cache:flush
 log "upgrade (instance and workspace commands up to this version)"
 yarn command:prod upgrade
+# After upgrade, not before: run-instance-commands refuses to run while workspaces are behind the
+# previous version, which upgrade (able to cross several versions) has just fixed. It runs whatever
+# upgrade's forward cursor skipped (pending legacy TypeORM migrations, instance commands); done ones are no-ops.
+log "database:migrate:prod (pending TypeORM migrations and instance commands)"
+yarn database:migrate:prod
 log "cache:flush"
 yarn command:prod cache:flush
 

@@ -346,6 +346,25 @@ def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env
         assert spec["serviceAccountName"] == expected, kind
 
 
+def test_smtp_sets_twentys_mail_variables_and_takes_the_password_from_the_secret(helm, settings, tmp_path):
+    from conftest import with_changes
+
+    email = {"host": "email-smtp.sa-east-1.amazonaws.com", "port": 587, "user": "crm",
+             "from_address": "crm@olhai.app.br", "from_name": "Olhai CRM", "password_secret": "twentycrm/dev/smtp"}
+    changed = with_changes(settings["dev"], apps={"email": email})
+    values = render_charts.values_file(changed, "frontend", tmp_path)
+    objects = [d for d in yaml.safe_load_all(render_charts.template(changed, "frontend", values)) if d]
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env_vars = {e["name"]: e for e in container["env"]}
+    assert {k: env_vars[k]["value"] for k in ("EMAIL_DRIVER", "EMAIL_SMTP_HOST", "EMAIL_SMTP_PORT",
+                                              "EMAIL_SMTP_USER", "EMAIL_FROM_ADDRESS", "EMAIL_FROM_NAME")} == {
+        "EMAIL_DRIVER": "SMTP", "EMAIL_SMTP_HOST": "email-smtp.sa-east-1.amazonaws.com", "EMAIL_SMTP_PORT": "587",
+        "EMAIL_SMTP_USER": "crm", "EMAIL_FROM_ADDRESS": "crm@olhai.app.br", "EMAIL_FROM_NAME": "Olhai CRM"}
+    secret_ref = {"secretKeyRef": {"name": "twenty-secrets", "key": "EMAIL_SMTP_PASSWORD"}}
+    assert env_vars["EMAIL_SMTP_PASSWORD"] == {"name": "EMAIL_SMTP_PASSWORD", "valueFrom": secret_ref}
+    assert "password" not in values.read_text().lower().replace("password_secret", "")
+
+
 # --- values that break the schema ----------------------------------------------------------
 
 
@@ -355,6 +374,12 @@ def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env
         ({"image": {"repository": "twentycrm/twenty", "tag": "latest", "pullPolicy": "Always"}},
          "image.tag: Does not match pattern"),
         ({"imageTag": "v1.14.0"}, "Additional property imageTag is not allowed"),
+        ({"image": {"repository": "twentycrm/twenty", "tag": "v1.14.0", "pullPolicy": "Always"}},
+         "image.tag: Does not match pattern"),
+        ({"twenty": {"pgPoolMaxConnections": 10, "multiworkspace": False, "workspaceCreationLimitedToAdmins": True,
+                     "telemetry": False, "email": {"enabled": True, "host": "smtp.example.com", "port": 587,
+                     "user": "crm", "fromAddress": "crm@example.com", "fromName": "CRM", "password": "hunter2"}}},
+         "Additional property password is not allowed"),
         ({"tier": "api"}, "tier: tier must be one of the following"),
         ({"serverUrl": "http://crm.example.com"}, "serverUrl: Does not match pattern"),
         ({"extraEnv": {"SIGN_IN_PREFILLED": ""}},

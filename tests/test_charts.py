@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -293,14 +294,33 @@ def test_the_migration_job_runs_before_any_object_of_its_release(rendered, env):
     assert sorted(o["kind"] for o in hooks) == ["Job", "ServiceAccount"], "the worker is an ordinary object"
 
 
-def test_redis_is_in_its_own_release_and_nothing_of_twenty_is_a_post_install_hook(rendered, env):
-    assert [o["kind"] for o in rendered[env, "redis"] if o["kind"] == "StatefulSet"] == ["StatefulSet"]
-    for tier in ("backend", "frontend"):
-        assert not of_kind(rendered[env, tier], "StatefulSet"), f"Redis must not be in the {tier} release"
-    for tier in RELEASES:
-        for obj in rendered[env, tier]:
+def order_problems(releases: dict[str, list[dict]]) -> list[str]:
+    """What breaks the release order of docs/apps.md in the rendered releases (name -> objects)."""
+    problems = []
+    for tier, objects in releases.items():
+        for obj in objects:
+            name = f"{tier}: {obj['kind']}/{obj['metadata']['name']}"
             hook = obj["metadata"].get("annotations", {}).get("helm.sh/hook", "")
-            assert "post-" not in hook, f"{obj['kind']}/{obj['metadata']['name']}: post-install runs after pods start"
+            if "post-" in hook:
+                problems.append(f"{name} is a post- hook: it would run after the release's pods start")
+            if obj["kind"] == "StatefulSet" and tier != "redis":
+                problems.append(f"{name}: Redis belongs to the redis release, installed before the Job needs it")
+            if obj["kind"] == "Job" and set(hook.split(",")) != {"pre-install", "pre-upgrade"}:
+                problems.append(f"{name} must be a pre-install,pre-upgrade hook, not {hook!r}")
+    return problems
+
+
+def test_redis_is_in_its_own_release_and_nothing_of_twenty_is_a_post_install_hook(rendered, env):
+    assert not order_problems({tier: rendered[env, tier] for tier in RELEASES})
+    assert of_kind(rendered[env, "redis"], "StatefulSet"), "the redis release runs Redis"
+
+
+def test_the_order_check_catches_the_old_layout(rendered, env):
+    """The first version of this chart: Redis in the backend release, the Job post-install."""
+    backend = copy.deepcopy(rendered[env, "backend"]) + copy.deepcopy(of_kind(rendered[env, "redis"], "StatefulSet"))
+    one(backend, "Job")["metadata"]["annotations"]["helm.sh/hook"] = "post-install,pre-upgrade"
+    problems = order_problems({"backend": backend, "frontend": rendered[env, "frontend"]})
+    assert len(problems) == 3, problems
 
 
 def test_a_twenty_upgrade_leaves_the_redis_pods_alone(helm, settings, tmp_path):

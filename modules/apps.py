@@ -1,11 +1,11 @@
-"""What runs on the cluster: Twenty's two Helm releases and what they need (docs/apps.md, docs/scaling.md).
+"""What runs on the cluster: Twenty's three Helm releases and what they need (docs/apps.md, docs/scaling.md).
 
 - ``chart_values`` is the one place the values of the ``charts/twenty`` releases are built; the
   stack and the chart tests both call it, so the tests render exactly what the stack installs.
 - ``FilesBucket``: Twenty's S3 bucket for attachments, with the IAM role its pods get by Pod Identity.
-- ``TwentySecret``: the Kubernetes Secret with the database password and the encryption key, written
-  through the kubernetes provider's write-only ``data_wo`` from ephemeral Secrets Manager reads,
-  so no value reaches the synthesized JSON, the plan or the state.
+- ``TwentySecret``: the Kubernetes Secret with the database password, the encryption key, the Redis
+  password (generated) and the SMTP password (if any), written through the kubernetes provider's
+  write-only ``data_wo`` from ephemeral values, so none reaches the synthesized JSON, the plan or the state.
 - ``ClusterAddons``: the gp3 StorageClass, the AWS Load Balancer Controller, metrics-server and the
   Cluster Autoscaler, each chart pinned, each controller with a least-privilege Pod Identity role.
 """
@@ -35,7 +35,11 @@ from modules.settings import EnvironmentSettings
 CHART_DIR = Path(__file__).resolve().parent.parent / "charts" / "twenty"
 SECRET_NAME = "twenty-secrets"
 STORAGE_CLASS = "gp3"
-TIERS = ("backend", "frontend")  # install order: the backend (Redis, migrations) before the server
+TIERS = ("backend", "frontend")  # Twenty's two halves; each release has its own service account
+# Install order (docs/apps.md, "Release order"): Redis; then the backend, whose pre-install/pre-upgrade
+# hook migrates before its worker starts; then the frontend (the server).
+RELEASES = ("redis", "backend", "frontend")
+MIGRATION_SERVICE_ACCOUNT = "twenty-backend-migrate"  # the Job's own hook account (charts/twenty)
 
 
 def release_name(tier: str) -> str:
@@ -69,7 +73,7 @@ AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 def chart_values(
     settings: EnvironmentSettings, tier: str, *, target_group_arn: str, database: dict[str, Any]
 ) -> dict[str, Any]:
-    """The values of one Twenty release (``tier`` is 'frontend' or 'backend') in one environment.
+    """The values of one Twenty release (``tier`` is 'redis', 'backend' or 'frontend') in one environment.
 
     ``database`` holds host, port, name and user (the platform stack's db_* outputs).
     """
@@ -87,8 +91,19 @@ def chart_values(
                 "twentycrm/pod-identity": f"files bucket {apps.files_bucket} (aws_eks_pod_identity_association)"
             },
         },
-        "nodeSelector": {TIER_LABEL: tier},
-        "redis": {"storageClassName": STORAGE_CLASS, "storage": f"{apps.redis_volume_size_gb}Gi"},
+        # Redis runs beside the worker, on the backend nodes.
+        "nodeSelector": {TIER_LABEL: "backend" if tier == "redis" else tier},
+        "redis": {
+            "storageClassName": STORAGE_CLASS, "storage": f"{apps.redis_volume_size_gb}Gi",
+            "image": {"repository": "redis", "tag": apps.redis_image_tag, "pullPolicy": "Always"},
+        },
+        "twenty": {
+            "pgPoolMaxConnections": apps.pg_pool_max_connections,
+            "multiworkspace": apps.multiworkspace,
+            "workspaceCreationLimitedToAdmins": apps.workspace_creation_limited_to_admins,
+            "telemetry": apps.telemetry,
+            "email": _email_values(apps.email),
+        },
         "server": {
             "port": settings.load_balancer.target_port,
             "probes": {"path": settings.load_balancer.health_check_path},
@@ -101,6 +116,13 @@ def chart_values(
         },
         "worker": {"replicas": apps.worker_replicas},
     }
+
+
+def _email_values(email: Any) -> dict[str, Any]:
+    if email is None:
+        return {"enabled": False, "host": "", "port": 587, "user": "", "fromAddress": "", "fromName": "Twenty"}
+    return {"enabled": True, "host": email.host, "port": email.port, "user": email.user,
+            "fromAddress": email.from_address, "fromName": email.from_name}  # fmt: skip
 
 
 def _policy(*statements: dict[str, Any]) -> str:
@@ -156,7 +178,8 @@ class FilesBucket(Construct):
         self.role = PodIdentityRole(
             self, "role", name=f"{settings.project}-{settings.name}-twenty-files",
             account_id=self.key.account_id, cluster_name=cluster_name, tags=tags,
-            service_accounts=[(apps.namespace, release_name(tier)) for tier in TIERS],
+            service_accounts=[*((apps.namespace, release_name(tier)) for tier in TIERS),
+                              (apps.namespace, MIGRATION_SERVICE_ACCOUNT)],
             policy=_policy(
                 {"Sid": "Bucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
                  "Resource": self.bucket.arn},
@@ -182,21 +205,38 @@ def _ephemeral_secret(scope: Construct, construct_id: str, secret_arn: str) -> s
     return f"${{ephemeral.aws_secretsmanager_secret_version.{name}.secret_string}}"
 
 
-class TwentySecret(Construct):
-    """The Secret Twenty's pods read: PG_DATABASE_PASSWORD, APP_SECRET and ENCRYPTION_KEY.
+def _ephemeral_random_password(scope: Construct, construct_id: str, length: int) -> str:
+    """A password AWS generates for this apply only (ephemeral: never in plan or state); returns its reference."""
+    within_stack = scope.node.path.split("/", 1)[1]
+    name = re.sub(r"\W", "_", f"{within_stack}_{construct_id}")
+    TerraformStack.of(scope).add_override(
+        f"ephemeral.aws_secretsmanager_random_password.{name}",
+        # letters and digits: it goes into redis://:<password>@… unescaped
+        {"password_length": length, "exclude_punctuation": True, "include_space": False},
+    )
+    return f"${{ephemeral.aws_secretsmanager_random_password.{name}.random_password}}"
 
-    Written through the write-only ``data_wo`` from ephemeral reads: the values exist only while
+
+class TwentySecret(Construct):
+    """The Secret Twenty's pods read: PG_DATABASE_PASSWORD, APP_SECRET, ENCRYPTION_KEY, REDIS_PASSWORD
+    and, with SMTP, EMAIL_SMTP_PASSWORD.
+
+    Written through the write-only ``data_wo`` from ephemeral values: they exist only while
     Terraform applies. ``revision`` is ``data_wo_revision`` (setting ``apps.secret_revision``): a
     write-only value is written again only when it changes, so bump it after rotating the database
-    password (docs/apps.md). The rest of the database URL is in the chart values, not here.
+    or SMTP password (docs/apps.md). The Redis password is generated at that moment and lives only in
+    this Secret (Redis and Twenty both read it here). The rest of the database URL is in the chart values.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, namespace: str, password_secret_arn: str,
                  encryption_key_secret_arn: str, depends_on: list[ITerraformDependable],
-                 revision: int) -> None:  # fmt: skip
+                 revision: int, smtp_password_secret: str | None = None) -> None:  # fmt: skip
         super().__init__(scope, construct_id)
         password = _ephemeral_secret(self, "password", password_secret_arn)
         key = _ephemeral_secret(self, "encryption-key", encryption_key_secret_arn)
+        extra = {"REDIS_PASSWORD": _ephemeral_random_password(self, "redis-password", 40)}
+        if smtp_password_secret:
+            extra["EMAIL_SMTP_PASSWORD"] = _ephemeral_secret(self, "smtp-password", smtp_password_secret)
         self.secret = SecretV1(
             self, "secret",
             metadata=SecretV1Metadata(name=SECRET_NAME, namespace=namespace,
@@ -208,6 +248,7 @@ class TwentySecret(Construct):
                 # ENCRYPTION_KEY; keeping them equal means an upgrade decrypts what the old one stored.
                 "APP_SECRET": key,
                 "ENCRYPTION_KEY": key,
+                **extra,
             },
             data_wo_revision=revision,
             depends_on=depends_on,
@@ -221,7 +262,8 @@ def twenty_release(scope: Construct, construct_id: str, *, settings: Environment
     return Release(
         scope, construct_id, name=release_name(tier), chart=chart_path, namespace=settings.apps.namespace,
         values=[Fn.yamlencode(values)],
-        # Wait for the pods (and the backend's migration hook) so the next release starts on a ready base.
+        # Wait for the pods so the next release starts on a ready base; hooks (the backend's migration
+        # Job) are always waited for, and a failed one fails the release.
         wait=True, wait_for_jobs=True, timeout=1800, max_history=10, cleanup_on_fail=False,
         depends_on=depends_on,
     )  # fmt: skip

@@ -4,7 +4,7 @@
                            OIDC provider and the CI deploy/plan roles
 ``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB, EKS cluster and node groups,
                            the PostgreSQL host and its backups, alarms, dashboard and Container Insights
-``twentycrm-<env>-apps``     what runs on the cluster: Twenty's two Helm releases, their secret, file bucket
+``twentycrm-<env>-apps``     what runs on the cluster: Twenty's three Helm releases, their secret, file bucket
                            and roles, the gp3 StorageClass, load balancer controller, metrics-server and
                            Cluster Autoscaler (the only stack with the kubernetes and helm providers)
 
@@ -30,7 +30,7 @@ from cdktf_cdktf_provider_kubernetes.namespace_v1 import NamespaceV1, NamespaceV
 from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, KubernetesProviderExec
 from constructs import Construct
 
-from modules.apps import CHART_DIR, TIERS, ClusterAddons, FilesBucket, TwentySecret, twenty_release
+from modules.apps import CHART_DIR, RELEASES, ClusterAddons, FilesBucket, TwentySecret, twenty_release
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
 from modules.database import MOUNT_POINT, DatabaseHost
 from modules.deploy_role import DeployRole
@@ -298,6 +298,7 @@ class AppsStack(TerraformStack):
             password_secret_arn=platform.get_string("db_password_secret_arn"),
             encryption_key_secret_arn=platform.get_string("twenty_encryption_key_secret_arn"),
             depends_on=[self.namespace], revision=apps.secret_revision,
+            smtp_password_secret=apps.email.password_secret if apps.email else None,
         )  # fmt: skip
         database = {
             "host": platform.get_string("db_host"), "port": platform.get_number("db_port"),
@@ -312,7 +313,7 @@ class AppsStack(TerraformStack):
         self.releases = {}
         before: list = [self.secret.secret, self.addons.storage_class, self.addons.load_balancer_controller,
                         self.addons.metrics_server, *self.files.role.associations]  # fmt: skip
-        for tier in TIERS:  # backend, then frontend
+        for tier in RELEASES:  # redis, backend (migrates in its pre-install/pre-upgrade hook), frontend
             self.releases[tier] = twenty_release(
                 self, f"twenty-{tier}", settings=settings, tier=tier, chart_path=chart.path,
                 target_group_arn=target_group_arn, database=database, depends_on=list(before),
@@ -321,7 +322,7 @@ class AppsStack(TerraformStack):
 
         TerraformOutput(self, "public_url", value=f"https://{settings.domain}")
         TerraformOutput(self, "twenty_namespace", value=apps.namespace)
-        for tier in TIERS:
+        for tier in RELEASES:
             TerraformOutput(self, f"{tier}_release", value=self.releases[tier].name)
         TerraformOutput(self, "files_bucket", value=self.files.bucket.bucket)
         TerraformOutput(self, "files_role_arn", value=self.files.role.role.arn)

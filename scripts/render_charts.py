@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from modules.apps import CHART_DIR, TIERS, chart_values, release_name  # noqa: E402
+from modules.apps import CHART_DIR, RELEASES, chart_values, release_name  # noqa: E402
 from modules.settings import EnvironmentSettings, load_all  # noqa: E402
 
 PLACEHOLDER_ACCOUNT = "123456789012"
@@ -85,7 +85,7 @@ def render_all(outdir: Path, envs: list[EnvironmentSettings]) -> list[Path]:
     for settings in envs:
         target = outdir / "stacks" / settings.stack_name("apps")
         target.mkdir(parents=True, exist_ok=True)
-        for tier in TIERS:
+        for tier in RELEASES:
             manifest = target / f"{release_name(tier)}.yaml"
             manifest.write_text(template(settings, tier, values_file(settings, tier, outdir)))
             written.append(manifest)

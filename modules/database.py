@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdktf import ITerraformDependable, TerraformStack
+from cdktf import ITerraformDependable
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.ebs_volume import EbsVolume
@@ -51,12 +51,6 @@ BOOT_METRIC_NAME = "BootFailed"
 # The client request token of each secret's first value: a retried seeding writes the same version
 # instead of a second one (Secrets Manager tokens are 32-64 characters).
 SEED_REQUEST_TOKEN = "twentycrm-db-host-first-value-00001"
-# The secret versions the platform stack held before the host seeded the secrets (their Terraform
-# addresses): forgotten by Terraform, never destroyed, so existing environments keep their values.
-FORMER_SECRET_VERSIONS = (
-    "aws_secretsmanager_secret_version.database_password-value_7A17DBE7",
-    "aws_secretsmanager_secret_version.database_encryption-key-value_74122A9D",
-)
 
 
 def postgresql_conf(settings: EnvironmentSettings) -> str:
@@ -168,7 +162,6 @@ class DatabaseHost(Construct):
             "encryption-key", f"{settings.project}/{settings.name}/twenty/encryption-key", "Twenty ENCRYPTION_KEY",
             tags=tags, recovery_days=db.secret_recovery_days,
         )  # fmt: skip
-        self._forget_former_secret_versions()
 
         self.security_group = SecurityGroup(
             self, "sg", name=name, description=f"PostgreSQL host of {settings.name}", vpc_id=vpc_id, tags=tags,
@@ -252,13 +245,6 @@ class DatabaseHost(Construct):
             self, construct_id, name=name, description=description, kms_key_id=self.key.arn,
             recovery_window_in_days=recovery_days, tags=tags,
         )  # fmt: skip
-
-    def _forget_former_secret_versions(self) -> None:
-        """``removed`` blocks (Terraform >= 1.7) for the versions earlier releases managed: dropped
-        from state without a destroy, so an existing environment keeps its values."""
-        TerraformStack.of(self).add_override(
-            "removed", [{"from": address, "lifecycle": {"destroy": False}} for address in FORMER_SECRET_VERSIONS]
-        )
 
     def _instance_profile(self, name: str, tags: dict[str, str]) -> IamInstanceProfile:
         role = IamRole(

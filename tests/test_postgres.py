@@ -68,8 +68,9 @@ def snapshot(url: str) -> dict:
             "SELECT p.oid::regprocedure::text || ':' || pg_get_userbyid(p.proowner) FROM pg_proc p "
             "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' AND p.proname = "
             "'unaccent_immutable'")]  # fmt: skip
-        rows = {t.split(":")[0]: conn.execute(f"SELECT to_jsonb(t) FROM {t.split(':')[0]} t ORDER BY to_jsonb(t)::text").fetchall()
-                for t in tables}  # fmt: skip
+        rows = {}
+        for table in (t.split(":")[0] for t in tables):
+            rows[table] = conn.execute(f"SELECT to_jsonb(t) FROM {table} t ORDER BY to_jsonb(t)::text").fetchall()
     return {"schemas": schemas, "tables": tables, "extensions": extensions, "functions": functions, "rows": rows}
 
 

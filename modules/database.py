@@ -63,7 +63,9 @@ def postgresql_conf(settings: EnvironmentSettings) -> str:
         "shared_buffers": f"{shared}MB",
         "effective_cache_size": f"{mem_mb * 3 // 4}MB",
         "maintenance_work_mem": f"{min(mem_mb // 16, 2048)}MB",
-        "work_mem": f"{max(4, (mem_mb - shared) // (db.max_connections * 3))}MB",
+        # every connection may use a few work_mem at once (sorts, hashes): keep that within the
+        # memory beside shared_buffers, whatever max_connections is (1 MB at the least, never more)
+        "work_mem": f"{max(1, (mem_mb - shared) // (db.max_connections * 3))}MB",
         "wal_buffers": "16MB",
         "min_wal_size": "1GB",
         "max_wal_size": "4GB",

@@ -14,7 +14,7 @@ import yaml
 from cdktf import Testing as CdktfTesting  # renamed so pytest does not collect it
 from conftest import build_stack, copy_envs, edit, problems_for, with_changes
 
-from modules.database import render_cloud_init
+from modules.database import postgresql_conf, render_cloud_init
 from modules.stacks import PlatformStack
 
 DOCUMENT = {"dev": ("DB-100", "t3.large", 50), "qa": ("DB-200", "t3.large", 50), "prod": ("DB-300", "t3.xlarge", 100)}
@@ -497,3 +497,16 @@ def test_the_evaluator_catches_a_role_that_may_read_any_secret(synthesized):
     policy = instance_policy(synthesized.stack("twentycrm-dev-platform"))
     policy["Statement"].append({"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"})
     assert evaluate(policy, NOT_ALLOWED[:2]) == ["Allowed", "Allowed"]
+
+
+@pytest.mark.parametrize("instance_type", ["t3.medium", "t3.large", "m7i.4xlarge"])
+@pytest.mark.parametrize("max_connections", [20, 100, 1000])
+def test_work_mem_times_connections_fits_beside_shared_buffers(settings, instance_type, max_connections):
+    """max_connections comes from the settings; work_mem shrinks with it so all of them fit in memory."""
+    env = with_changes(settings["dev"], database={"instance_type": instance_type, "max_connections": max_connections})
+    conf = dict(line.split(" = ", 1) for line in postgresql_conf(env).splitlines())
+    assert conf["max_connections"] == str(max_connections)
+    memory_mb = env.database.memory_gib * 1024
+    shared_mb = int(conf["shared_buffers"].removesuffix("MB"))
+    work_mem_mb = int(conf["work_mem"].removesuffix("MB"))
+    assert 1 <= work_mem_mb and work_mem_mb * max_connections * 3 <= memory_mb - shared_mb

@@ -159,6 +159,7 @@ class ScratchHost:
     def localize(self, text: str) -> str:
         """The substitutions this scratch host makes: paths and pg_hba's client ranges only."""
         text = text.replace("/etc/twenty-db/", f"{self.etc}/").replace("/usr/local/sbin/", f"{self.sbin}/")
+        text = text.replace("/var/lib/cloud/data/instance-id", f"{self.root}/instance-id")
         text = re.sub(r"(?m)^PGDATA=.*$", f"PGDATA={self.pgdata}", text)
         text = re.sub(r"(?m)^MOUNT_POINT=.*$", f"MOUNT_POINT={self.root}", text)
         return re.sub(r"(?m)^(hostssl\s+\S+\s+\S+\s+)\S+(\s+scram-sha-256)$", r"\g<1>127.0.0.1/32\g<2>", text)
@@ -179,7 +180,7 @@ class ScratchHost:
         return result
 
     def run_script(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.bash('exec "$0" "$@"', str(self.sbin / name), *args, check=check)
+        return self.bash('exec "$@"', str(self.sbin / name), *args, check=check)
 
     def initdb(self) -> None:
         """The setup script's own lines that create the cluster (from `install -d` to the `fi` of initdb)."""

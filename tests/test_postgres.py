@@ -6,6 +6,7 @@ See ``tests/postgres_support.py`` for what is substituted (paths, port, client r
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -253,3 +254,51 @@ def test_password_rotation_by_the_runbook(twenty_database):
         assert conn.execute("SELECT current_user").fetchone() == ("twenty",)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         connect(world.host.url(old)).close()
+
+
+# --- a boot that fails -------------------------------------------------------------------------
+
+
+def _stand_ins(directory: Path, scripts: dict[str, str]) -> Path:
+    """Commands of the host's OS that this machine must not run (dnf, sleep), recording their calls."""
+    directory.mkdir()
+    for name, body in scripts.items():
+        (directory / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{directory}/calls.log"\n{body}\n')
+        (directory / name).chmod(0o755)
+    return directory
+
+
+@pytest.mark.parametrize(("dnf_exit", "expected"), [
+    (1, "package installation failed 6 times"),
+    (0, "data volume vol-0123456789abcdef0 did not appear"),
+])  # fmt: skip
+def test_a_boot_that_fails_part_way_publishes_the_boot_failed_metric(database_world, tmp_path, dnf_exit, expected):
+    """twenty-db-setup as rendered: packages retried 6 times with a doubling pause, and any failure
+    publishes BootFailed = 1 for the instance (what the db-boot-failed alarm reads)."""
+    from postgres_support import ScratchHost  # noqa: PLC0415
+
+    host = ScratchHost(database_world.files, database_world.aws.env)
+    database_world.hosts.append(host)
+    instance = f"i-0boot{dnf_exit}failed000000"
+    (host.root / "instance-id").write_text(instance + "\n")
+    shims = _stand_ins(tmp_path / "bin", {"dnf": f"exit {dnf_exit}", "sleep": "exit 0"})
+    result = host.bash('exec "$@"', str(host.sbin / "twenty-db-setup"), check=False,
+                       extra_env={"PATH": f"{shims}:{host.env['PATH']}"})  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert expected in result.stderr
+    assert "failed (exit 1); see docs/database.md, 'A boot that fails'" in result.stderr
+    calls = (shims / "calls.log").read_text().splitlines()
+    installs = [c for c in calls if c.startswith("dnf install")]
+    if dnf_exit:
+        assert len(installs) == 6
+        assert [c for c in calls if c.startswith("sleep")] == [f"sleep {s}" for s in (5, 10, 20, 40, 80)]
+    else:
+        assert len(installs) == 1 and "postgresql16-server postgresql16-contrib amazon-cloudwatch-agent" in installs[0]
+    cloudwatch = database_world.aws.client("cloudwatch")
+    [metric] = cloudwatch.list_metrics(Namespace="TwentyCRM/Database", MetricName="BootFailed",
+                                       Dimensions=[{"Name": "InstanceId", "Value": instance}])["Metrics"]  # fmt: skip
+    now = datetime.now(timezone.utc)
+    data = cloudwatch.get_metric_data(MetricDataQueries=[{"Id": "m", "MetricStat": {
+        "Metric": metric, "Period": 60, "Stat": "Maximum"}}], StartTime=now - timedelta(minutes=10),
+        EndTime=now + timedelta(minutes=10))["MetricDataResults"][0]["Values"]  # fmt: skip
+    assert data == [1.0]

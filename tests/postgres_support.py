@@ -85,6 +85,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def chart_database_url(*, user: str, password: str, host: str, port: int, name: str) -> str:
+    """PG_DATABASE_URL as charts/twenty/templates/_helpers.tpl writes it: its printf format filled
+    in order (user, host, port, name) and $(PG_DATABASE_PASSWORD) expanded as Kubernetes does."""
+    helpers = (ROOT / "charts" / "twenty" / "templates" / "_helpers.tpl").read_text()
+    match = re.search(r'printf "(postgres://[^"]+)" \.user \.host \.port \.name', helpers)
+    assert match, "charts/twenty/templates/_helpers.tpl no longer builds PG_DATABASE_URL as expected"
+    values = iter([user, host, str(port), name])
+    url = re.sub(r"%[sv]", lambda _: next(values), match.group(1))
+    return url.replace("$(PG_DATABASE_PASSWORD)", password)
+
+
 def booted_files(user_data: str, *, fill: dict[str, str]) -> dict[str, str]:
     """The write_files of the user data as the instance receives it (references filled in by
     resource type and construct name prefix, Terraform's escapes undone): path -> content."""
@@ -211,8 +222,8 @@ class ScratchHost:
         self.run_script("twenty-db-init")
 
     def url(self, password: str, *, user: str = "twenty", database: str = "twenty") -> str:
-        """The URL the chart builds (charts/twenty/templates/_helpers.tpl), for this host and port."""
-        return f"postgres://{user}:{password}@127.0.0.1:{self.port}/{database}"
+        """The URL the chart builds, from its own template, for this host and port."""
+        return chart_database_url(user=user, password=password, host="127.0.0.1", port=self.port, name=database)
 
     def cleanup(self) -> None:
         self.stop()

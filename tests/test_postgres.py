@@ -180,14 +180,13 @@ def test_the_refusal_checks_fail_on_a_loose_pg_hba(twenty_database):
     """The checks above can fail: with a plain `host` line a connection without TLS gets in."""
     host = twenty_database.host
     hba = host.pgdata / "pg_hba.conf"
-    original = hba.read_text()
+    host.bash(f'cp -p "{hba}" "{hba}.kept" && echo "host  all  twenty  127.0.0.1/32  scram-sha-256" >> "{hba}"')
     try:
-        hba.write_text(original + "host  all  twenty  127.0.0.1/32  scram-sha-256\n")
         host.reload()
         with connect(host.url(twenty_database.password), sslmode="disable") as conn:
             assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (False,)
     finally:
-        hba.write_text(original)
+        host.bash(f'mv "{hba}.kept" "{hba}"')
         host.reload()
     with pytest.raises(psycopg.OperationalError, match="no encryption"):
         connect(host.url(twenty_database.password), sslmode="disable").close()

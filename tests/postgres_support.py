@@ -18,6 +18,7 @@ GitHub's runners: every shell command then runs through ``sudo -n``) and a ``pos
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import shutil
@@ -40,11 +41,11 @@ _REFERENCE = re.compile(r"(?<!\$)\$\{([^}]*)\}")
 
 
 def client_bin() -> Path | None:
-    try:
-        import pgserver  # noqa: PLC0415 - optional: the suite names it when absent
-    except ImportError:
+    """pgserver's bin/, found without importing the package (its import sets up runtime directories)."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
         return None
-    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return Path(spec.origin).parent / "pginstall" / "bin"
 
 
 def missing_tools() -> str | None:

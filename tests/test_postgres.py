@@ -13,6 +13,8 @@ import psycopg
 import pytest
 from postgres_support import ROOT, database_world  # noqa: F401 - the session fixture
 
+from modules.database import SEED_REQUEST_TOKEN
+
 # What Twenty's set-up runs through PG_DATABASE_URL, copied as fact from twentyhq/twenty
 # packages/twenty-server/scripts/setup-db.ts (the FDW part runs only with IS_FDW_ENABLED=true).
 TWENTY_SETUP_DB = [
@@ -95,6 +97,8 @@ def test_first_boot_seeds_both_secrets_once_and_a_second_run_keeps_them(database
                      before[database_world.encryption_key_arn]["SecretString"])  # fmt: skip
     assert re.fullmatch(r"[A-Za-z0-9]{40}", password) and re.fullmatch(r"[A-Za-z0-9]{64}", key)
     assert password != key[:40]
+    # the fixed client request token became the version: a retried put is that same version
+    assert {v["VersionId"] for v in before.values()} == {SEED_REQUEST_TOKEN}
     result = database_world.host.run_script("twenty-db-init")
     assert result.stderr.count("has a value; keeping it") == 2, result.stderr
     for arn, first in before.items():
@@ -148,6 +152,10 @@ def test_the_role_owns_its_database_and_nothing_more(twenty_database):
         assert conn.execute("SELECT pg_has_role('pg_read_server_files', 'MEMBER') OR "
                             "pg_has_role('pg_write_server_files', 'MEMBER') OR "
                             "pg_has_role('pg_execute_server_program', 'MEMBER')").fetchone() == (False,)  # fmt: skip
+        # uuid-ossp and unaccent are trusted: the database owner could create them without the boot
+        trusted = conn.execute("SELECT DISTINCT name, trusted FROM pg_available_extension_versions "
+                               "WHERE name IN ('uuid-ossp', 'unaccent') ORDER BY 1").fetchall()  # fmt: skip
+        assert trusted == [("unaccent", True), ("uuid-ossp", True)]
         for database in ("postgres", "template1"):
             assert conn.execute("SELECT has_database_privilege(%s, 'CONNECT')", [database]).fetchone() == (False,)
     with connect(world.host.url(world.password), autocommit=True) as conn:

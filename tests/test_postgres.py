@@ -226,6 +226,10 @@ def test_nightly_dump_restores_into_a_fresh_host_by_the_runbook(twenty_database,
     s3 = world.aws.client("s3")
     [dump] = [o["Key"] for o in s3.list_objects_v2(Bucket=world.bucket)["Contents"]]
     assert re.fullmatch(r"twentycrm-dev-db/twenty-\d{4}-\d\d-\d\dT\d{6}Z\.dump", dump)
+    # the runbook's own way to find the newest dump prints the line the on-host block starts with
+    found = world.host.bash(runbook_block("find-dump"), extra_env={
+        "ENV": "dev", "REGION": "sa-east-1", "BUCKET": world.bucket}).stdout.strip()  # fmt: skip
+    assert found == f"BUCKET={world.bucket} KEY={dump}"
 
     fresh = world.new_host()  # a new instance with an empty volume: the boot made an empty database
     assert snapshot(fresh.url(world.password))["tables"] == []
@@ -235,7 +239,7 @@ def test_nightly_dump_restores_into_a_fresh_host_by_the_runbook(twenty_database,
     (shims / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/systemctl.log"\n')
     (shims / "systemctl").chmod(0o755)
     block = fresh.localize(runbook_block("restore-on-host"))
-    block, count = re.subn(r"(?m)^BUCKET=\S+ KEY=\S+$", f"BUCKET={world.bucket} KEY={dump}", block)
+    block, count = re.subn(r"(?m)^BUCKET=\S+ KEY=\S+$", found, block)
     assert count == 1, "the runbook's first line names the dump to restore"
     result = fresh.bash("set -euo pipefail\n" + block, extra_env={"PATH": f"{shims}:{fresh.env['PATH']}"})
     assert snapshot(fresh.url(world.password)) == original

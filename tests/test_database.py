@@ -399,6 +399,11 @@ def test_a_failed_boot_raises_the_boot_failed_alarm(platform_stack, env):
     assert ("alarm_actions" in alarm) == (env == "prod"), "it pages where the environment pages (alarm_mode)"
     env = yaml.safe_load(as_booted(user_data(platform_stack)))["write_files"][0]["content"]
     assert "BOOT_METRIC_NAMESPACE=TwentyCRM/Database" in env and "BOOT_METRIC_NAME=BootFailed" in env
+    # 0 only once everything ran (tests/test_postgres.py runs the failure path and reads the 1 back)
+    setup = shell_parts(as_booted(user_data(platform_stack)))["/usr/local/sbin/twenty-db-setup"]
+    steps = [setup.index(s) for s in ("trap on_exit EXIT", "install_packages \"", "/usr/local/sbin/twenty-db-configure",
+                                      "/usr/local/sbin/twenty-db-init", "boot_metric 0")]  # fmt: skip
+    assert steps == sorted(steps)
 
 
 # --- the instance role, judged by an IAM policy evaluator ------------------------------------

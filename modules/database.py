@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from cdktf import TerraformStack
+from cdktf import ITerraformDependable
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.ebs_volume import EbsVolume
@@ -27,7 +28,6 @@ from cdktf_cdktf_provider_aws.instance import (
     InstanceRootBlockDevice,
 )
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
-from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.subnet import Subnet
 from cdktf_cdktf_provider_aws.volume_attachment import VolumeAttachment
@@ -45,6 +45,12 @@ TEMPLATE = Path(__file__).with_name("database") / "cloud-init.yaml"
 # AWS's public parameter for the newest Amazon Linux 2023 AMI: resolved at plan time, no owner filter to get wrong.
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# What the boot script publishes (1 failed, 0 completed) and the db-boot-failed alarm reads.
+BOOT_METRIC_NAMESPACE = "TwentyCRM/Database"
+BOOT_METRIC_NAME = "BootFailed"
+# The client request token of each secret's first value: a retried seeding writes the same version
+# instead of a second one (Secrets Manager tokens are 32-64 characters).
+SEED_REQUEST_TOKEN = "twentycrm-db-host-first-value-00001"
 
 
 def postgresql_conf(settings: EnvironmentSettings) -> str:
@@ -57,7 +63,9 @@ def postgresql_conf(settings: EnvironmentSettings) -> str:
         "shared_buffers": f"{shared}MB",
         "effective_cache_size": f"{mem_mb * 3 // 4}MB",
         "maintenance_work_mem": f"{min(mem_mb // 16, 2048)}MB",
-        "work_mem": f"{max(4, (mem_mb - shared) // (db.max_connections * 3))}MB",
+        # every connection may use a few work_mem at once (sorts, hashes): keep that within the
+        # memory beside shared_buffers, whatever max_connections is (1 MB at the least, never more)
+        "work_mem": f"{max(1, (mem_mb - shared) // (db.max_connections * 3))}MB",
         "wal_buffers": "16MB",
         "min_wal_size": "1GB",
         "max_wal_size": "4GB",
@@ -75,8 +83,8 @@ def postgresql_conf(settings: EnvironmentSettings) -> str:
     return "\n".join(f"{key} = {value}" for key, value in lines.items())
 
 
-def render_cloud_init(settings: EnvironmentSettings, *, volume_id: str, secret_arn: str, dump_bucket: str,
-                      client_cidrs: list[str]) -> str:  # fmt: skip
+def render_cloud_init(settings: EnvironmentSettings, *, volume_id: str, secret_arn: str, encryption_key_secret_arn: str,
+                      dump_bucket: str, client_cidrs: list[str]) -> str:  # fmt: skip
     """The boot configuration for these settings. Arguments may be Terraform references.
 
     The template's own ``${`` and ``%{`` (bash) are escaped so Terraform leaves them alone; only
@@ -91,6 +99,10 @@ def render_cloud_init(settings: EnvironmentSettings, *, volume_id: str, secret_a
         "volume_id": volume_id,
         "region": settings.region,
         "secret_arn": secret_arn,
+        "encryption_key_secret_arn": encryption_key_secret_arn,
+        "seed_request_token": SEED_REQUEST_TOKEN,
+        "boot_metric_namespace": BOOT_METRIC_NAMESPACE,
+        "boot_metric_name": BOOT_METRIC_NAME,
         "database_name": db.database_name,
         "username": db.username,
         "dump_bucket": dump_bucket,
@@ -126,9 +138,12 @@ class DatabaseHost(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, vpc_id: str,
-                 subnet: Subnet, zone: str, client_cidrs: list[str], client_security_group_id: str) -> None:  # fmt: skip
+                 subnet: Subnet, zone: str, client_cidrs: list[str], client_security_group_id: str,
+                 egress: Sequence[ITerraformDependable]) -> None:  # fmt: skip
         """``subnet`` (in ``zone``) holds the host; ``client_security_group_id`` (the EKS nodes) may
-        connect on 5432, and ``client_cidrs`` (the private subnets) are what pg_hba admits."""
+        connect on 5432, and ``client_cidrs`` (the private subnets) are what pg_hba admits.
+        ``egress`` (the subnet's route to its NAT gateway) must exist before the host boots: its
+        boot script installs packages and seeds the secrets through it."""
         super().__init__(scope, construct_id)
         db = settings.database
         name = settings.stack_name("db")
@@ -140,14 +155,14 @@ class DatabaseHost(Construct):
             self, "key", alias=name, description=f"Encrypts the database volumes, secrets and dumps of {settings.name}",
             tags=tags,
         )  # fmt: skip
-        self.password_secret, password_version = self._generated_secret(
+        self.password_secret = self._secret(
             "password", f"{settings.project}/{settings.name}/database/password", f"Password of the {db.username} "
-            "role of the Twenty database", length=40, tags=tags, recovery_days=db.secret_recovery_days,
+            "role of the Twenty database", tags=tags, recovery_days=db.secret_recovery_days,
         )  # fmt: skip
-        # Twenty's ENCRYPTION_KEY, generated the same way; the apps stack reads it.
-        self.encryption_key_secret, _ = self._generated_secret(
+        # Twenty's ENCRYPTION_KEY, seeded by the host the same way; the apps stack reads it.
+        self.encryption_key_secret = self._secret(
             "encryption-key", f"{settings.project}/{settings.name}/twenty/encryption-key", "Twenty ENCRYPTION_KEY",
-            length=64, tags=tags, recovery_days=db.secret_recovery_days,
+            tags=tags, recovery_days=db.secret_recovery_days,
         )  # fmt: skip
 
         self.security_group = SecurityGroup(
@@ -191,15 +206,16 @@ class DatabaseHost(Construct):
             maintenance_options=InstanceMaintenanceOptions(auto_recovery="default"),
             user_data=render_cloud_init(
                 settings, volume_id=self.volume.id, secret_arn=self.password_secret.arn,
-                dump_bucket=self.backup.bucket.bucket, client_cidrs=client_cidrs,
+                encryption_key_secret_arn=self.encryption_key_secret.arn, dump_bucket=self.backup.bucket.bucket,
+                client_cidrs=client_cidrs,
             ),
             # cloud-init runs once per instance: a changed boot config needs a new instance, which
             # is safe because the data lives on the volume. The AMI is pinned at creation so a new
             # AL2023 release does not replace the database unasked (docs/database.md: patching).
             user_data_replace_on_change=True,
             lifecycle={"ignore_changes": ["ami"]},
-            # the boot script reads the password: it must exist before the instance boots
-            depends_on=[password_version],
+            # the boot installs packages and seeds the secrets through the NAT: no route, no database
+            depends_on=list(egress),
             tags=tags,
         )  # fmt: skip
         VolumeAttachment(
@@ -219,31 +235,18 @@ class DatabaseHost(Construct):
             alarm_actions=[f"arn:{self.key.partition}:automate:{settings.region}:ec2:recover"], tags=tags,
         )  # fmt: skip
 
-    def _generated_secret(self, construct_id: str, name: str, description: str, *, length: int,
-                          tags: dict[str, str], recovery_days: int) -> tuple[SecretsmanagerSecret, SecretsmanagerSecretVersion]:  # fmt: skip
-        """A Secrets Manager secret whose value AWS generates and Terraform never stores.
+    def _secret(self, construct_id: str, name: str, description: str, *, tags: dict[str, str],
+                recovery_days: int) -> SecretsmanagerSecret:  # fmt: skip
+        """A Secrets Manager secret without a value: the host's first boot stores one (twenty-db-init).
 
-        The value comes from the ephemeral ``aws_secretsmanager_random_password`` and is written
-        through the write-only ``secret_string_wo``: neither is saved in plan or state (Terraform
-        >= 1.11). cdktf 0.21 has no class for ephemeral resources, so the block is added raw.
+        The platform stack holds no ``aws_secretsmanager_secret_version``: refreshing one calls
+        ``GetSecretValue`` even when the value is write-only, which the read-only plan role must
+        never be allowed to do (docs/database.md).
         """
-        secret = SecretsmanagerSecret(
+        return SecretsmanagerSecret(
             self, construct_id, name=name, description=description, kms_key_id=self.key.arn,
             recovery_window_in_days=recovery_days, tags=tags,
         )  # fmt: skip
-        within_stack = self.node.path.split("/", 1)[1]  # e.g. database; unique within the stack
-        ephemeral = re.sub(r"\W", "_", f"{within_stack}_{construct_id}")
-        TerraformStack.of(self).add_override(
-            f"ephemeral.aws_secretsmanager_random_password.{ephemeral}",
-            # letters and digits only: the password goes into a postgres:// URL unescaped
-            {"password_length": length, "exclude_punctuation": True, "include_space": False},
-        )
-        version = SecretsmanagerSecretVersion(
-            self, f"{construct_id}-value", secret_id=secret.id,
-            secret_string_wo=f"${{ephemeral.aws_secretsmanager_random_password.{ephemeral}.random_password}}",
-            secret_string_wo_version=1,  # bumping it writes a fresh value (docs/database.md, rotation)
-        )  # fmt: skip
-        return secret, version
 
     def _instance_profile(self, name: str, tags: dict[str, str]) -> IamInstanceProfile:
         role = IamRole(
@@ -265,8 +268,14 @@ class DatabaseHost(Construct):
         IamRolePolicy(
             self, "policy", role=role.id,
             policy=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Sid": "ReadOwnPassword", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                 "Resource": self.password_secret.arn},
+                # Seed each secret once and read the password (twenty-db-init); nothing else.
+                {"Sid": "SeedAndReadOwnSecrets", "Effect": "Allow",
+                 "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+                            "secretsmanager:PutSecretValue"],
+                 "Resource": [self.password_secret.arn, self.encryption_key_secret.arn]},
+                # get-random-password acts on no resource (AWS: "Resource types: none").
+                {"Sid": "GenerateSecretValues", "Effect": "Allow", "Action": "secretsmanager:GetRandomPassword",
+                 "Resource": "*"},
                 # Write dumps and remove a failed one; deleting versions (the backups) is not allowed.
                 {"Sid": "WriteDumps", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"],
                  "Resource": f"{self.backup.bucket.arn}/*"},

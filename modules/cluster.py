@@ -260,7 +260,7 @@ class Cluster(Construct):
         sg = SecurityGroup(
             self,
             "sg",
-            name=name,
+            name_prefix=f"{name}-",  # a prefix, so a replacement can exist next to the old one
             description=f"EKS control plane of {self.name}: API from the nodes, calls to the nodes",
             vpc_id=vpc_id,
             tags=self._tags(name),

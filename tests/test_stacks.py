@@ -27,6 +27,7 @@ def test_platform_state_lives_in_the_environment_bucket(platform_stack, settings
             "key": f"twentycrm-{env}-platform/terraform.tfstate",
             "region": "sa-east-1",
             "encrypt": True,
+            "kms_key_id": f"alias/twentycrm-{env}-tfstate",  # SSE-KMS with the state key, not SSE-S3
             "dynamodb_table": settings[env].state.lock_table,
         }
     }

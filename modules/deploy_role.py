@@ -108,6 +108,12 @@ def subject(settings: EnvironmentSettings) -> str:
     return f"repo:{settings.ci.github_repository}:environment:{settings.ci.github_environment}"
 
 
+def plan_subject(settings: EnvironmentSettings) -> str:
+    """The ``sub`` of the main-branch plan jobs: GitHub environment ``<github_environment>-plan``, which has no
+    reviewers (the plan must exist before the approval) and admits the main branch only (docs/ci-cd.md)."""
+    return f"{subject(settings)}-plan"
+
+
 def _doc(*statements: dict[str, Any]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
@@ -117,7 +123,7 @@ def pull_request_subject(settings: EnvironmentSettings) -> str:
     return f"repo:{settings.ci.github_repository}:pull_request"
 
 
-def _trust(provider_arn: str, sub: str) -> str:
+def _trust(provider_arn: str, sub: str | list[str]) -> str:
     return _doc(
         {
             "Sid": "GitHubOidcOnly",
@@ -269,7 +275,7 @@ class DeployRole(Construct):
             name=name,
             description=f"GitHub Actions deploys {settings.name} from {ci.github_repository} "
             f"(environment {ci.github_environment})",
-            assume_role_policy=_trust(self.oidc_provider_arn, subject(settings)),
+            assume_role_policy=_trust(self.oidc_provider_arn, [subject(settings), plan_subject(settings)]),
             permissions_boundary=boundary_arn,
             max_session_duration=ci.session_hours * 3600,
             tags={**tags, "Name": name},

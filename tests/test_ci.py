@@ -78,19 +78,43 @@ def test_pull_requests_test_synthesize_scan_and_plan_every_environment():
 def test_main_applies_dev_then_qa_then_prod_through_their_environments():
     wf = workflow("deploy.yml")
     assert wf["on"]["push"]["branches"] == ["main"]
+    assert wf["concurrency"] == {"group": "deploy-main", "cancel-in-progress": False}
     jobs = wf["jobs"]
     assert [jobs[e]["needs"] for e in ENVIRONMENTS] == ["test", "dev", "qa"]
     for env in ENVIRONMENTS:
         assert jobs[env]["uses"] == "./.github/workflows/apply.yml" and jobs[env]["with"] == {"environment": env}
-    apply = workflow("apply.yml")["jobs"]["apply"]
-    assert apply["environment"] == "${{ inputs.environment }}"  # the approval gate and the OIDC subject
-    assert apply["concurrency"] == {
-        "group": "terraform-apply-${{ inputs.environment }}",
-        "cancel-in-progress": False,
-    }
-    creds = next(s for s in apply["steps"] if "configure-aws-credentials" in s.get("uses", ""))
-    assert creds["with"]["role-to-assume"].endswith(":role/twentycrm-${{ inputs.environment }}-deploy")
-    assert apply["steps"][-1]["run"] == './scripts/ci-terraform apply "${{ inputs.environment }}"'
+
+
+RUNNER = "codebuild-twentycrm-${{ inputs.environment }}-ci-runner-${{ github.run_id }}-${{ github.run_attempt }}"
+
+
+def test_every_apply_is_a_saved_plan_approved_in_between():
+    jobs = workflow("apply.yml")["jobs"]
+    assert list(jobs) == ["synth", "plan-platform", "apply-platform", "plan-apps", "apply-apps"]
+    for part in ("platform", "apps"):
+        plan, apply = jobs[f"plan-{part}"], jobs[f"apply-{part}"]
+        # the plan exists before the approval: its job runs in <env>-plan (no reviewers), the apply in <env>
+        assert plan["environment"] == "${{ inputs.environment }}-plan"
+        assert apply["environment"] == "${{ inputs.environment }}"
+        assert f"plan-{part}" in apply["needs"]
+        runs = [s.get("run", "") for s in plan["steps"]]
+        assert f'./scripts/ci-terraform save-plan "${{{{ inputs.environment }}}}" {part} plans' in runs
+        upload = next(s for s in plan["steps"] if "upload-artifact" in s.get("uses", ""))
+        download = next(s for s in apply["steps"] if "download-artifact" in s.get("uses", ""))
+        assert upload["with"]["name"] == download["with"]["name"] == f"plan-${{{{ inputs.environment }}}}-{part}"
+        assert apply["steps"][-1]["run"] == f'./scripts/ci-terraform apply-plan "${{{{ inputs.environment }}}}" {part} plans'
+        assert not [s for s in apply["steps"] if "synth" in s.get("run", "")]  # applies what was planned, nothing new
+        assert apply["concurrency"] == {"group": "terraform-apply-${{ inputs.environment }}", "cancel-in-progress": False}
+        for job in (plan, apply):
+            assert job["timeout-minutes"] == "${{ fromJSON(needs.synth.outputs.timeout-minutes) }}"
+            creds = next(s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+            assert creds["with"]["role-to-assume"].endswith(":role/twentycrm-${{ inputs.environment }}-deploy")
+            assert creds["with"]["role-duration-seconds"] == "${{ needs.synth.outputs.session-seconds }}"
+    # the apps stack talks to the private EKS endpoint: planned and applied on the runner inside the VPC
+    assert jobs["plan-apps"]["runs-on"] == jobs["apply-apps"]["runs-on"] == RUNNER
+    assert jobs["plan-platform"]["runs-on"] == jobs["apply-platform"]["runs-on"] == "ubuntu-24.04"
+    settings_step = next(s for s in jobs["synth"]["steps"] if s.get("id") == "settings")
+    assert settings_step["run"] == './scripts/ci-terraform settings "${{ inputs.environment }}" >> "$GITHUB_OUTPUT"'
 
 
 def _shell_scripts() -> list[Path]:
@@ -125,7 +149,10 @@ def test_deploy_role_trusts_only_the_repository_in_the_environments_github_envir
     assert statement["Condition"] == {
         "StringEquals": {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": f"repo:{ci.github_repository}:environment:{env}",
+            "token.actions.githubusercontent.com:sub": [
+                f"repo:{ci.github_repository}:environment:{env}",  # apply jobs, behind the environment's reviewers
+                f"repo:{ci.github_repository}:environment:{env}-plan",  # main's plan jobs (main branch only)
+            ],
         }
     }  # StringEquals, no wildcard: no other repository, branch, environment or fork
 

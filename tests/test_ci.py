@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -230,3 +231,88 @@ def test_bad_ci_settings_are_named(tmp_path, old, new, message):
     problems = problems_for(envs)
     assert message in problems
     assert str(envs) in problems
+
+
+# --- scripts/ci-terraform, run for real on a stack of the built-in terraform_data resource -----------------
+
+
+def _ci_terraform(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "scripts" / "ci-terraform"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=180)  # fmt: skip
+
+
+@pytest.fixture
+def ci_workspace(tmp_path):
+    """cdktf.out/stacks/twentycrm-dev-platform with one terraform_data resource and an absolute local backend (the
+    state is shared by the planning and the applying directory, as the S3 backend shares it between jobs)."""
+    if shutil.which("terraform") is None:
+        pytest.skip("the terraform CLI is not on PATH (install Terraform 1.10+ to run scripts/ci-terraform)")
+    stack = tmp_path / "cdktf.out" / "stacks" / "twentycrm-dev-platform"
+    stack.mkdir(parents=True)
+    (tmp_path / "summary.md").touch()
+    (tmp_path / "output").touch()
+    env = {**os.environ, "CDKTF_OUT": str(tmp_path / "cdktf.out"), "GITHUB_SHA": "a" * 40,
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}  # fmt: skip
+
+    def configure(release: str) -> None:
+        (stack / "cdk.tf.json").write_text(json.dumps({
+            "terraform": {"backend": {"local": {"path": str(tmp_path / "platform.tfstate")}}},
+            "resource": {"terraform_data": {"release": {"input": release}}},
+        }))  # fmt: skip
+
+    return tmp_path, env, configure
+
+
+def test_ci_terraform_saves_shows_and_applies_a_plan(ci_workspace):
+    work, env, configure = ci_workspace
+    configure("v1")
+    saved = _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env)
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    plan_dir = work / "plans" / "twentycrm-dev-platform"
+    # (a real stack also carries its .terraform.lock.hcl; terraform_data needs no provider, so there is none here)
+    assert {"tfplan", "plan.txt", "plan.meta", "cdk.tf.json"} <= {p.name for p in plan_dir.iterdir()}
+    assert not (plan_dir / ".terraform").exists()
+    assert (plan_dir / "plan.meta").read_text() == f"commit={'a' * 40}\nstate=none 0\n"
+    summary = (work / "summary.md").read_text()
+    assert "## `twentycrm-dev-platform` at aaaaaaaaaaaa (changes: true)" in summary
+    assert "terraform_data.release will be created" in summary
+    assert (work / "output").read_text() == "changes=true\n"
+    applied = _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Apply complete! Resources: 1 added" in applied.stdout
+    again = _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env)
+    assert again.returncode == 0 and (work / "output").read_text() == "changes=true\nchanges=false\n"
+
+
+def test_ci_terraform_refuses_a_plan_of_another_commit(ci_workspace):
+    work, env, configure = ci_workspace
+    configure("v1")
+    assert _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    result = _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env={**env, "GITHUB_SHA": "b" * 40})
+    assert result.returncode == 1
+    assert f"the plan of twentycrm-dev-platform was saved at commit {'a' * 40}, this job runs {'b' * 40}" in result.stderr
+    assert not (work / "platform.tfstate").exists()  # nothing applied
+
+
+def test_ci_terraform_refuses_a_plan_whose_state_moved_on(ci_workspace):
+    """Plan v2 is approved late: meanwhile another plan (v3) was applied. The v2 plan must not be applied."""
+    work, env, configure = ci_workspace
+    configure("v1")
+    assert _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    assert _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    configure("v2")
+    assert _ci_terraform("save-plan", "dev", "platform", "late", cwd=work, env=env).returncode == 0
+    configure("v3")
+    assert _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    assert _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    stale = _ci_terraform("apply-plan", "dev", "platform", "late", cwd=work, env=env)
+    assert stale.returncode == 1 and "refusing a stale plan" in stale.stderr, stale.stdout + stale.stderr
+    state = json.loads((work / "platform.tfstate").read_text())
+    assert state["resources"][0]["instances"][0]["attributes"]["input"]["value"] == "v3"
+
+
+def test_ci_terraform_reads_session_and_timeout_from_the_settings():
+    result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "session-seconds=10800\ntimeout-minutes=150\n"

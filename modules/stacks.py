@@ -255,7 +255,7 @@ class PlatformStack(TerraformStack):
         # The deploy role applies the apps stack from that runner: it needs the cluster's API.
         self.cluster.grant_deployer(role_name=settings.stack_name("deploy"))
         TerraformOutput(self, "ci_runner_project", value=self.ci_runner.project.name,
-                        description="runs-on: codebuild-<this>-${{ github.run_id }}-${{ github.run_attempt }}")
+                        description="Jobs say runs-on: codebuild-<this>-<github.run_id>-<github.run_attempt>")
 
     def _monitoring(self, settings: EnvironmentSettings) -> None:
         groups = {tier: g.node_group for tier, g in self.node_groups.items()}

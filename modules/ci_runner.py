@@ -49,8 +49,8 @@ from modules.settings import EnvironmentSettings
 RUNNER_COMPONENT = "ci-runner"  # not in the document; tagged <env>/ci-runner
 JOB_QUEUED = "WORKFLOW_JOB_QUEUED"
 # The network-interface calls CodeBuild makes with the project's role to put a build into the VPC
-# (https://docs.aws.amazon.com/codebuild/latest/userguide/auth-and-access-control-iam-identity-based-access-control.html,
-# "Allow CodeBuild access to AWS services required to create a VPC network interface").
+# (AWS CodeBuild user guide, "Allow CodeBuild access to AWS services required to create a VPC network interface":
+# https://docs.aws.amazon.com/codebuild/latest/userguide/auth-and-access-control-iam-identity-based-access-control.html).
 VPC_ACTIONS = (
     "ec2:CreateNetworkInterface", "ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
     "ec2:DeleteNetworkInterface", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs",
@@ -172,7 +172,9 @@ class CiRunner(Construct):
                 vpc_id=vpc_id, subnets=list(subnet_ids), security_group_ids=[self.security_group.id]
             ),
             logs_config=CodebuildProjectLogsConfig(
-                cloudwatch_logs=CodebuildProjectLogsConfigCloudwatchLogs(status="ENABLED", group_name=self.log_group.name),
+                cloudwatch_logs=CodebuildProjectLogsConfigCloudwatchLogs(
+                    status="ENABLED", group_name=self.log_group.name
+                ),
                 s3_logs=CodebuildProjectLogsConfigS3Logs(status="DISABLED"),
             ),
             tags=tags,

@@ -103,9 +103,12 @@ def test_every_apply_is_a_saved_plan_approved_in_between():
         upload = next(s for s in plan["steps"] if "upload-artifact" in s.get("uses", ""))
         download = next(s for s in apply["steps"] if "download-artifact" in s.get("uses", ""))
         assert upload["with"]["name"] == download["with"]["name"] == f"plan-${{{{ inputs.environment }}}}-{part}"
-        assert apply["steps"][-1]["run"] == f'./scripts/ci-terraform apply-plan "${{{{ inputs.environment }}}}" {part} plans'
+        apply_run = f'./scripts/ci-terraform apply-plan "${{{{ inputs.environment }}}}" {part} plans'
+        assert apply["steps"][-1]["run"] == apply_run
         assert not [s for s in apply["steps"] if "synth" in s.get("run", "")]  # applies what was planned, nothing new
-        assert apply["concurrency"] == {"group": "terraform-apply-${{ inputs.environment }}", "cancel-in-progress": False}
+        assert apply["concurrency"] == {
+            "group": "terraform-apply-${{ inputs.environment }}", "cancel-in-progress": False
+        }
         for job in (plan, apply):
             assert job["timeout-minutes"] == "${{ fromJSON(needs.synth.outputs.timeout-minutes) }}"
             creds = next(s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", ""))
@@ -291,7 +294,8 @@ def test_ci_terraform_refuses_a_plan_of_another_commit(ci_workspace):
     assert _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
     result = _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env={**env, "GITHUB_SHA": "b" * 40})
     assert result.returncode == 1
-    assert f"the plan of twentycrm-dev-platform was saved at commit {'a' * 40}, this job runs {'b' * 40}" in result.stderr
+    expected = f"the plan of twentycrm-dev-platform was saved at commit {'a' * 40}, this job runs {'b' * 40}"
+    assert expected in result.stderr
     assert not (work / "platform.tfstate").exists()  # nothing applied
 
 

@@ -43,11 +43,14 @@ def test_runner_is_a_codebuild_project_in_the_private_subnets(platform_stack, se
     connection = next(iter(platform_stack.json["data"]["aws_codestarconnections_connection"]))
     assert project["source"] == {
         "type": "GITHUB", "location": f"https://github.com/{ci.github_repository}.git",
-        "auth": {"type": "CODECONNECTIONS", "resource": f"${{data.aws_codestarconnections_connection.{connection}.arn}}"},
+        "auth": {"type": "CODECONNECTIONS",
+                 "resource": f"${{data.aws_codestarconnections_connection.{connection}.arn}}"},
     }  # fmt: skip
     group = platform_stack.by_path("aws_cloudwatch_log_group", "ci-runner/logs")
     assert group["retention_in_days"] == ci.runner_log_retention_days and group["kms_key_id"].startswith("${aws_kms")
-    assert project["logs_config"]["cloudwatch_logs"] == {"status": "ENABLED", "group_name": ref(group, "aws_cloudwatch_log_group", "name")}
+    assert project["logs_config"]["cloudwatch_logs"] == {
+        "status": "ENABLED", "group_name": ref(group, "aws_cloudwatch_log_group", "name")
+    }
     assert project["logs_config"]["s3_logs"] == {"status": "DISABLED"}
 
 

@@ -96,7 +96,8 @@ def test_only_the_deploy_role_gets_access_unless_admins_are_listed(platform_stac
     [entry] = platform_stack.resources("aws_eks_access_entry").values()
     assert entry["principal_arn"].endswith(f":role/twentycrm-{env}-deploy") and entry["type"] == "STANDARD"
     [association] = platform_stack.resources("aws_eks_access_policy_association").values()
-    assert association["principal_arn"] == "${aws_eks_access_entry." + entry["//"]["metadata"]["uniqueId"] + ".principal_arn}"
+    entry_id = entry["//"]["metadata"]["uniqueId"]
+    assert association["principal_arn"] == f"${{aws_eks_access_entry.{entry_id}.principal_arn}}"
     # CRDs, ClusterRoles, an APIService, webhooks and a StorageClass: cluster-scoped, so cluster admin
     assert association["policy_arn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
     assert association["access_scope"] == {"type": "cluster"}

@@ -1,11 +1,13 @@
 """The CI runner inside the VPC: a CodeBuild project that GitHub Actions jobs run on, so the apps stack is
 planned and applied next to the cluster's private API endpoint (docs/ci-cd.md).
 
-- ``GitHubConnection`` (state stack): the AWS CodeConnections connection to GitHub. AWS creates it PENDING;
-  a person authorises it once in the console (README, "Deploy Twenty from an empty account"). It lives in the
-  state stack, which a person applies first, because CodeBuild cannot create the runner's webhook over a
-  connection that is not yet AVAILABLE.
-- ``CiRunner`` (platform stack): the CodeBuild project in the private subnets with a webhook on GitHub's
+- ``GitHubConnection``: the AWS CodeConnections connection to GitHub. AWS creates it PENDING; a person
+  authorises it once in the console, during the first platform apply (README, "Deploy Twenty from an empty
+  account"). CodeBuild cannot create the runner's webhook over a connection that is not AVAILABLE, so the
+  webhook is created late in that apply (``webhook_after``); a missed authorisation fails only the webhook,
+  and the next apply creates it.
+- ``CiRunner`` (platform stack): the connection and the CodeBuild project in the private subnets with a webhook on
+  GitHub's
   ``WORKFLOW_JOB_QUEUED`` event; a job that says
   ``runs-on: codebuild-<project name>-${{ github.run_id }}-${{ github.run_attempt }}`` runs in it
   (https://docs.aws.amazon.com/codebuild/latest/userguide/action-runner.html). Its own security group
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from cdktf import ITerraformDependable
 from cdktf_cdktf_provider_aws.codebuild_project import (
     CodebuildProject,
     CodebuildProjectArtifacts,
@@ -93,7 +96,8 @@ class GitHubConnection(Construct):
 
 
 class CiRunner(Construct):
-    """The in-VPC GitHub Actions runner. Exposes ``project``, ``role``, ``security_group`` and ``log_group``."""
+    """The in-VPC GitHub Actions runner. Exposes ``connection``, ``project``, ``role``, ``security_group`` and
+    ``log_group``."""
 
     def __init__(
         self,
@@ -104,12 +108,14 @@ class CiRunner(Construct):
         vpc_id: str,
         subnet_ids: Sequence[str],
         cluster_security_group_id: str,
-        connection_arn: str,
+        webhook_after: Sequence[ITerraformDependable] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         ci = settings.ci
         name = runner_project_name(settings)
         tags = {"Name": name, "Component": settings.component(RUNNER_COMPONENT)}
+        github = GitHubConnection(self, "github", settings=settings)
+        self.connection, connection_arn = github.connection, github.arn
         self.log_group, key = encrypted_log_group(
             self, "logs", log_group_name=f"/aws/codebuild/{name}", retention_days=ci.runner_log_retention_days,
             alias=f"{name}-logs", description=f"Encrypts the logs of the CI runner of {settings.name}",
@@ -189,6 +195,7 @@ class CiRunner(Construct):
             filter_group=[CodebuildWebhookFilterGroup(
                 filter=[CodebuildWebhookFilterGroupFilter(type="EVENT", pattern=JOB_QUEUED)]
             )],
+            depends_on=list(webhook_after) or None,
         )  # fmt: skip
 
     def _security_group(

@@ -37,8 +37,8 @@ DEPLOY_COMPONENT = "ci-deploy"  # not in the document; tagged <env>/ci-deploy
 
 # The services the platform stack manages (and the read-only ones Terraform's refresh needs).
 MANAGED_SERVICES = (
-    "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "codestar-connections", "dlm", "ec2", "eks",
-    "elasticloadbalancing", "kms", "logs", "s3", "secretsmanager", "sns", "ssm",
+    "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
+    "kms", "logs", "s3", "secretsmanager", "sns", "ssm",
 )  # fmt: skip
 # IAM actions on the environment's own roles, instance profiles and policies (nothing else in IAM).
 IAM_WRITE_ACTIONS = (
@@ -61,9 +61,7 @@ PLAN_READ_ACTIONS = (
     "autoscaling:Describe*",
     "cloudwatch:Describe*", "cloudwatch:GetDashboard", "cloudwatch:ListTagsForResource",
     "codebuild:BatchGetProjects", "codebuild:ListProjects",
-    "codeconnections:GetConnection", "codeconnections:ListConnections", "codeconnections:ListTagsForResource",
-    "codestar-connections:GetConnection", "codestar-connections:ListConnections",
-    "codestar-connections:ListTagsForResource",
+    "codeconnections:GetConnection", "codeconnections:ListTagsForResource",
     "dlm:Get*",
     "ec2:Describe*", "ec2:GetLaunchTemplateData",
     "eks:Describe*", "eks:List*",

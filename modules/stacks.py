@@ -24,7 +24,6 @@ from cdktf import (
     TerraformStack,
 )
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
-from cdktf_cdktf_provider_aws.data_aws_codestarconnections_connection import DataAwsCodestarconnectionsConnection
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from cdktf_cdktf_provider_helm.provider import HelmProvider, HelmProviderKubernetes, HelmProviderKubernetesExec
 from cdktf_cdktf_provider_kubernetes.namespace_v1 import NamespaceV1, NamespaceV1Metadata
@@ -32,7 +31,7 @@ from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, Kuberne
 from constructs import Construct
 
 from modules.apps import CHART_DIR, TIERS, ClusterAddons, FilesBucket, TwentySecret, twenty_release
-from modules.ci_runner import CiRunner, GitHubConnection, connection_name
+from modules.ci_runner import CiRunner
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
 from modules.database import MOUNT_POINT, DatabaseHost
 from modules.deploy_role import DeployRole
@@ -112,10 +111,6 @@ class StateStack(TerraformStack):
         TerraformOutput(self, "plan_role_arn", value=self.deploy.plan_role.arn,
                         description="Assumed by pull-request plans (docs/ci-cd.md)")
         TerraformOutput(self, "github_oidc_provider_arn", value=self.deploy.oidc_provider_arn)
-        self.github = GitHubConnection(self, "github-connection", settings=settings)
-        TerraformOutput(self, "github_connection_arn", value=self.github.arn,
-                        description="Authorise it once in the console before applying the platform (README)")
-        TerraformOutput(self, "github_connection_status", value=self.github.connection.connection_status)
 
 
 class PlatformStack(TerraformStack):
@@ -241,8 +236,6 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "db_dump_bucket", value=db.backup.bucket.bucket)
 
     def _ci_runner(self, settings: EnvironmentSettings) -> None:
-        # The connection is the state stack's (authorised by a person); found here by its name.
-        connection = DataAwsCodestarconnectionsConnection(self, "github-connection", name=connection_name(settings))
         self.ci_runner = CiRunner(
             self,
             "ci-runner",
@@ -250,10 +243,16 @@ class PlatformStack(TerraformStack):
             vpc_id=self.network.vpc.id,
             subnet_ids=[s.id for s in self.network.private_subnets],
             cluster_security_group_id=self.cluster.security_group.id,
-            connection_arn=connection.arn,
+            # The webhook needs the connection authorised by a person: it waits until the certificate is issued
+            # (the listener waits for it, i.e. for the zone delegation, the other person-step of a first apply)
+            # and the nodes exist, 20+ minutes into the first apply (README).
+            webhook_after=[self.load_balancer.https_listener, *(g.node_group for g in self.node_groups.values())],
         )
         # The deploy role applies the apps stack from that runner: it needs the cluster's API.
         self.cluster.grant_deployer(role_name=settings.stack_name("deploy"))
+        TerraformOutput(self, "github_connection_arn", value=self.ci_runner.connection.arn,
+                        description="Authorise it once in the console during the first apply (README)")
+        TerraformOutput(self, "github_connection_status", value=self.ci_runner.connection.connection_status)
         TerraformOutput(self, "ci_runner_project", value=self.ci_runner.project.name,
                         description="Jobs say runs-on: codebuild-<this>-<github.run_id>-<github.run_attempt>")
 

@@ -53,7 +53,7 @@ RUNNER_COMPONENT = "ci-runner"  # not in the document; tagged <env>/ci-runner
 JOB_QUEUED = "WORKFLOW_JOB_QUEUED"
 # The network-interface calls CodeBuild makes with the project's role to put a build into the VPC
 # (AWS CodeBuild user guide, "Allow CodeBuild access to AWS services required to create a VPC network interface":
-# https://docs.aws.amazon.com/codebuild/latest/userguide/auth-and-access-control-iam-identity-based-access-control.html).
+# docs.aws.amazon.com/codebuild/latest/userguide/auth-and-access-control-iam-identity-based-access-control.html).
 VPC_ACTIONS = (
     "ec2:CreateNetworkInterface", "ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
     "ec2:DeleteNetworkInterface", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs",

@@ -62,7 +62,8 @@ def test_runner_takes_jobs_from_the_workflow_job_queued_webhook(platform_stack):
     # listener (which waits for the certificate, i.e. the zone delegation) and the node groups
     https = platform_stack.by_path("aws_lb_listener", "load-balancer/https")["//"]["metadata"]["uniqueId"]
     groups = [g["//"]["metadata"]["uniqueId"] for g in platform_stack.resources("aws_eks_node_group").values()]
-    assert sorted(webhook["depends_on"]) == sorted([f"aws_lb_listener.{https}", *(f"aws_eks_node_group.{g}" for g in groups)])
+    expected = [f"aws_lb_listener.{https}", *(f"aws_eks_node_group.{g}" for g in groups)]
+    assert sorted(webhook["depends_on"]) == sorted(expected)
 
 
 def test_runner_speaks_https_out_only_and_reaches_the_private_api(platform_stack):
@@ -98,7 +99,8 @@ def test_runner_role_can_only_run_the_build(platform_stack):
 def test_the_github_connection_is_the_runners(platform_stack, env):
     connection = platform_stack.only("aws_codeconnections_connection")
     assert connection["name"] == f"twentycrm-{env}-github" and connection["provider_type"] == "GitHub"
-    assert {"github_connection_arn", "github_connection_status", "ci_runner_project"} <= set(platform_stack.json["output"])
+    outputs = set(platform_stack.json["output"])
+    assert {"github_connection_arn", "github_connection_status", "ci_runner_project"} <= outputs
 
 
 def test_the_apply_workflow_names_the_runner_it_creates(settings, env):

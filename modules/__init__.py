@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+from modules.jsii_node import use_project_node
+
 PROVIDER_PACKAGES = ("cdktf_cdktf_provider_aws", "cdktf_cdktf_provider_kubernetes", "cdktf_cdktf_provider_helm")
 
 
@@ -26,3 +28,6 @@ def _register_without_init(package: str) -> None:
 
 for _package in PROVIDER_PACKAGES:
     _register_without_init(_package)
+
+# Before any cdktf import starts jsii: run it on the project's Node 22 (modules/jsii_node.py).
+use_project_node()

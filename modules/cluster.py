@@ -260,7 +260,7 @@ class Cluster(Construct):
         sg = SecurityGroup(
             self,
             "sg",
-            name=name,
+            name_prefix=f"{name}-",  # a prefix, so a replacement can exist next to the old one
             description=f"EKS control plane of {self.name}: API from the nodes, calls to the nodes",
             vpc_id=vpc_id,
             tags=self._tags(name),
@@ -311,6 +311,24 @@ class Cluster(Construct):
             policy_arn=f"arn:{self.partition}:eks::aws:cluster-access-policy/{ADMIN_POLICY}",
             access_scope=EksAccessPolicyAssociationAccessScope(type="cluster"),
         )
+
+    def grant_deployer(self, *, role_name: str) -> None:
+        """Cluster-admin for the CI deploy role (created by the state stack), which applies the apps stack from
+        the in-VPC runner. Narrower policies do not suffice: the apps stack installs CRDs (the load balancer
+        controller's), ClusterRoles and bindings (controller, metrics-server, autoscaler), an APIService,
+        webhook configurations, a StorageClass and a namespace; all cluster-scoped, and binding a ClusterRole
+        needs the rights it grants. AmazonEKSAdminPolicy is namespaced admin and creates none of these
+        (https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html)."""
+        arn = f"arn:{self.partition}:iam::{self.account_id}:role/{role_name}"
+        entry = EksAccessEntry(
+            self, "deployer", cluster_name=self.eks.name, principal_arn=arn, type="STANDARD",
+            tags=self._tags(f"{self.name}-deployer", whole_cluster=True),
+        )  # fmt: skip
+        EksAccessPolicyAssociation(
+            self, "deployer-policy", cluster_name=self.eks.name, principal_arn=entry.principal_arn,
+            policy_arn=f"arn:{self.partition}:eks::aws:cluster-access-policy/{ADMIN_POLICY}",
+            access_scope=EksAccessPolicyAssociationAccessScope(type="cluster"),
+        )  # fmt: skip
 
     def _addon(
         self,

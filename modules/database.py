@@ -166,7 +166,7 @@ class DatabaseHost(Construct):
         )  # fmt: skip
 
         self.security_group = SecurityGroup(
-            self, "sg", name=name, description=f"PostgreSQL host of {settings.name}", vpc_id=vpc_id, tags=tags,
+            self, "sg", name_prefix=f"{name}-", description=f"PostgreSQL host of {settings.name}", vpc_id=vpc_id, tags=tags,
             lifecycle={"create_before_destroy": True},
         )  # fmt: skip
         VpcSecurityGroupIngressRule(

@@ -37,8 +37,8 @@ DEPLOY_COMPONENT = "ci-deploy"  # not in the document; tagged <env>/ci-deploy
 
 # The services the platform stack manages (and the read-only ones Terraform's refresh needs).
 MANAGED_SERVICES = (
-    "acm", "autoscaling", "cloudwatch", "dlm", "ec2", "eks", "elasticloadbalancing", "kms", "logs",
-    "s3", "secretsmanager", "sns", "ssm",
+    "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
+    "kms", "logs", "s3", "secretsmanager", "sns", "ssm",
 )  # fmt: skip
 # IAM actions on the environment's own roles, instance profiles and policies (nothing else in IAM).
 IAM_WRITE_ACTIONS = (
@@ -60,6 +60,8 @@ PLAN_READ_ACTIONS = (
     "acm:Describe*", "acm:Get*", "acm:List*",
     "autoscaling:Describe*",
     "cloudwatch:Describe*", "cloudwatch:GetDashboard", "cloudwatch:ListTagsForResource",
+    "codebuild:BatchGetProjects", "codebuild:ListProjects",
+    "codeconnections:GetConnection", "codeconnections:ListTagsForResource",
     "dlm:Get*",
     "ec2:Describe*", "ec2:GetLaunchTemplateData",
     "eks:Describe*", "eks:List*",
@@ -68,6 +70,8 @@ PLAN_READ_ACTIONS = (
     "kms:Describe*", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:List*",
     "logs:Describe*", "logs:ListTags*",
     "route53:Get*", "route53:List*",
+    # an aws_s3_bucket's read: GetBucket{Acl,Cors,Website,Versioning,RequestPayment,Logging,Tagging,Policy,
+    # ObjectLockConfiguration,OwnershipControls,PublicAccessBlock} and the four below (HeadBucket: BUCKET_READS)
     "s3:GetBucket*", "s3:GetLifecycleConfiguration", "s3:GetEncryptionConfiguration",
     "s3:GetReplicationConfiguration", "s3:GetAccelerateConfiguration", "s3:ListAllMyBuckets",
     "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy", "secretsmanager:ListSecretVersionIds",
@@ -76,6 +80,18 @@ PLAN_READ_ACTIONS = (
     "sns:ListSubscriptionsByTopic",
     "sts:GetCallerIdentity",
 )  # fmt: skip
+# HeadBucket (every aws_s3_bucket refresh) is authorised as s3:ListBucket: granted on the environment's own
+# buckets only, which also lists their keys, never their contents (no s3:GetObject).
+BUCKET_READS = ("s3:ListBucket",)
+# Plans read state and never write it: no PutObject/DeleteObject, no lock rows (PR plans run -lock=false).
+# GetItem reads the state digest the S3 backend keeps in the lock table; Decrypt opens the SSE-KMS state objects.
+PLAN_STATE_ACTIONS = {
+    "bucket": ("s3:ListBucket", "s3:GetBucketVersioning"),
+    "objects": ("s3:GetObject",),
+    "lock": ("dynamodb:DescribeTable", "dynamodb:GetItem"),
+    "key": ("kms:Decrypt", "kms:DescribeKey"),
+}
+
 # The AWS managed policies the stacks attach to their roles; the boundary lets the deploy role
 # attach these and its environment's own policies, nothing else (no AdministratorAccess).
 ATTACHABLE_AWS_POLICIES = (
@@ -90,6 +106,12 @@ def subject(settings: EnvironmentSettings) -> str:
     return f"repo:{settings.ci.github_repository}:environment:{settings.ci.github_environment}"
 
 
+def plan_subject(settings: EnvironmentSettings) -> str:
+    """The ``sub`` of the main-branch plan jobs: GitHub environment ``<github_environment>-plan``, which has no
+    reviewers (the plan must exist before the approval) and admits the main branch only (docs/ci-cd.md)."""
+    return f"{subject(settings)}-plan"
+
+
 def _doc(*statements: dict[str, Any]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
@@ -99,7 +121,7 @@ def pull_request_subject(settings: EnvironmentSettings) -> str:
     return f"repo:{settings.ci.github_repository}:pull_request"
 
 
-def _trust(provider_arn: str, sub: str) -> str:
+def _trust(provider_arn: str, sub: str | list[str]) -> str:
     return _doc(
         {
             "Sid": "GitHubOidcOnly",
@@ -231,7 +253,7 @@ class DeployRole(Construct):
                         "ec2:Delete*", "ec2:Terminate*", "ec2:Modify*", "ec2:Detach*", "ec2:Disassociate*",
                         "eks:Delete*", "eks:Update*", "elasticloadbalancing:Delete*", "elasticloadbalancing:Modify*",
                         "kms:ScheduleKeyDeletion", "secretsmanager:Delete*", "logs:Delete*", "sns:DeleteTopic",
-                        "cloudwatch:DeleteAlarms", "dlm:Delete*",
+                        "cloudwatch:DeleteAlarms", "dlm:Delete*", "codebuild:Delete*", "codebuild:Update*",
                     ],
                     "Resource": "*",
                     # only where the resource says it belongs to another environment; untagged
@@ -251,9 +273,9 @@ class DeployRole(Construct):
             name=name,
             description=f"GitHub Actions deploys {settings.name} from {ci.github_repository} "
             f"(environment {ci.github_environment})",
-            assume_role_policy=_trust(self.oidc_provider_arn, subject(settings)),
+            assume_role_policy=_trust(self.oidc_provider_arn, [subject(settings), plan_subject(settings)]),
             permissions_boundary=boundary_arn,
-            max_session_duration=3600,
+            max_session_duration=ci.session_hours * 3600,
             tags={**tags, "Name": name},
             depends_on=[self.boundary],
         )
@@ -291,10 +313,28 @@ class DeployRole(Construct):
             name=plan_name,
             description=f"GitHub Actions plans {settings.name} for pull requests of {ci.github_repository}",
             assume_role_policy=_trust(self.oidc_provider_arn, pull_request_subject(settings)),
-            max_session_duration=3600,
+            max_session_duration=ci.session_hours * 3600,
             tags={**tags, "Name": plan_name},
         )
-        IamRolePolicy(self, "plan-state-access", role=self.plan_role.id, name="terraform-state", policy=state_policy)
+        state_objects = f"{state_bucket_arn}/{settings.project}-{settings.name}-*"
+        plan_state_policy = _doc(
+                {"Sid": "StateBucket", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["bucket"]),
+                 "Resource": state_bucket_arn},
+                {"Sid": "ReadStateObjects", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["objects"]),
+                 "Resource": state_objects},
+                {"Sid": "ReadStateDigest", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["lock"]),
+                 "Resource": lock_table_arn},
+                {"Sid": "DecryptState", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["key"]),
+                 "Resource": state_key.arn},
+        )  # fmt: skip
+        IamRolePolicy(
+            self, "plan-state-access", role=self.plan_role.id, name="terraform-state", policy=plan_state_policy
+        )  # fmt: skip
+        own_buckets = sorted({
+            f"arn:{partition}:s3:::{bucket}"
+            for bucket in (settings.load_balancer.access_log_bucket, settings.database.dump_bucket,
+                           settings.apps.files_bucket)
+        })  # fmt: skip
         IamRolePolicy(
             self,
             "plan-read",
@@ -305,5 +345,6 @@ class DeployRole(Construct):
                  "Resource": "*"},
                 {"Sid": "PublicAmiParameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
                  "Resource": f"arn:{partition}:ssm:{settings.region}::parameter/aws/service/*"},
+                {"Sid": "HeadOwnBuckets", "Effect": "Allow", "Action": list(BUCKET_READS), "Resource": own_buckets},
             ),  # fmt: skip
         )

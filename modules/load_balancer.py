@@ -116,7 +116,7 @@ class LoadBalancer(Construct):
         )
         self.target_group_arn = self.target_group.arn
 
-        LbListener(
+        self.https_listener = LbListener(
             self,
             "https",
             load_balancer_arn=self.alb.arn,

@@ -25,7 +25,7 @@ class NodeSecurityGroup(Construct):
         self.security_group = SecurityGroup(
             self,
             "sg",
-            name=name,
+            name_prefix=f"{name}-",  # a prefix, so a replacement can exist next to the old one
             description=f"EKS worker nodes of {settings.cluster.name}",
             vpc_id=vpc_id,
             tags={

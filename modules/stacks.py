@@ -31,6 +31,7 @@ from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, Kuberne
 from constructs import Construct
 
 from modules.apps import CHART_DIR, RELEASES, ClusterAddons, FilesBucket, TwentySecret, twenty_release
+from modules.ci_runner import CiRunner
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
 from modules.database import MOUNT_POINT, DatabaseHost
 from modules.deploy_role import DeployRole
@@ -57,6 +58,11 @@ def _aws_provider(stack: TerraformStack, settings: EnvironmentSettings) -> AwsPr
     )
 
 
+def state_key_alias(settings: EnvironmentSettings) -> str:
+    """The alias of the state key (modules/state.py names it); the S3 backend encrypts state objects with it."""
+    return f"alias/{settings.stack_name('tfstate')}"
+
+
 def _s3_backend(stack: TerraformStack, settings: EnvironmentSettings, stack_name: str) -> None:
     S3Backend(
         stack,
@@ -64,6 +70,9 @@ def _s3_backend(stack: TerraformStack, settings: EnvironmentSettings, stack_name
         key=f"{stack_name}/terraform.tfstate",
         region=settings.region,
         encrypt=True,
+        # Without it, encrypt=true writes state objects with SSE-S3 whatever the bucket's default; with the
+        # state key's alias (Terraform 1.11 accepts alias/...), state is SSE-KMS and readable only with Decrypt on it.
+        kms_key_id=state_key_alias(settings),
         dynamodb_table=settings.state.lock_table,
     )
     if settings.state.use_lockfile:
@@ -118,6 +127,7 @@ class PlatformStack(TerraformStack):
         self._cluster(settings)
         self._database(settings)
         self._monitoring(settings)
+        self._ci_runner(settings)
 
     def _network(self, settings: EnvironmentSettings) -> None:
         self.network = Network(self, "network", settings=settings)
@@ -225,6 +235,27 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "db_security_group_id", value=db.security_group.id)
         TerraformOutput(self, "db_instance_id", value=db.instance.id)
         TerraformOutput(self, "db_dump_bucket", value=db.backup.bucket.bucket)
+
+    def _ci_runner(self, settings: EnvironmentSettings) -> None:
+        self.ci_runner = CiRunner(
+            self,
+            "ci-runner",
+            settings=settings,
+            vpc_id=self.network.vpc.id,
+            subnet_ids=[s.id for s in self.network.private_subnets],
+            cluster_security_group_id=self.cluster.security_group.id,
+            # The webhook needs the connection authorised by a person: it waits until the certificate is issued
+            # (the listener waits for it, i.e. for the zone delegation, the other person-step of a first apply)
+            # and the nodes exist, 20+ minutes into the first apply (README).
+            webhook_after=[self.load_balancer.https_listener, *(g.node_group for g in self.node_groups.values())],
+        )
+        # The deploy role applies the apps stack from that runner: it needs the cluster's API.
+        self.cluster.grant_deployer(role_name=settings.stack_name("deploy"))
+        TerraformOutput(self, "github_connection_arn", value=self.ci_runner.connection.arn,
+                        description="Authorise it once in the console during the first apply (README)")
+        TerraformOutput(self, "github_connection_status", value=self.ci_runner.connection.connection_status)
+        TerraformOutput(self, "ci_runner_project", value=self.ci_runner.project.name,
+                        description="Jobs say runs-on: codebuild-<this>-<github.run_id>-<github.run_attempt>")
 
     def _monitoring(self, settings: EnvironmentSettings) -> None:
         groups = {tier: g.node_group for tier, g in self.node_groups.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -78,19 +79,46 @@ def test_pull_requests_test_synthesize_scan_and_plan_every_environment():
 def test_main_applies_dev_then_qa_then_prod_through_their_environments():
     wf = workflow("deploy.yml")
     assert wf["on"]["push"]["branches"] == ["main"]
+    assert wf["concurrency"] == {"group": "deploy-main", "cancel-in-progress": False}
     jobs = wf["jobs"]
     assert [jobs[e]["needs"] for e in ENVIRONMENTS] == ["test", "dev", "qa"]
     for env in ENVIRONMENTS:
         assert jobs[env]["uses"] == "./.github/workflows/apply.yml" and jobs[env]["with"] == {"environment": env}
-    apply = workflow("apply.yml")["jobs"]["apply"]
-    assert apply["environment"] == "${{ inputs.environment }}"  # the approval gate and the OIDC subject
-    assert apply["concurrency"] == {
-        "group": "terraform-apply-${{ inputs.environment }}",
-        "cancel-in-progress": False,
-    }
-    creds = next(s for s in apply["steps"] if "configure-aws-credentials" in s.get("uses", ""))
-    assert creds["with"]["role-to-assume"].endswith(":role/twentycrm-${{ inputs.environment }}-deploy")
-    assert apply["steps"][-1]["run"] == './scripts/ci-terraform apply "${{ inputs.environment }}"'
+
+
+RUNNER = "codebuild-twentycrm-${{ inputs.environment }}-ci-runner-${{ github.run_id }}-${{ github.run_attempt }}"
+
+
+def test_every_apply_is_a_saved_plan_approved_in_between():
+    jobs = workflow("apply.yml")["jobs"]
+    assert list(jobs) == ["synth", "plan-platform", "apply-platform", "plan-apps", "apply-apps"]
+    for part in ("platform", "apps"):
+        plan, apply = jobs[f"plan-{part}"], jobs[f"apply-{part}"]
+        # the plan exists before the approval: its job runs in <env>-plan (no reviewers), the apply in <env>
+        assert plan["environment"] == "${{ inputs.environment }}-plan"
+        assert apply["environment"] == "${{ inputs.environment }}"
+        assert f"plan-{part}" in apply["needs"]
+        runs = [s.get("run", "") for s in plan["steps"]]
+        assert f'./scripts/ci-terraform save-plan "${{{{ inputs.environment }}}}" {part} plans' in runs
+        upload = next(s for s in plan["steps"] if "upload-artifact" in s.get("uses", ""))
+        download = next(s for s in apply["steps"] if "download-artifact" in s.get("uses", ""))
+        assert upload["with"]["name"] == download["with"]["name"] == f"plan-${{{{ inputs.environment }}}}-{part}"
+        apply_run = f'./scripts/ci-terraform apply-plan "${{{{ inputs.environment }}}}" {part} plans'
+        assert apply["steps"][-1]["run"] == apply_run
+        assert not [s for s in apply["steps"] if "synth" in s.get("run", "")]  # applies what was planned, nothing new
+        assert apply["concurrency"] == {
+            "group": "terraform-apply-${{ inputs.environment }}", "cancel-in-progress": False
+        }
+        for job in (plan, apply):
+            assert job["timeout-minutes"] == "${{ fromJSON(needs.synth.outputs.timeout-minutes) }}"
+            creds = next(s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+            assert creds["with"]["role-to-assume"].endswith(":role/twentycrm-${{ inputs.environment }}-deploy")
+            assert creds["with"]["role-duration-seconds"] == "${{ needs.synth.outputs.session-seconds }}"
+    # the apps stack talks to the private EKS endpoint: planned and applied on the runner inside the VPC
+    assert jobs["plan-apps"]["runs-on"] == jobs["apply-apps"]["runs-on"] == RUNNER
+    assert jobs["plan-platform"]["runs-on"] == jobs["apply-platform"]["runs-on"] == "ubuntu-24.04"
+    settings_step = next(s for s in jobs["synth"]["steps"] if s.get("id") == "settings")
+    assert settings_step["run"] == './scripts/ci-terraform settings "${{ inputs.environment }}" >> "$GITHUB_OUTPUT"'
 
 
 def _shell_scripts() -> list[Path]:
@@ -125,7 +153,10 @@ def test_deploy_role_trusts_only_the_repository_in_the_environments_github_envir
     assert statement["Condition"] == {
         "StringEquals": {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": f"repo:{ci.github_repository}:environment:{env}",
+            "token.actions.githubusercontent.com:sub": [
+                f"repo:{ci.github_repository}:environment:{env}",  # apply jobs, behind the environment's reviewers
+                f"repo:{ci.github_repository}:environment:{env}-plan",  # main's plan jobs (main branch only)
+            ],
         }
     }  # StringEquals, no wildcard: no other repository, branch, environment or fork
 
@@ -203,3 +234,89 @@ def test_bad_ci_settings_are_named(tmp_path, old, new, message):
     problems = problems_for(envs)
     assert message in problems
     assert str(envs) in problems
+
+
+# --- scripts/ci-terraform, run for real on a stack of the built-in terraform_data resource -----------------
+
+
+def _ci_terraform(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "scripts" / "ci-terraform"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=180)  # fmt: skip
+
+
+@pytest.fixture
+def ci_workspace(tmp_path):
+    """cdktf.out/stacks/twentycrm-dev-platform with one terraform_data resource and an absolute local backend (the
+    state is shared by the planning and the applying directory, as the S3 backend shares it between jobs)."""
+    if shutil.which("terraform") is None:
+        pytest.skip("the terraform CLI is not on PATH (install Terraform 1.10+ to run scripts/ci-terraform)")
+    stack = tmp_path / "cdktf.out" / "stacks" / "twentycrm-dev-platform"
+    stack.mkdir(parents=True)
+    (tmp_path / "summary.md").touch()
+    (tmp_path / "output").touch()
+    env = {**os.environ, "CDKTF_OUT": str(tmp_path / "cdktf.out"), "GITHUB_SHA": "a" * 40,
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}  # fmt: skip
+
+    def configure(release: str) -> None:
+        (stack / "cdk.tf.json").write_text(json.dumps({
+            "terraform": {"backend": {"local": {"path": str(tmp_path / "platform.tfstate")}}},
+            "resource": {"terraform_data": {"release": {"input": release}}},
+        }))  # fmt: skip
+
+    return tmp_path, env, configure
+
+
+def test_ci_terraform_saves_shows_and_applies_a_plan(ci_workspace):
+    work, env, configure = ci_workspace
+    configure("v1")
+    saved = _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env)
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    plan_dir = work / "plans" / "twentycrm-dev-platform"
+    # (a real stack also carries its .terraform.lock.hcl; terraform_data needs no provider, so there is none here)
+    assert {"tfplan", "plan.txt", "plan.meta", "cdk.tf.json"} <= {p.name for p in plan_dir.iterdir()}
+    assert not (plan_dir / ".terraform").exists()
+    assert (plan_dir / "plan.meta").read_text() == f"commit={'a' * 40}\nstate=none 0\n"
+    summary = (work / "summary.md").read_text()
+    assert "## `twentycrm-dev-platform` at aaaaaaaaaaaa (changes: true)" in summary
+    assert "terraform_data.release will be created" in summary
+    assert (work / "output").read_text() == "changes=true\n"
+    applied = _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Apply complete! Resources: 1 added" in applied.stdout
+    again = _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env)
+    assert again.returncode == 0 and (work / "output").read_text() == "changes=true\nchanges=false\n"
+
+
+def test_ci_terraform_refuses_a_plan_of_another_commit(ci_workspace):
+    work, env, configure = ci_workspace
+    configure("v1")
+    assert _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    result = _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env={**env, "GITHUB_SHA": "b" * 40})
+    assert result.returncode == 1
+    expected = f"the plan of twentycrm-dev-platform was saved at commit {'a' * 40}, this job runs {'b' * 40}"
+    assert expected in result.stderr
+    assert not (work / "platform.tfstate").exists()  # nothing applied
+
+
+def test_ci_terraform_refuses_a_plan_whose_state_moved_on(ci_workspace):
+    """Plan v2 is approved late: meanwhile another plan (v3) was applied. The v2 plan must not be applied."""
+    work, env, configure = ci_workspace
+    configure("v1")
+    assert _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    assert _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    configure("v2")
+    assert _ci_terraform("save-plan", "dev", "platform", "late", cwd=work, env=env).returncode == 0
+    configure("v3")
+    assert _ci_terraform("save-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    assert _ci_terraform("apply-plan", "dev", "platform", "plans", cwd=work, env=env).returncode == 0
+    stale = _ci_terraform("apply-plan", "dev", "platform", "late", cwd=work, env=env)
+    assert stale.returncode == 1 and "refusing a stale plan" in stale.stderr, stale.stdout + stale.stderr
+    state = json.loads((work / "platform.tfstate").read_text())
+    assert state["resources"][0]["instances"][0]["attributes"]["input"]["value"] == "v3"
+
+
+def test_ci_terraform_reads_session_and_timeout_from_the_settings():
+    result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "session-seconds=10800\ntimeout-minutes=150\n"

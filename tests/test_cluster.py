@@ -89,9 +89,18 @@ def test_cluster_role_is_for_eks_only_and_may_use_its_key(platform_stack):
     assert "kms:*" not in key_policy["Statement"][0]["Action"]
 
 
-def test_no_admin_access_entries_unless_listed(platform_stack, settings, env):
+def test_only_the_deploy_role_gets_access_unless_admins_are_listed(platform_stack, settings, env):
+    """The CI deploy role (it applies the apps stack from the in-VPC runner) is the one access entry in code;
+    people come from cluster.admin_principal_arns, empty in the shipped files."""
     assert settings[env].cluster.admin_principal_arns == ()
-    assert platform_stack.resources("aws_eks_access_entry") == {}
+    [entry] = platform_stack.resources("aws_eks_access_entry").values()
+    assert entry["principal_arn"].endswith(f":role/twentycrm-{env}-deploy") and entry["type"] == "STANDARD"
+    [association] = platform_stack.resources("aws_eks_access_policy_association").values()
+    entry_id = entry["//"]["metadata"]["uniqueId"]
+    assert association["principal_arn"] == f"${{aws_eks_access_entry.{entry_id}.principal_arn}}"
+    # CRDs, ClusterRoles, an APIService, webhooks and a StorageClass: cluster-scoped, so cluster admin
+    assert association["policy_arn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+    assert association["access_scope"] == {"type": "cluster"}
 
 
 # --- node groups --------------------------------------------------------------------------
@@ -221,10 +230,10 @@ def test_control_plane_and_nodes_accept_only_each_other_on_the_needed_ports(plat
     assert platform_stack.only("aws_eks_cluster")["vpc_config"]["security_group_ids"] == [cluster_id]
 
     ingress = platform_stack.resources("aws_vpc_security_group_ingress_rule").values()
+    runner_id = ref("aws_security_group", platform_stack.by_path("aws_security_group", "ci-runner/sg"))
     into_cluster = [r for r in ingress if r["security_group_id"] == cluster_id]
-    assert [(r["referenced_security_group_id"], r["ip_protocol"], r["from_port"], r["to_port"]) for r in into_cluster] == [
-        (node_id, "tcp", 443, 443)
-    ]
+    assert sorted((r["referenced_security_group_id"], r["ip_protocol"], r["from_port"], r["to_port"])
+                  for r in into_cluster) == sorted([(node_id, "tcp", 443, 443), (runner_id, "tcp", 443, 443)])
     from_cluster = sorted(r["from_port"] for r in ingress if r.get("referenced_security_group_id") == cluster_id)
     assert from_cluster == [443, 4443, 6443, 8443, 9443, 10250]
     for r in ingress:
@@ -272,10 +281,11 @@ def test_public_access_only_from_the_listed_networks(varied):
 def test_admins_get_cluster_admin_through_access_entries(varied):
     stack = varied[0]
     entries = {e["principal_arn"]: e for e in stack.resources("aws_eks_access_entry").values()}
-    assert set(entries) == {ADMIN_A, ADMIN_B}
+    deployer = next(arn for arn in entries if arn.endswith(":role/twentycrm-qa-deploy"))
+    assert set(entries) == {ADMIN_A, ADMIN_B, deployer}
     assert {e["type"] for e in entries.values()} == {"STANDARD"}
     policies = list(stack.resources("aws_eks_access_policy_association").values())
-    assert len(policies) == 2
+    assert len(policies) == 3
     for p in policies:
         assert p["policy_arn"].endswith(":eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")
         assert p["access_scope"] == {"type": "cluster"}

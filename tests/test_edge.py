@@ -241,3 +241,34 @@ def test_extra_certificate_names_are_on_the_certificate_and_aliased(existing_zon
     assert cert["subject_alternative_names"] == ["www.mgenialdev.olhai.app.br"]
     aliases = sorted(r["name"] for r in stack.resources("aws_route53_record").values() if "alias" in r)
     assert aliases == ["mgenialdev.olhai.app.br", "www.mgenialdev.olhai.app.br"]
+
+
+# --- security groups that can be replaced ------------------------------------------------------
+
+
+def unreplaceable_groups(stack_json: dict) -> list[str]:
+    """Security groups with a fixed ``name`` and ``create_before_destroy``: their replacement would be
+    created while the old group still holds the name, and EC2 refuses it (InvalidGroup.Duplicate)."""
+    return [
+        group["//"]["metadata"]["path"]
+        for group in stack_json.get("resource", {}).get("aws_security_group", {}).values()
+        if "name" in group and group.get("lifecycle", {}).get("create_before_destroy")
+    ]
+
+
+def test_every_security_group_can_be_replaced(synthesized):
+    seen = 0
+    for name in synthesized.names:
+        stack = synthesized.stack(name).json
+        groups = stack.get("resource", {}).get("aws_security_group", {}).values()
+        seen += len(groups)
+        assert not unreplaceable_groups(stack), f"{name}: use name_prefix, not name"
+        assert all(g.get("name_prefix", "").endswith("-") for g in groups), name
+    assert seen >= 3 * 4  # nodes, control plane, ALB and database in every environment (and the CI runner)
+
+
+def test_the_replaceable_group_gate_catches_a_fixed_name(platform_stack):
+    bad = json.loads(json.dumps(platform_stack.json))
+    group = next(iter(bad["resource"]["aws_security_group"].values()))
+    group["name"] = group.pop("name_prefix").rstrip("-")
+    assert unreplaceable_groups(bad) == [group["//"]["metadata"]["path"]]

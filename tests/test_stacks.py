@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -26,6 +27,7 @@ def test_platform_state_lives_in_the_environment_bucket(platform_stack, settings
             "key": f"twentycrm-{env}-platform/terraform.tfstate",
             "region": "sa-east-1",
             "encrypt": True,
+            "kms_key_id": f"alias/twentycrm-{env}-tfstate",  # SSE-KMS with the state key, not SSE-S3
             "dynamodb_table": settings[env].state.lock_table,
         }
     }
@@ -102,3 +104,66 @@ def test_the_cdktf_cli_writes_the_same_files_as_main_py(synthesized, tmp_path):
     for name in synthesized.names:
         cli_json = (out / "stacks" / name / "cdk.tf.json").read_text()
         assert cli_json == synthesized.stack(name).text, f"{name} differs between cdktf synth and main.py"
+
+
+# --- the Node that runs jsii on every documented path ---------------------------------------
+
+EOL_BANNER = "is end-of-life"
+
+
+def _python_under_pipenv(args: list[str], tmp_path, **env_changes) -> tuple[subprocess.CompletedProcess, str]:
+    """Run ``pipenv run python <args>`` with JSII_NODE unset (as a fresh shell has it); return the result
+    and the Node version that actually ran jsii, recorded by a --require probe in NODE_OPTIONS."""
+    pipenv = ROOT / ".tools" / "pipenv" / "bin" / "pipenv"
+    if not pipenv.exists():
+        pytest.skip(f"the project's pipenv is not installed ({pipenv} missing); run ./scripts/test once")
+    probe, seen = tmp_path / "probe.js", tmp_path / "node-version"
+    probe.write_text(f"require('fs').appendFileSync({str(seen)!r}, process.version + '\\n');\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("JSII_NODE", "NODE_OPTIONS", "NODE")}
+    env.update(NODE_OPTIONS=f"--require {probe}", PIPENV_VENV_IN_PROJECT="1", PIPENV_VERBOSITY="-1", **env_changes)
+    result = subprocess.run([str(pipenv), "run", "python", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    return result, seen.read_text() if seen.exists() else ""
+
+
+@pytest.mark.slow
+def test_pipenv_run_python_main_py_runs_jsii_on_node_22(tmp_path):
+    from modules.jsii_node import PROJECT_NODE
+
+    if not PROJECT_NODE.is_file():
+        pytest.skip(f"the project's Node 22 is not installed ({PROJECT_NODE} missing; x86-64 Linux, npm ci)")
+    result, versions = _python_under_pipenv(["main.py"], tmp_path, CDKTF_OUTDIR=str(tmp_path / "cdktf.out"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert EOL_BANNER not in result.stderr + result.stdout
+    assert "DeprecationWarning" not in result.stderr
+    assert versions and all(int(v.lstrip("v").split(".")[0]) >= 22 for v in versions.split()), versions
+
+
+@pytest.mark.slow
+def test_the_banner_check_sees_an_end_of_life_node(tmp_path):
+    """The same check on a caller who chose an old Node: its choice is kept, and the banner shows."""
+    nodes = {shutil.which("node", path=d) for d in os.environ.get("PATH", "").split(os.pathsep)} - {None}
+    versions_of = {n: subprocess.run([n, "--version"], capture_output=True, text=True).stdout.strip() for n in nodes}
+    old_nodes = [n for n, v in sorted(versions_of.items()) if v and int(v.lstrip("v").split(".")[0]) < 22]
+    if not old_nodes:
+        pytest.skip(f"no end-of-life Node (< 22) on PATH to compare with: {versions_of}")
+    old, version = old_nodes[0], versions_of[old_nodes[0]]
+    result, versions = _python_under_pipenv(["-c", "import modules, cdktf"], tmp_path, JSII_NODE=old)
+    assert EOL_BANNER in result.stderr + result.stdout
+    assert set(versions.split()) == {version}
+
+
+def test_jsii_node_keeps_the_callers_choice(tmp_path):
+    from modules.jsii_node import use_project_node
+
+    node = tmp_path / "node"
+    node.write_text("")
+    chosen = {"JSII_NODE": "/opt/node24/bin/node"}
+    use_project_node(chosen, node)
+    assert chosen == {"JSII_NODE": "/opt/node24/bin/node"}
+    unset = {"NODE_OPTIONS": "--max-old-space-size=4096"}
+    use_project_node(unset, node)
+    assert unset == {"JSII_NODE": str(node), "NODE_OPTIONS": "--max-old-space-size=4096 --no-deprecation"}
+    absent: dict = {}
+    use_project_node(absent, tmp_path / "missing")
+    assert absent == {}

@@ -85,6 +85,7 @@ def test_state_stack_moves_into_its_own_bucket_when_told(settings):
             "key": "twentycrm-prod-state/terraform.tfstate",
             "region": "sa-east-1",
             "encrypt": True,
+            "kms_key_id": "alias/twentycrm-prod-tfstate",
             "dynamodb_table": "twentycrm-prod-tflock",
             "use_lockfile": True,
         }

@@ -19,6 +19,10 @@ _GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9.
 _GITHUB_ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 
+# CodeBuild's curated x86-64 Linux images (the runner is a LINUX_CONTAINER): no registry login needed.
+_CODEBUILD_IMAGE = re.compile(r"^aws/codebuild/(amazonlinux-x86_64-standard|standard):[0-9]+\.[0-9]+$")
+
+
 _OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\.actions\.githubusercontent\.com$")
 
 
@@ -99,6 +103,43 @@ class CiSettings(_Model):
         default=None,
         description="With oidc_provider = 'existing': the provider's ARN; unset = look it up by its URL.",
     )
+
+    session_hours: int = Field(
+        default=3,
+        ge=1,
+        le=12,
+        description="Length of the deploy and plan roles' sessions (max_session_duration and the workflows' "
+        "role-duration-seconds); IAM allows 1 to 12 hours. Must cover the longest apply.",
+    )
+    apply_timeout_minutes: int = Field(
+        default=150,
+        ge=60,
+        le=720,
+        description="timeout-minutes of the plan and apply jobs and the CI runner's build timeout (1 to 12 hours; "
+        "GitHub-hosted jobs stop at 6 hours whatever this says). At most session_hours.",
+    )
+    runner_compute_type: Literal[
+        "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"
+    ] = Field(default="BUILD_GENERAL1_MEDIUM", description="CodeBuild compute of the in-VPC runner that applies apps.")
+    runner_image: Annotated[
+        str, _pattern(_CODEBUILD_IMAGE, "a CodeBuild curated Linux image such as "
+                      "'aws/codebuild/amazonlinux-x86_64-standard:5.0'")
+    ] = Field(
+        default="aws/codebuild/amazonlinux-x86_64-standard:5.0",
+        description="The runner's CodeBuild image (AWS-curated: no registry credentials, no Docker Hub pulls).",
+    )
+    runner_log_retention_days: LogRetentionDays = Field(
+        default=90, description="Days the runner's CloudWatch log group keeps the job logs."
+    )
+
+    @model_validator(mode="after")
+    def _session_covers_the_job(self) -> "CiSettings":
+        if self.apply_timeout_minutes > self.session_hours * 60:
+            raise ValueError(
+                f"apply_timeout_minutes ({self.apply_timeout_minutes}) outlasts session_hours ({self.session_hours}): "
+                "credentials would expire before the job times out; raise session_hours or lower apply_timeout_minutes"
+            )
+        return self
 
     @model_validator(mode="after")
     def _provider_choice(self) -> "CiSettings":

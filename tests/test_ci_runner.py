@@ -1,0 +1,239 @@
+"""The deploy path: the in-VPC CI runner, the deploy role's way into the cluster, the [ci] settings, and what the
+pull-request plan role may and may not do, judged by a real IAM evaluator (@cloud-copilot/iam-simulate)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+from conftest import ROOT, copy_envs, edit, problems_for
+
+from modules.ci_runner import runs_on_label
+
+ACCOUNT = "111122223333"
+
+
+def ref(resource: dict, resource_type: str, attribute: str = "id") -> str:
+    return f"${{{resource_type}.{resource['//']['metadata']['uniqueId']}.{attribute}}}"
+
+
+# --- the runner ---------------------------------------------------------------------------
+
+
+def test_runner_is_a_codebuild_project_in_the_private_subnets(platform_stack, settings, env):
+    ci = settings[env].ci
+    project = platform_stack.only("aws_codebuild_project")
+    assert project["name"] == f"twentycrm-{env}-ci-runner"
+    private = [platform_stack.by_path("aws_subnet", f"network/private-{z}") for z in ("a", "b")]
+    runner_sg = platform_stack.by_path("aws_security_group", "ci-runner/sg")
+    assert project["vpc_config"] == {
+        "vpc_id": ref(platform_stack.only("aws_vpc"), "aws_vpc"),
+        "subnets": [ref(s, "aws_subnet") for s in private],
+        "security_group_ids": [ref(runner_sg, "aws_security_group")],
+    }
+    assert project["environment"] == {
+        "type": "LINUX_CONTAINER", "compute_type": ci.runner_compute_type, "image": ci.runner_image,
+        "image_pull_credentials_type": "CODEBUILD", "privileged_mode": False,
+    }  # fmt: skip
+    assert project["build_timeout"] == ci.apply_timeout_minutes
+    assert project["artifacts"] == {"type": "NO_ARTIFACTS"}
+    assert project["encryption_key"].startswith("${aws_kms_key.")
+    connection = platform_stack.only("aws_codeconnections_connection")
+    assert project["source"] == {
+        "type": "GITHUB", "location": f"https://github.com/{ci.github_repository}.git",
+        "auth": {"type": "CODECONNECTIONS", "resource": ref(connection, "aws_codeconnections_connection", "arn")},
+    }  # fmt: skip
+    group = platform_stack.by_path("aws_cloudwatch_log_group", "ci-runner/logs")
+    assert group["retention_in_days"] == ci.runner_log_retention_days and group["kms_key_id"].startswith("${aws_kms")
+    assert project["logs_config"]["cloudwatch_logs"] == {
+        "status": "ENABLED", "group_name": ref(group, "aws_cloudwatch_log_group", "name")
+    }
+    assert project["logs_config"]["s3_logs"] == {"status": "DISABLED"}
+
+
+def test_runner_takes_jobs_from_the_workflow_job_queued_webhook(platform_stack):
+    webhook = platform_stack.only("aws_codebuild_webhook")
+    assert webhook["project_name"] == ref(platform_stack.only("aws_codebuild_project"), "aws_codebuild_project", "name")
+    assert webhook["build_type"] == "BUILD"
+    assert webhook["filter_group"] == [{"filter": [{"type": "EVENT", "pattern": "WORKFLOW_JOB_QUEUED"}]}]
+    # created late in a first apply, when a person has had time to authorise the connection: after the HTTPS
+    # listener (which waits for the certificate, i.e. the zone delegation) and the node groups
+    https = platform_stack.by_path("aws_lb_listener", "load-balancer/https")["//"]["metadata"]["uniqueId"]
+    groups = [g["//"]["metadata"]["uniqueId"] for g in platform_stack.resources("aws_eks_node_group").values()]
+    expected = [f"aws_lb_listener.{https}", *(f"aws_eks_node_group.{g}" for g in groups)]
+    assert sorted(webhook["depends_on"]) == sorted(expected)
+
+
+def test_runner_speaks_https_out_only_and_reaches_the_private_api(platform_stack):
+    runner = ref(platform_stack.by_path("aws_security_group", "ci-runner/sg"), "aws_security_group")
+    cluster = ref(platform_stack.by_path("aws_security_group", "cluster/sg"), "aws_security_group")
+    egress = [r for r in platform_stack.resources("aws_vpc_security_group_egress_rule").values()
+              if r["security_group_id"] == runner]  # fmt: skip
+    assert [(r["cidr_ipv4"], r["ip_protocol"], r["from_port"], r["to_port"]) for r in egress] == [
+        ("0.0.0.0/0", "tcp", 443, 443)
+    ]
+    ingress = platform_stack.resources("aws_vpc_security_group_ingress_rule").values()
+    assert not [r for r in ingress if r["security_group_id"] == runner]  # nothing connects to the runner
+    [api] = [r for r in ingress if r.get("referenced_security_group_id") == runner]
+    assert (api["security_group_id"], api["from_port"], api["to_port"]) == (cluster, 443, 443)
+    assert platform_stack.only("aws_eks_cluster")["vpc_config"]["endpoint_public_access"] is False
+
+
+def test_runner_role_can_only_run_the_build(platform_stack):
+    role = platform_stack.by_path("aws_iam_role", "ci-runner/role")
+    [trust] = json.loads(role["assume_role_policy"])["Statement"]
+    assert trust["Principal"] == {"Service": "codebuild.amazonaws.com"}
+    assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
+    policy = json.loads(platform_stack.by_path("aws_iam_role_policy", "ci-runner/role-policy")["policy"])
+    actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    services = {a.split(":")[0] for a in actions}  # codestar-connections: the same API under its former prefix
+    assert services == {"logs", "kms", "ec2", "codeconnections", "codestar-connections"}
+    assert not [a for a in actions if "*" in a]
+    permission = next(s for s in policy["Statement"] if s["Sid"] == "VpcNetworkInterfacePermission")
+    assert permission["Condition"]["StringEquals"] == {"ec2:AuthorizedService": "codebuild.amazonaws.com"}
+    assert len(permission["Condition"]["ArnEquals"]["ec2:Subnet"]) == 2
+
+
+def test_the_github_connection_is_the_runners(platform_stack, env):
+    connection = platform_stack.only("aws_codeconnections_connection")
+    assert connection["name"] == f"twentycrm-{env}-github" and connection["provider_type"] == "GitHub"
+    outputs = set(platform_stack.json["output"])
+    assert {"github_connection_arn", "github_connection_status", "ci_runner_project"} <= outputs
+
+
+def test_the_apply_workflow_names_the_runner_it_creates(settings, env):
+    text = (ROOT / ".github" / "workflows" / "apply.yml").read_text()
+    generic = runs_on_label(settings[env]).replace(f"-{env}-", "-${{ inputs.environment }}-")
+    assert f"runs-on: {generic}" in text
+
+
+# --- [ci] settings ----------------------------------------------------------------------
+
+
+def test_role_sessions_last_what_the_settings_say(state_stack, settings, env):
+    hours = settings[env].ci.session_hours
+    for path in ("deploy/role", "deploy/plan-role"):
+        assert state_stack.by_path("aws_iam_role", path)["max_session_duration"] == hours * 3600
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("session_hours = 3 ", "session_hours = 13 ", "ci.session_hours: Input should be less than or equal to 12"),
+        ("apply_timeout_minutes = 150", "apply_timeout_minutes = 200",
+         "ci: apply_timeout_minutes (200) outlasts session_hours (3): credentials would expire before the job "
+         "times out; raise session_hours or lower apply_timeout_minutes"),
+        ('runner_compute_type = "BUILD_GENERAL1_MEDIUM"', 'runner_compute_type = "BUILD_GENERAL1_HUGE"',
+         "ci.runner_compute_type: allowed values are"),
+        ('runner_image = "aws/codebuild/amazonlinux-x86_64-standard:5.0"', 'runner_image = "ubuntu:latest"',
+         "ci.runner_image: 'ubuntu:latest' is not a CodeBuild curated Linux image"),
+    ],
+)  # fmt: skip
+def test_bad_runner_and_session_settings_are_named(tmp_path, old, new, message):
+    envs = copy_envs(tmp_path)
+    edit(envs / "qa.toml", old, new)
+    problems = problems_for(envs)
+    assert message in problems, problems
+    assert str(envs / "qa.toml") in problems
+
+
+# --- the plan role under a real IAM evaluator --------------------------------------------
+
+
+def _concrete(policy: str, env: str, settings) -> dict:
+    """A synthesized policy with its Terraform references replaced by the ARNs they become."""
+    s = settings[env]
+    values = {
+        r"\$\{aws_s3_bucket\.state_bucket_\w+\.arn\}": f"arn:aws:s3:::{s.state.bucket}",
+        r"\$\{aws_dynamodb_table\.state_lock-table_\w+\.arn\}":
+            f"arn:aws:dynamodb:{s.region}:{ACCOUNT}:table/{s.state.lock_table}",
+        r"\$\{aws_kms_key\.state_key_\w+\.arn\}": f"arn:aws:kms:{s.region}:{ACCOUNT}:key/state-key",
+        r"\$\{data\.aws_partition\.[\w-]+\.partition\}": "aws",
+        r"\$\{data\.aws_caller_identity\.[\w-]+\.account_id\}": ACCOUNT,
+    }  # fmt: skip
+    for pattern, value in values.items():
+        policy = re.sub(pattern, value, policy)
+    assert "${" not in policy, policy
+    return json.loads(policy)
+
+
+def decide(requests: list[dict]) -> list[str]:
+    from modules.jsii_node import PROJECT_NODE
+
+    evaluator = ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate"
+    if not evaluator.exists():
+        pytest.skip(f"the IAM evaluator is not installed ({evaluator} missing); run ./scripts/test (npm ci)")
+    node = str(PROJECT_NODE) if PROJECT_NODE.exists() else "node"
+    result = subprocess.run([node, str(ROOT / "tests" / "iam_decide.cjs")], input=json.dumps(requests),
+                            capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def plan_role_decisions(synthesized, settings):
+    """Every (environment, action, resource) below judged against that environment's plan role policies."""
+    requests, keys = [], []
+    for env in ("dev", "qa", "prod"):
+        s = settings[env]
+        stack = synthesized.stack(f"twentycrm-{env}-state")
+        policies = [_concrete(stack.by_path("aws_iam_role_policy", f"deploy/{p}")["policy"], env, settings)
+                    for p in ("plan-state-access", "plan-read")]  # fmt: skip
+        state_object = f"arn:aws:s3:::{s.state.bucket}/twentycrm-{env}-platform/terraform.tfstate"
+        table = f"arn:aws:dynamodb:{s.region}:{ACCOUNT}:table/{s.state.lock_table}"
+        key = f"arn:aws:kms:{s.region}:{ACCOUNT}:key/state-key"
+        key_policy = _concrete(stack.by_path("aws_kms_key", "state/key/key")["policy"], env, settings)
+        for name, action, resource in [
+            ("read state", "s3:GetObject", state_object),
+            ("list state", "s3:ListBucket", f"arn:aws:s3:::{s.state.bucket}"),
+            ("read digest", "dynamodb:GetItem", table),
+            ("decrypt state", "kms:Decrypt", key),
+            ("head alb logs", "s3:ListBucket", f"arn:aws:s3:::{s.load_balancer.access_log_bucket}"),
+            ("head dumps", "s3:ListBucket", f"arn:aws:s3:::{s.database.dump_bucket}"),
+            ("bucket policy", "s3:GetBucketPolicy", f"arn:aws:s3:::{s.database.dump_bucket}"),
+            ("write state", "s3:PutObject", state_object),
+            ("delete state", "s3:DeleteObject", state_object),
+            ("take lock", "dynamodb:PutItem", table),
+            ("drop lock", "dynamodb:DeleteItem", table),
+            ("encrypt state", "kms:Encrypt", key),
+            ("new data key", "kms:GenerateDataKey", key),
+            ("read a dump", "s3:GetObject", f"arn:aws:s3:::{s.database.dump_bucket}/dumps/twenty.dump"),
+            ("head another bucket", "s3:ListBucket", "arn:aws:s3:::somebody-elses-bucket"),
+            ("secret value", "secretsmanager:GetSecretValue",
+             f"arn:aws:secretsmanager:{s.region}:{ACCOUNT}:secret:twentycrm-{env}-db-password-AbCdEf"),
+            ("describe secret", "secretsmanager:DescribeSecret",
+             f"arn:aws:secretsmanager:{s.region}:{ACCOUNT}:secret:twentycrm-{env}-db-password-AbCdEf"),
+        ]:  # fmt: skip
+            requests.append({"policies": policies, "action": action, "resource": resource, "account": ACCOUNT,
+                             **({"resourcePolicy": key_policy} if resource == key else {})})
+            keys.append((env, name))
+    return dict(zip(keys, decide(requests), strict=True))
+
+
+ALLOWED = ("read state", "list state", "read digest", "decrypt state", "head alb logs", "head dumps", "bucket policy",
+           "describe secret")  # fmt: skip
+DENIED = ("write state", "delete state", "take lock", "drop lock", "encrypt state", "new data key", "read a dump",
+          "head another bucket", "secret value")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ALLOWED)
+def test_the_plan_role_can_refresh(plan_role_decisions, env, name):
+    assert plan_role_decisions[(env, name)] == "Allowed"
+
+
+@pytest.mark.parametrize("name", DENIED)
+def test_the_plan_role_reads_only(plan_role_decisions, env, name):
+    assert plan_role_decisions[(env, name)] == "ImplicitlyDenied"
+
+
+def test_the_evaluator_catches_a_plan_role_that_writes_state(state_stack, settings, env):
+    """The same judge on the deploy role's state policy (what the plan role used to share): writes pass."""
+    deploy_state = _concrete(state_stack.by_path("aws_iam_role_policy", "deploy/state-access")["policy"], env, settings)
+    s = settings[env]
+    obj = f"arn:aws:s3:::{s.state.bucket}/twentycrm-{env}-platform/terraform.tfstate"
+    table = f"arn:aws:dynamodb:{s.region}:{ACCOUNT}:table/{s.state.lock_table}"
+    assert decide([
+        {"policies": [deploy_state], "action": "s3:PutObject", "resource": obj, "account": ACCOUNT},
+        {"policies": [deploy_state], "action": "dynamodb:PutItem", "resource": table, "account": ACCOUNT},
+    ]) == ["Allowed", "Allowed"]  # fmt: skip

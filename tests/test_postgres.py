@@ -316,8 +316,8 @@ def _kubectl_with_secret(directory: Path, key: str | None) -> Path:
     expected = "-n twenty get secret twenty-secrets -o jsonpath={.data.ENCRYPTION_KEY}"
     answer = (f"printf %s {base64.b64encode(key.encode()).decode()}" if key is not None
               else 'echo \'Error from server (NotFound): secrets "twenty-secrets" not found\' >&2; exit 1')
-    (directory / "kubectl").write_text(f'#!/bin/sh\n[ "$*" = "{expected}" ] || {{ echo "unexpected: $*" >&2; exit 2; }}\n'
-                                       f"{answer}\n")  # fmt: skip
+    check = f'[ "$*" = "{expected}" ] || {{ echo "unexpected: $*" >&2; exit 2; }}'
+    (directory / "kubectl").write_text(f"#!/bin/sh\n{check}\n{answer}\n")
     (directory / "kubectl").chmod(0o755)
     return directory
 

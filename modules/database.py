@@ -38,6 +38,7 @@ from constructs import Construct
 from modules.database_backup import DatabaseBackup
 from modules.kms import EncryptionKey
 from modules.settings import EnvironmentSettings
+from modules.settings.apps import MAINTENANCE_CONNECTIONS
 
 PORT = 5432
 MOUNT_POINT = "/srv/pgsql"
@@ -83,6 +84,13 @@ def postgresql_conf(settings: EnvironmentSettings) -> str:
     return "\n".join(f"{key} = {value}" for key, value in lines.items())
 
 
+def role_connection_limit(settings: EnvironmentSettings) -> int:
+    """The Twenty role's CONNECTION LIMIT: max_connections less the maintenance headroom the connection
+    budget reserves (superuser slots, the nightly pg_dump, operators), so surging or lingering pods can
+    never take the connections an operator needs to repair things."""
+    return settings.database.max_connections - MAINTENANCE_CONNECTIONS
+
+
 def render_cloud_init(settings: EnvironmentSettings, *, volume_id: str, secret_arn: str, encryption_key_secret_arn: str,
                       dump_bucket: str, client_cidrs: list[str]) -> str:  # fmt: skip
     """The boot configuration for these settings. Arguments may be Terraform references.
@@ -105,6 +113,7 @@ def render_cloud_init(settings: EnvironmentSettings, *, volume_id: str, secret_a
         "boot_metric_name": BOOT_METRIC_NAME,
         "database_name": db.database_name,
         "username": db.username,
+        "role_connection_limit": str(role_connection_limit(settings)),
         "dump_bucket": dump_bucket,
         "dump_prefix": settings.stack_name("db"),
         # `aws s3 cp -` needs a size hint for streams over 50 GB; the volume bounds the dump.
@@ -268,11 +277,15 @@ class DatabaseHost(Construct):
         IamRolePolicy(
             self, "policy", role=role.id,
             policy=json.dumps({"Version": "2012-10-17", "Statement": [
-                # Seed each secret once and read the password (twenty-db-init); nothing else.
-                {"Sid": "SeedAndReadOwnSecrets", "Effect": "Allow",
+                # Seed the password once and read it on every twenty-db-init run.
+                {"Sid": "SeedAndReadPassword", "Effect": "Allow",
                  "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
                             "secretsmanager:PutSecretValue"],
-                 "Resource": [self.password_secret.arn, self.encryption_key_secret.arn]},
+                 "Resource": self.password_secret.arn},
+                # Twenty's ENCRYPTION_KEY: seeded once, never read by the host (only the apps stack reads it).
+                {"Sid": "SeedEncryptionKey", "Effect": "Allow",
+                 "Action": ["secretsmanager:DescribeSecret", "secretsmanager:PutSecretValue"],
+                 "Resource": self.encryption_key_secret.arn},
                 # get-random-password acts on no resource (AWS: "Resource types: none").
                 {"Sid": "GenerateSecretValues", "Effect": "Allow", "Action": "secretsmanager:GetRandomPassword",
                  "Resource": "*"},

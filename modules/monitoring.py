@@ -290,7 +290,8 @@ class Monitoring(Construct):
             period=300,
         )
         # The boot script publishes 1 when it fails part-way (packages, volume, cluster, secrets)
-        # and 0 when it completes; no data means no boot since the last one (docs/database.md).
+        # and 0 when it completes, once per run: between runs there is no data, and "ignore" keeps
+        # the last state, so a failed boot stays ALARM until a re-run publishes 0 (docs/database.md).
         self._alarm(
             "db-boot-failed",
             "Database host boot script (twenty-db-setup) failed: PostgreSQL may not be serving. Read "
@@ -298,6 +299,7 @@ class Monitoring(Construct):
             metric=(BOOT_METRIC_NAMESPACE, BOOT_METRIC_NAME, host, "Maximum"),
             threshold=1,
             comparison="GreaterThanOrEqualToThreshold",
+            missing="ignore",
         )
         self._alarm(
             "db-data-free",

@@ -14,7 +14,9 @@ import yaml
 from cdktf import Testing as CdktfTesting  # renamed so pytest does not collect it
 from conftest import build_stack, copy_envs, edit, problems_for, with_changes
 
-from modules.database import postgresql_conf, render_cloud_init
+from modules.apps import release_name
+from modules.database import postgresql_conf, render_cloud_init, role_connection_limit
+from modules.settings.apps import MAINTENANCE_CONNECTIONS
 from modules.stacks import PlatformStack
 
 DOCUMENT = {"dev": ("DB-100", "t3.large", 50), "qa": ("DB-200", "t3.large", 50), "prod": ("DB-300", "t3.xlarge", 100)}
@@ -112,18 +114,18 @@ def test_instance_role_allows_session_manager_and_seeding_its_two_secrets_only(p
     assert attachment["policy_arn"].endswith(":iam::aws:policy/AmazonSSMManagedInstanceCore")
     policy = json.loads(platform_stack.by_path("aws_iam_role_policy", "database/policy")["policy"])
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    seed = by_sid["SeedAndReadOwnSecrets"]
-    assert seed["Action"] == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
-                              "secretsmanager:PutSecretValue"]  # fmt: skip
-    assert [r.split(".")[1].rsplit("_", 1)[0] for r in seed["Resource"]] == [
-        "database_password", "database_encryption-key"
-    ]
+    password, key = by_sid["SeedAndReadPassword"], by_sid["SeedEncryptionKey"]
+    assert password["Action"] == ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
+                                  "secretsmanager:PutSecretValue"]  # fmt: skip
+    assert password["Resource"].startswith("${aws_secretsmanager_secret.database_password_")
+    assert key["Action"] == ["secretsmanager:DescribeSecret", "secretsmanager:PutSecretValue"]
+    assert key["Resource"].startswith("${aws_secretsmanager_secret.database_encryption-key_")
     assert by_sid["GenerateSecretValues"] == {"Sid": "GenerateSecretValues", "Effect": "Allow",
                                               "Action": "secretsmanager:GetRandomPassword", "Resource": "*"}
     actions = [a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
     secret_actions = [a for a in actions if a.startswith("secretsmanager:")]
-    assert sorted(secret_actions) == ["secretsmanager:DescribeSecret", "secretsmanager:GetRandomPassword",
-                                      "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
+    assert sorted(set(secret_actions)) == ["secretsmanager:DescribeSecret", "secretsmanager:GetRandomPassword",
+                                           "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
     assert by_sid["WriteDumps"]["Action"] == ["s3:PutObject", "s3:DeleteObject"], "no DeleteObjectVersion"
     assert "secretsmanager.sa-east-1.amazonaws.com" in by_sid["UseKeyThroughServices"]["Condition"]["StringEquals"][
         "kms:ViaService"
@@ -204,12 +206,14 @@ def test_boot_script_installs_the_chosen_postgres_on_the_data_volume(platform_st
     version = settings[env].database.postgres_version
     assert "packages" not in config, "cloud-init's package module does not retry; the setup script does"
     files = {f["path"]: f["content"] for f in config["write_files"]}
-    install = 'install_packages "postgresql$PG_VERSION-server" "postgresql$PG_VERSION-contrib" amazon-cloudwatch-agent'
+    install = ('retry "package installation" dnf install -y --setopt=install_weak_deps=False \\\n'
+               '  "postgresql$PG_VERSION-server" "postgresql$PG_VERSION-contrib" amazon-cloudwatch-agent')
     assert install in files["/usr/local/sbin/twenty-db-setup"]
     assert f"PGDATA=/srv/pgsql/{version}/data" in files["/etc/twenty-db/setup.env"]
     assert "VOLUME_ID=vol-0123456789abcdef0" in files["/etc/twenty-db/setup.env"]
     assert f"Environment=PGDATA=/srv/pgsql/{version}/data" in files["/etc/systemd/system/postgresql.service.d/10-twenty.conf"]
-    assert config["runcmd"][0] == ["/usr/local/sbin/twenty-db-setup"]
+    [entry] = config["runcmd"]  # one entry: its exit status is the setup's (test_runcmd_exits_with_...)
+    assert entry.startswith("/usr/local/sbin/twenty-db-setup; setup=$?\n")
 
 
 def test_another_postgres_version_renders_another_boot_script(settings):
@@ -279,7 +283,8 @@ def test_shell_parts_pass_shellcheck(platform_stack, tmp_path):
         pytest.skip("shellcheck is not installed (Debian package 'shellcheck')")
     scripts = shell_parts(as_booted(user_data(platform_stack)))
     assert set(scripts) == {"/usr/local/sbin/twenty-db-setup", "/usr/local/sbin/twenty-db-configure",
-                            "/usr/local/sbin/twenty-db-init", "/usr/local/sbin/twenty-db-dump"}
+                            "/usr/local/sbin/twenty-db-seed-secrets", "/usr/local/sbin/twenty-db-init",
+                            "/usr/local/sbin/twenty-db-dump"}  # fmt: skip
     for path, content in scripts.items():
         file = tmp_path / Path(path).name
         file.write_text(content)
@@ -396,14 +401,107 @@ def test_a_failed_boot_raises_the_boot_failed_alarm(platform_stack, env):
     assert metric == ("TwentyCRM/Database", "BootFailed", "Maximum")
     assert alarm["dimensions"]["InstanceId"].startswith("${aws_instance.database_instance_")
     assert alarm["comparison_operator"] == "GreaterThanOrEqualToThreshold" and alarm["threshold"] == 1
+    # one data point per run: missing data keeps the last state, so a failed boot stays ALARM until a run completes
+    assert alarm["treat_missing_data"] == "ignore"
     assert ("alarm_actions" in alarm) == (env == "prod"), "it pages where the environment pages (alarm_mode)"
     env = yaml.safe_load(as_booted(user_data(platform_stack)))["write_files"][0]["content"]
     assert "BOOT_METRIC_NAMESPACE=TwentyCRM/Database" in env and "BOOT_METRIC_NAME=BootFailed" in env
     # 0 only once everything ran (tests/test_postgres.py runs the failure path and reads the 1 back)
     setup = shell_parts(as_booted(user_data(platform_stack)))["/usr/local/sbin/twenty-db-setup"]
-    steps = [setup.index(s) for s in ("trap on_exit EXIT", "install_packages \"", "/usr/local/sbin/twenty-db-configure",
+    steps = [setup.index(s) for s in ("trap on_exit EXIT", 'retry "seeding the secrets"',
+                                      'retry "package installation"', "/usr/local/sbin/twenty-db-configure",
                                       "/usr/local/sbin/twenty-db-init", "boot_metric 0")]  # fmt: skip
     assert steps == sorted(steps)
+    assert "dnf" not in setup[: steps[2]], "no package is installed before the secrets are seeded"
+
+
+# --- runcmd: the setup's exit status reaches cloud-init ------------------------------------------
+
+AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+SETUP = "/usr/local/sbin/twenty-db-setup"
+
+
+def _reproduced_shellify(cmdlist: list) -> str:
+    """cloud-init's cloudinit/util.py shellify (22.4 to 25.x): '#!/bin/sh', then one line per entry: a
+    string verbatim, a list as its items in single quotes (a quote inside becomes '\\''), joined by spaces."""
+    lines = ["#!/bin/sh"]
+    for entry in cmdlist:
+        if isinstance(entry, str):
+            lines.append(entry)
+        elif entry is not None:
+            lines.append(" ".join("'{}'".format(str(arg).replace("'", "'\\''")) for arg in entry))
+    return "\n".join(lines) + "\n"
+
+
+def _cloud_init_python() -> str | None:
+    """The interpreter cloud-init itself runs with (its launcher's shebang), if cloud-init is installed."""
+    launcher = shutil.which("cloud-init")
+    if launcher is None:
+        return None
+    first = Path(launcher).read_text(errors="replace").splitlines()[0]
+    return first[2:].strip().split()[0] if first.startswith("#!") else None
+
+
+def shellify(cmdlist: list) -> str:
+    """The runcmd script exactly as cloud-init writes it: its own shellify where cloud-init is
+    installed (Debian package cloud-init), else the documented behaviour reproduced above."""
+    python = _cloud_init_python()
+    if python:
+        code = "import json, sys; from cloudinit.util import shellify; sys.stdout.write(shellify(json.load(sys.stdin)))"
+        result = subprocess.run([python, "-c", code], input=json.dumps(cmdlist), capture_output=True, text=True)
+        if result.returncode == 0:
+            return result.stdout
+    return _reproduced_shellify(cmdlist)
+
+
+def run_runcmd(runcmd: list, tmp_path: Path, *, setup_exit: int, agent_exit: int) -> tuple[int, list[str]]:
+    """Run the rendered runcmd script with stand-ins for the setup and the agent; (exit status, calls)."""
+    log = tmp_path / "calls.log"
+    script = shellify(runcmd)
+    for path, name, status in ((SETUP, "setup", setup_exit), (AGENT_CTL, "agent", agent_exit)):
+        stand_in = tmp_path / name
+        stand_in.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\nexit {status}\n')
+        stand_in.chmod(0o755)
+        assert path in script, f"runcmd no longer calls {path}"
+        script = script.replace(path, str(stand_in))
+    (tmp_path / "runcmd").write_text(script)
+    result = subprocess.run(["/bin/sh", str(tmp_path / "runcmd")], capture_output=True, text=True, timeout=30)
+    calls = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return result.returncode, calls
+
+
+@pytest.mark.parametrize(("setup_exit", "agent_exit", "expected"), [(0, 0, 0), (3, 0, 3), (3, 127, 3), (0, 2, 2)])
+def test_runcmd_exits_with_the_setup_status_so_cloud_init_reports_the_failure(
+    platform_stack, tmp_path, setup_exit, agent_exit, expected
+):
+    """A non-zero runcmd script fails cloud-init's scripts_user module (`status: error`); the agent
+    is started whatever the setup did (127: not installed, the setup failed before dnf)."""
+    runcmd = yaml.safe_load(as_booted(user_data(platform_stack)))["runcmd"]
+    status, calls = run_runcmd(runcmd, tmp_path, setup_exit=setup_exit, agent_exit=agent_exit)
+    assert status == expected
+    assert [c.split()[0] for c in calls] == ["setup", "agent"]
+    config = "file:/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
+    assert calls[1] == f"agent -a fetch-config -m ec2 -s -c {config}"
+
+
+def test_the_runcmd_check_catches_a_script_that_ends_with_the_agent(tmp_path):
+    """The check above can fail: the former two-entry runcmd reports success after a failed setup."""
+    former = [[SETUP], [AGENT_CTL, "-a", "fetch-config", "-m", "ec2", "-s", "-c", "file:/x.json"]]
+    assert run_runcmd(former, tmp_path, setup_exit=3, agent_exit=0)[0] == 0
+
+
+def test_the_reproduced_shellify_matches_cloud_init(platform_stack):
+    """The fallback is cloud-init's behaviour: where cloud-init is installed, both agree."""
+    python = _cloud_init_python()
+    if python is None or subprocess.run([python, "-c", "import cloudinit.util"], capture_output=True).returncode:
+        message = "cloud-init is not installed (Debian package 'cloud-init'); nothing to compare the fallback with"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    runcmd = yaml.safe_load(as_booted(user_data(platform_stack)))["runcmd"]
+    samples = [runcmd, [["echo", "it's"], "a string", None, ["x y", "$HOME"]]]
+    assert [shellify(s) for s in samples] == [_reproduced_shellify(s) for s in samples]
 
 
 # --- the instance role, judged by an IAM policy evaluator ------------------------------------
@@ -471,11 +569,15 @@ def instance_policy(stack) -> dict:
     return json.loads(text)
 
 
-SEEDING = [(action, arn, {}) for arn in (PASSWORD_ARN, KEY_SECRET_ARN) for action in
+SEEDING = [(action, PASSWORD_ARN, {}) for action in
            ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue")]
+# the host seeds Twenty's ENCRYPTION_KEY but never reads it
+SEEDING += [(action, KEY_SECRET_ARN, {})
+            for action in ("secretsmanager:DescribeSecret", "secretsmanager:PutSecretValue")]
 SEEDING += [("secretsmanager:GetRandomPassword", "*", {})]
 KEY_USE = [("kms:Decrypt", KMS_ARN, VIA_SECRETS_MANAGER), ("kms:GenerateDataKey", KMS_ARN, VIA_SECRETS_MANAGER)]
 NOT_ALLOWED = [
+    ("secretsmanager:GetSecretValue", KEY_SECRET_ARN, {}),
     ("secretsmanager:GetSecretValue", OTHER_SECRET_ARN, {}),
     ("secretsmanager:PutSecretValue", OTHER_SECRET_ARN, {}),
     ("secretsmanager:UpdateSecret", PASSWORD_ARN, {}),
@@ -487,7 +589,7 @@ NOT_ALLOWED = [
 KEY_MISUSE = [("kms:Decrypt", KMS_ARN, {}), ("kms:ScheduleKeyDeletion", KMS_ARN, VIA_SECRETS_MANAGER)]
 
 
-def test_instance_role_may_seed_and_read_its_two_secrets_and_nothing_else(synthesized):
+def test_instance_role_may_seed_both_secrets_read_only_the_password_and_nothing_else(synthesized):
     stack = synthesized.stack("twentycrm-dev-platform")
     policy = instance_policy(stack)
     assert evaluate(policy, SEEDING) == ["Allowed"] * len(SEEDING)
@@ -501,7 +603,7 @@ def test_the_evaluator_catches_a_role_that_may_read_any_secret(synthesized):
     """The check above can fail: a policy with secretsmanager:* on * lets the other requests through."""
     policy = instance_policy(synthesized.stack("twentycrm-dev-platform"))
     policy["Statement"].append({"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"})
-    assert evaluate(policy, NOT_ALLOWED[:2]) == ["Allowed", "Allowed"]
+    assert evaluate(policy, NOT_ALLOWED[:3]) == ["Allowed"] * 3
 
 
 @pytest.mark.parametrize("instance_type", ["t3.medium", "t3.large", "m7i.4xlarge"])
@@ -515,3 +617,36 @@ def test_work_mem_times_connections_fits_beside_shared_buffers(settings, instanc
     shared_mb = int(conf["shared_buffers"].removesuffix("MB"))
     work_mem_mb = int(conf["work_mem"].removesuffix("MB"))
     assert 1 <= work_mem_mb and work_mem_mb * max_connections * 3 <= memory_mb - shared_mb
+
+
+# --- the role's connection limit and the rotation runbook ------------------------------------
+
+
+@pytest.mark.parametrize("more", [0, 400])
+def test_the_role_connection_limit_leaves_the_maintenance_headroom(platform_stack, settings, env, more):
+    """What twenty-db-init gives ALTER ROLE ... CONNECTION LIMIT (tests/test_postgres.py proves it on PostgreSQL)."""
+    max_connections = settings[env].database.max_connections + more
+    changed = with_changes(settings[env], database={"max_connections": max_connections})
+    assert role_connection_limit(changed) == max_connections - MAINTENANCE_CONNECTIONS
+    files = {f["path"]: f["content"] for f in yaml.safe_load(as_booted(user_data(platform_stack)))["write_files"]}
+    expected = settings[env].database.max_connections - MAINTENANCE_CONNECTIONS
+    assert f"DB_CONNECTION_LIMIT={expected}\n" in files["/etc/twenty-db/setup.env"]
+    assert "CONNECTION LIMIT $DB_CONNECTION_LIMIT" in files["/usr/local/sbin/twenty-db-init"]
+
+
+def test_the_rotation_runbook_bumps_the_secret_revision_and_applies_apps_before_restarting():
+    """docs/database.md: put, twenty-db-init, secret_revision bump + apps apply, then the server and the worker."""
+    text = (ROOT / "docs" / "database.md").read_text()
+    section = text[text.index("### Rotating the database password"):text.index("## A boot that fails")]
+    start = section.index("<!-- runbook:rotate-password -->")
+    steps = ["put-secret-value", "/usr/local/sbin/twenty-db-init", "secret_revision", "twentycrm-$ENV-apps apply",
+             f"rollout restart deployment/{release_name('frontend')}-server",
+             f"rollout restart deployment/{release_name('backend')}-worker"]  # fmt: skip
+    positions = [section.find(step, start) for step in steps]
+    assert -1 not in positions, dict(zip(steps, positions, strict=True))
+    assert positions == sorted(positions)
+    assert "Window of failed connections" in section and 'password authentication failed for user "twenty"' in section
+    # the Deployment names are the chart's: <release>-server and <release>-worker
+    for template, suffix in (("server.yaml", "server"), ("worker.yaml", "worker")):
+        chart = (ROOT / "charts" / "twenty" / "templates" / template).read_text()
+        assert f'name: {{{{ include "twenty.name" . }}}}-{suffix}' in chart

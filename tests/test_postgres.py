@@ -5,7 +5,9 @@ See ``tests/postgres_support.py`` for what is substituted (paths, port, client r
 
 from __future__ import annotations
 
+import base64
 import re
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import psycopg
 import pytest
 from postgres_support import ROOT, database_world  # noqa: F401 - the session fixture
 
-from modules.database import SEED_REQUEST_TOKEN
+from modules.database import SEED_REQUEST_TOKEN, role_connection_limit
+from modules.settings.apps import MAINTENANCE_CONNECTIONS
 
 # What Twenty's set-up runs through PG_DATABASE_URL, copied as fact from twentyhq/twenty
 # packages/twenty-server/scripts/setup-db.ts (the FDW part runs only with IS_FDW_ENABLED=true).
@@ -41,6 +44,8 @@ TWENTY_DATA = [
     """INSERT INTO "workspace_1wgvd1injqtife6y4rvfbu3h5"."person" ("name") VALUES ('José'), ('Ângela')""",
 ]
 RUNBOOK = ROOT / "docs" / "database.md"
+RECOVERY = ROOT / "docs" / "failure-recovery.md"
+TROUBLESHOOTING = ROOT / "docs" / "troubleshooting.md"
 
 
 def connect(url: str, **params) -> psycopg.Connection:
@@ -49,12 +54,19 @@ def connect(url: str, **params) -> psycopg.Connection:
     return psycopg.connect(url, **{"sslmode": "require", "connect_timeout": 10, **params})
 
 
-def runbook_block(name: str) -> str:
-    """The fenced shell block under ``<!-- runbook:<name> -->`` in docs/database.md."""
-    text = RUNBOOK.read_text()
-    match = re.search(rf"<!-- runbook:{name} -->\n```sh\n(.*?)\n```", text, re.DOTALL)
-    assert match, f"docs/database.md has no block marked <!-- runbook:{name} -->"
+def runbook_block(name: str, doc: Path = RUNBOOK) -> str:
+    """The fenced shell block under ``<!-- runbook:<name> -->`` in ``doc`` (docs/database.md)."""
+    text = doc.read_text()
+    match = re.search(rf"<!-- runbook:{name} -->\n *```sh\n(.*?)\n *```", text, re.DOTALL)
+    assert match, f"{doc.relative_to(ROOT)} has no block marked <!-- runbook:{name} -->"
     return match.group(1)
+
+
+def fresh_secrets(world, *names: str) -> list[str]:
+    """New secrets in moto without a value, as Terraform creates them (names made unique per call)."""
+    sm = world.aws.client("secretsmanager")
+    suffix = uuid.uuid4().hex[:8]
+    return [sm.create_secret(Name=f"twentycrm/dev/{name}-{suffix}")["ARN"] for name in names]
 
 
 def snapshot(url: str) -> dict:
@@ -163,6 +175,34 @@ def test_the_role_owns_its_database_and_nothing_more(twenty_database):
             conn.execute("CREATE DATABASE other")
 
 
+def test_the_role_leaves_the_maintenance_headroom_free(twenty_database, settings):
+    """CONNECTION LIMIT = max_connections - the budget's maintenance headroom: the role's next
+    connection is refused while the superuser (and pg_dump, operators) still get in."""
+    world = twenty_database
+    limit = role_connection_limit(settings["dev"])
+    assert limit == settings["dev"].database.max_connections - MAINTENANCE_CONNECTIONS
+    superuser = "runuser -u postgres -- psql -d postgres -At -c"
+    query = "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'twenty'"
+    assert world.host.bash(f'{superuser} "{query}"').stdout.strip() == str(limit)
+    url = world.host.url(world.password)
+    held = []
+    try:
+        for _ in range(limit):
+            held.append(connect(url))
+        with pytest.raises(psycopg.OperationalError, match='too many connections for role "twenty"'):
+            connect(url).close()
+        count = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'twenty'"
+        assert world.host.bash(f'{superuser} "{count}"').stdout.strip() == str(limit)
+        # the check can fail: without the limit the same connection gets in; a re-run of init restores it
+        world.host.bash(f"{superuser} 'ALTER ROLE twenty CONNECTION LIMIT -1'")
+        held.append(connect(url))
+    finally:
+        for conn in held:
+            conn.close()
+        world.host.run_script("twenty-db-init")
+    assert world.host.bash(f'{superuser} "{query}"').stdout.strip() == str(limit)
+
+
 REFUSALS = {
     "database postgres": ({"database": "postgres"}, {}, "no pg_hba.conf entry"),
     "database template1": ({"database": "template1"}, {}, "no pg_hba.conf entry"),
@@ -256,6 +296,9 @@ def test_password_rotation_by_the_runbook(twenty_database):
     world.host.bash("set -euo pipefail\n" + block, extra_env={
         "REGION": "sa-east-1", "SECRET": world.password_arn, "INSTANCE": "i-0123456789abcdef0"})  # fmt: skip
     new = world.password
+    # until the host runs twenty-db-init the database still has the old password (the window starts there)
+    with connect(world.host.url(old)) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("twenty",)
     assert new != old and re.fullmatch(r"[A-Za-z0-9]{40}", new)
     # what the runbook's SSM command runs on the host
     [command] = world.aws.client("ssm").list_commands()["Commands"]
@@ -265,6 +308,53 @@ def test_password_rotation_by_the_runbook(twenty_database):
         assert conn.execute("SELECT current_user").fetchone() == ("twenty",)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         connect(world.host.url(old)).close()
+
+
+def _kubectl_with_secret(directory: Path, key: str | None) -> Path:
+    """A stand-in kubectl answering the runbook's one question from a copy of the Secret (None: it is gone)."""
+    directory.mkdir()
+    expected = "-n twenty get secret twenty-secrets -o jsonpath={.data.ENCRYPTION_KEY}"
+    answer = (f"printf %s {base64.b64encode(key.encode()).decode()}" if key is not None
+              else 'echo \'Error from server (NotFound): secrets "twenty-secrets" not found\' >&2; exit 1')
+    check = f'[ "$*" = "{expected}" ] || {{ echo "unexpected: $*" >&2; exit 2; }}'
+    (directory / "kubectl").write_text(f"#!/bin/sh\n{check}\n{answer}\n")
+    (directory / "kubectl").chmod(0o755)
+    return directory
+
+
+def test_a_lost_encryption_key_comes_back_from_the_kubernetes_secret(database_world, tmp_path):
+    """docs/failure-recovery.md: the key in Secrets Manager is overwritten; the Secret's copy is put back."""
+    world = database_world
+    sm = world.aws.client("secretsmanager")
+    [arn] = fresh_secrets(world, "twenty/encryption-key")
+    original = "K" * 32 + "ey0fTwenty" + "x" * 22
+    sm.put_secret_value(SecretId=arn, SecretString=original)
+    sm.put_secret_value(SecretId=arn, SecretString="wrong-value-written-by-mistake")
+    shims = _kubectl_with_secret(tmp_path / "bin", original)
+    block = runbook_block("recover-encryption-key", RECOVERY)
+    result = world.host.bash(block, extra_env={"REGION": "sa-east-1", "SECRET": arn,
+                                               "PATH": f"{shims}:{world.host.env['PATH']}"})  # fmt: skip
+    assert world.secret(arn) == original, result.stderr
+    assert original not in result.stdout + result.stderr
+
+
+def test_the_key_recovery_refuses_to_write_when_the_secret_is_gone_too(database_world, tmp_path):
+    """The same block, pasted as is, when twenty-secrets no longer exists: nothing is written."""
+    world = database_world
+    sm = world.aws.client("secretsmanager")
+    [arn] = fresh_secrets(world, "twenty/encryption-key")
+    sm.put_secret_value(SecretId=arn, SecretString="still-the-current-value")
+    shims = _kubectl_with_secret(tmp_path / "bin", None)
+    result = world.host.bash(runbook_block("recover-encryption-key", RECOVERY), extra_env={
+        "REGION": "sa-east-1", "SECRET": arn, "PATH": f"{shims}:{world.host.env['PATH']}"})  # fmt: skip
+    assert "twenty-secrets holds no ENCRYPTION_KEY: go to step 2" in result.stderr
+    assert world.secret(arn) == "still-the-current-value"
+    assert len(sm.list_secret_version_ids(SecretId=arn)["Versions"]) == 1
+
+    # step 2, only then: a new key of the seeded form
+    world.host.bash("set -euo pipefail\n" + runbook_block("new-encryption-key", RECOVERY),
+                    extra_env={"REGION": "sa-east-1", "SECRET": arn})  # fmt: skip
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", world.secret(arn))
 
 
 # --- a boot that fails -------------------------------------------------------------------------
@@ -279,6 +369,40 @@ def _stand_ins(directory: Path, scripts: dict[str, str]) -> Path:
     return directory
 
 
+def _boot(world, files: dict[str, str], tmp_path: Path, instance: str, dnf_exit: int):
+    """twenty-db-setup as rendered on a scratch host, with dnf and sleep replaced by stand-ins."""
+    from postgres_support import ScratchHost  # noqa: PLC0415
+
+    host = ScratchHost(files, world.aws.env)
+    world.hosts.append(host)
+    (host.root / "instance-id").write_text(instance + "\n")
+    shims = _stand_ins(tmp_path / "bin", {"dnf": f"exit {dnf_exit}", "sleep": "exit 0"})
+    result = host.bash('exec "$@"', str(host.sbin / "twenty-db-setup"), check=False,
+                       extra_env={"PATH": f"{shims}:{host.env['PATH']}"})  # fmt: skip
+    return result, shims
+
+
+def test_the_secrets_get_their_values_even_when_the_package_mirrors_fail(database_world, tmp_path):
+    """Seeding is the boot's first step: a boot that never gets past dnf still gives the apps stack
+    both values (without them its plan fails with the AWSCURRENT error of troubleshooting.md 17)."""
+    world = database_world
+    password_arn, key_arn = fresh_secrets(world, "database/password", "twenty/encryption-key")
+    symptom = world.host.bash(f'aws secretsmanager get-secret-value --secret-id "{key_arn}"', check=False)
+    message = re.search(r"ResourceNotFoundException\).*?: (.*)", symptom.stderr).group(1).strip()
+    assert f"`ResourceNotFoundException: {message}`" in TROUBLESHOOTING.read_text(), message
+
+    files = {path: content.replace(world.password_arn, password_arn).replace(world.encryption_key_arn, key_arn)
+             for path, content in world.files.items()}  # fmt: skip
+    result, _ = _boot(world, files, tmp_path, "i-0seedfirst00000000", dnf_exit=1)
+    assert result.returncode == 1 and "package installation failed 6 times" in result.stderr
+    sm = world.aws.client("secretsmanager")
+    for arn, length in ((password_arn, 40), (key_arn, 64)):
+        value = sm.get_secret_value(SecretId=arn)
+        assert re.fullmatch(rf"[A-Za-z0-9]{{{length}}}", value["SecretString"])
+        assert value["VersionId"] == SEED_REQUEST_TOKEN
+    assert result.stderr.index("first value stored") < result.stderr.index("package installation failed")
+
+
 @pytest.mark.parametrize(("dnf_exit", "expected"), [
     (1, "package installation failed 6 times"),
     (0, "data volume vol-0123456789abcdef0 did not appear"),
@@ -286,15 +410,8 @@ def _stand_ins(directory: Path, scripts: dict[str, str]) -> Path:
 def test_a_boot_that_fails_part_way_publishes_the_boot_failed_metric(database_world, tmp_path, dnf_exit, expected):
     """twenty-db-setup as rendered: packages retried 6 times with a doubling pause, and any failure
     publishes BootFailed = 1 for the instance (what the db-boot-failed alarm reads)."""
-    from postgres_support import ScratchHost  # noqa: PLC0415
-
-    host = ScratchHost(database_world.files, database_world.aws.env)
-    database_world.hosts.append(host)
     instance = f"i-0boot{dnf_exit}failed000000"
-    (host.root / "instance-id").write_text(instance + "\n")
-    shims = _stand_ins(tmp_path / "bin", {"dnf": f"exit {dnf_exit}", "sleep": "exit 0"})
-    result = host.bash('exec "$@"', str(host.sbin / "twenty-db-setup"), check=False,
-                       extra_env={"PATH": f"{shims}:{host.env['PATH']}"})  # fmt: skip
+    result, shims = _boot(database_world, database_world.files, tmp_path, instance, dnf_exit)
     assert result.returncode == 1, result.stderr
     assert expected in result.stderr
     assert "failed (exit 1); see docs/database.md, 'A boot that fails'" in result.stderr

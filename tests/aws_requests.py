@@ -195,10 +195,11 @@ def resource_arn(call: AwsCall, account: str) -> str:
         path = p.get("Path", "/")
         if call.operation == "CreateServiceLinkedRole":
             return f"{iam}:role/aws-service-role/{p.get('AWSServiceName', '')}/*"
-        if p.get("RoleName"):
-            return f"{iam}:role{path}{p['RoleName']}"
+        # AddRoleToInstanceProfile and friends name a role too, but IAM authorizes them on the profile
         if p.get("InstanceProfileName"):
             return f"{iam}:instance-profile{path}{p['InstanceProfileName']}"
+        if p.get("RoleName"):
+            return f"{iam}:role{path}{p['RoleName']}"
         if p.get("PolicyArn"):
             return p["PolicyArn"]
         if call.operation == "CreatePolicy":

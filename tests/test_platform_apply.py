@@ -52,7 +52,18 @@ NOT_EMULATED = {
 
 # Attributes moto reads back differently from what it was given: (resource type, attribute) → cause in
 # moto's source. A plan after the apply may show these and nothing else.
-MOTO_READS_BACK_DIFFERENTLY: dict[tuple[str, str], str] = {}
+MOTO_READS_BACK_DIFFERENTLY = {
+    ("aws_vpc_security_group_ingress_rule", "description"): f"{MOTO} keeps a rule's description only on its CIDR "
+    "range: moto/ec2/models/security_groups.py SecurityGroupRule.description returns ip_range['Description'], "
+    "and a rule that references another group has no ip_range",
+    ("aws_vpc_security_group_egress_rule", "description"): "the same as the ingress rules (SecurityGroupRule.description)",
+    ("aws_eks_cluster", "access_config"): f"{MOTO} does not keep a cluster's accessConfig (moto/eks/models.py Cluster "
+    "has no such field), so it reads back empty and bootstrap_cluster_creator_admin_permissions, which forces a new "
+    "cluster, differs: the plan shows a replacement",
+    ("aws_launch_template", "tag_specifications"): f"{MOTO} adds the CreateLaunchTemplate request's own "
+    "TagSpecifications (resource type launch-template) to the template data it returns "
+    "(moto/ec2/responses/launch_templates.py create_launch_template)",
+}
 
 # Calls the roles' policies do not allow today: (role, action, resource) → the call that needed it.
 # modules/deploy_role.py belongs to the CI work; this list is what the integrator must add there.
@@ -140,7 +151,8 @@ def iam_requests(calls: list[AwsCall]) -> list[dict]:
 def evaluate(requests: list[dict], principal: str, identity: list[dict], boundary: list[dict]) -> list[dict]:
     """Every request judged by iam-simulate in one Node process; each result carries its request's ``call``."""
     if not NODE.exists():
-        pytest.skip(f"Node 22 is not installed at {NODE} (npm ci installs it from package-lock.json)")
+        reason = f"Node 22 is not installed at {NODE} (npm ci installs it from package-lock.json)"
+        pytest.fail(reason) if os.environ.get("CI") == "true" else pytest.skip(reason)
     payload = {"principal": principal, "accountId": ACCOUNT, "identityPolicies": identity,
                "permissionBoundaryPolicies": boundary, "requests": requests}  # fmt: skip
     done = subprocess.run(
@@ -152,10 +164,26 @@ def evaluate(requests: list[dict], principal: str, identity: list[dict], boundar
     return [{**result, "call": request["call"]} for result, request in zip(results, requests, strict=True)]
 
 
+# Calls the evaluator cannot judge, by (action, resource prefix) → why. They are listed in the
+# output and must keep occurring (a stale row fails); everything else must be judged.
+EVALUATOR_CANNOT_JUDGE = {
+    ("ssm:GetParameter", "arn:aws:ssm:sa-east-1::parameter/aws/service/"): "AWS's public parameters have no "
+    "account in their ARN (arn:aws:ssm:<region>::parameter/aws/service/...), which iam-data's ARN pattern for "
+    "ssm 'parameter' (arn:${Partition}:ssm:${Region}:${Account}:parameter/...) cannot match: iam-simulate answers "
+    "'no.resource.types'. The plan role's PublicAmiParameters statement names exactly that ARN.",
+}
+
+
+def cannot_judge(result: dict) -> bool:
+    return any(result["action"] == a and result["resource"].startswith(p) for a, p in EVALUATOR_CANNOT_JUDGE)
+
+
 def denied(results: list[dict]) -> dict[tuple[str, str], str]:
     """(action, resource) → the first call that needed it, for every result that is not Allowed."""
     found: dict[tuple[str, str], str] = {}
     for result in results:
+        if result["result"] == "Error" and cannot_judge(result):
+            continue
         if result["result"] == "Error":
             raise AssertionError(f"the evaluator cannot judge {result['action']} on {result['resource']} "
                                  f"({result['call']}): {json.dumps(result['errors'])}")  # fmt: skip
@@ -342,11 +370,26 @@ def drifted_attributes(plan: dict) -> dict[tuple[str, str], list[str]]:
         before, after = change["change"]["before"] or {}, change["change"]["after"] or {}
         unknown = change["change"].get("after_unknown") or {}
         for attribute in sorted(set(before) | set(after)):
-            if before.get(attribute) != after.get(attribute) or unknown.get(attribute) is True:
+            # values the provider computes anew (unknown until applied) follow from a change; they are not one
+            if _differs(before.get(attribute), after.get(attribute), unknown.get(attribute)):
                 found.setdefault((change["type"], attribute), []).append(change["address"])
-        if actions != ["update"]:
+        if actions not in (["update"], ["delete", "create"], ["create", "delete"]):
             found.setdefault((change["type"], f"<{'/'.join(actions)}>"), []).append(change["address"])
     return found
+
+
+def _differs(before, after, unknown) -> bool:
+    """Whether a planned value differs from the state anywhere the plan already knows it."""
+    if unknown is True:
+        return False
+    if isinstance(before, dict) and isinstance(after, dict):
+        unknown = unknown if isinstance(unknown, dict) else {}
+        return any(_differs(before.get(k), after.get(k), unknown.get(k)) for k in set(before) | set(after)
+                   if k in after or not unknown.get(k))  # fmt: skip
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        unknown = unknown if isinstance(unknown, list) else [None] * len(after)
+        return any(_differs(b, a, u) for b, a, u in zip(before, after, unknown, strict=False))
+    return before != after
 
 
 def test_a_second_plan_shows_only_what_moto_reads_back_differently(platform_applied):

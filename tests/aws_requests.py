@@ -216,6 +216,8 @@ def resource_arn(call: AwsCall, account: str) -> str:
         return "*"
     if call.service == "kms" and str(p.get("KeyId", "")).startswith("arn:"):
         return p["KeyId"]
+    if call.service == "secretsmanager" and str(p.get("SecretId", "")).startswith("arn:"):
+        return p["SecretId"]  # the provider names secrets by ARN
     return "*"
 
 

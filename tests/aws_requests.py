@@ -38,6 +38,7 @@ IAM_ACTION_NAMES = {
     "s3:HeadObject": "s3:GetObject",
     "s3:ListBuckets": "s3:ListAllMyBuckets",
     "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:CopyObject": "s3:PutObject",  # and s3:GetObject on the source, which Terraform's copies never leave
     "s3:GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "s3:PutBucketEncryption": "s3:PutEncryptionConfiguration",
     "s3:DeleteBucketEncryption": "s3:PutEncryptionConfiguration",
@@ -123,7 +124,7 @@ def parse_call(method: str, path: str, query_string: str, headers: dict[str, str
         operation = headers["x-amz-target"].rsplit(".", 1)[-1]
         params = _json_params(body)
     elif service in REST_SERVICES:
-        operation, params = _rest_operation(REST_SERVICES[service], method, path, query)
+        operation, params = _rest_operation(REST_SERVICES[service], method, path, query, headers)
     elif content_type.startswith("application/x-www-form-urlencoded"):
         params = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
         operation = params.get("Action", "")
@@ -143,8 +144,10 @@ def _json_params(body: bytes) -> dict[str, str]:
 
 
 @cache
-def _rest_routes(service: str) -> list[tuple[str, re.Pattern, frozenset[str], str]]:
-    """(method, path regex, required query keys, operation) for every operation of a REST service."""
+def _rest_routes(service: str) -> list[tuple[str, re.Pattern, frozenset[str], frozenset[str], str]]:
+    """(method, path regex, required query keys, required headers, operation) for every operation of a REST
+    service; the required query and header members tell apart operations on one URI (PutObject, CopyObject
+    with its x-amz-copy-source header, UploadPart with partNumber and uploadId)."""
     import botocore.session
 
     model = botocore.session.get_session().get_service_model(service)
@@ -160,19 +163,27 @@ def _rest_routes(service: str) -> list[tuple[str, re.Pattern, frozenset[str], st
             lambda m: f"(?P<{m.group(1)}>.+)" if m.group(2) else f"(?P<{m.group(1)}>[^/]+)",
             re.escape(uri.rstrip("/") or "/"),
         )
-        keys = frozenset(part.split("=")[0] for part in query.split("&") if part)
-        routes.append((http["method"], re.compile(f"^{pattern}/?$"), keys, name))
+        keys = {part.split("=")[0] for part in query.split("&") if part}
+        headers = set()
+        shape = operation.input_shape
+        for member in shape.required_members if shape else ():
+            location = shape.members[member].serialization
+            if location.get("location") == "querystring":
+                keys.add(location["name"])
+            elif location.get("location") == "header":
+                headers.add(location["name"].lower())
+        routes.append((http["method"], re.compile(f"^{pattern}/?$"), frozenset(keys), frozenset(headers), name))
     return routes
 
 
-def _rest_operation(service: str, method: str, path: str, query: dict) -> tuple[str, dict[str, str]]:
+def _rest_operation(service: str, method: str, path: str, query: dict, headers: dict) -> tuple[str, dict[str, str]]:
     best = None
-    for route_method, pattern, keys, name in _rest_routes(service):
-        if route_method != method or not keys <= query.keys():
+    for route_method, pattern, keys, required_headers, name in _rest_routes(service):
+        if route_method != method or not keys <= query.keys() or not required_headers <= headers.keys():
             continue
         if m := pattern.match(path.rstrip("/") or "/"):
-            # the most specific route wins: most query keys, then most literal path characters
-            score = (len(keys), len(path) - sum(len(g or "") for g in m.groupdict().values()))
+            # the most specific route wins: most required members, then most literal path characters
+            score = (len(keys) + len(required_headers), len(path) - sum(len(g or "") for g in m.groupdict().values()))
             if best is None or score > best[0]:
                 best = (score, name, {k: unquote(v) for k, v in m.groupdict().items()})
     if best is None:

@@ -286,6 +286,10 @@ def test_recorded_requests_map_to_iam_actions():
     assert lifecycle.action == "s3:PutLifecycleConfiguration"
     obj = parse_call("GET", "/b/twentycrm-dev-platform/terraform.tfstate", "x-id=GetObject", _signed("s3", "sa-east-1"), b"")
     assert (obj.action, resource_arn(obj, ACCOUNT)) == ("s3:GetObject", "arn:aws:s3:::b/twentycrm-dev-platform/terraform.tfstate")
+    put = parse_call("PUT", "/b/twentycrm-dev-platform/terraform.tfstate", "", _signed("s3", "sa-east-1"), b"{}")
+    assert put.action == "s3:PutObject"
+    copy = parse_call("PUT", "/b/k", "", {**_signed("s3", "sa-east-1"), "X-Amz-Copy-Source": "/b/j"}, b"")
+    assert copy.action == "s3:PutObject"  # IAM has no s3:CopyObject
     addon = parse_call("POST", "/clusters/twentycrm-dev/addons", "", _signed("eks", "sa-east-1"), b"{}")
     assert addon.action == "eks:CreateAddon"
     role = parse_call("POST", "/", "", _signed("iam", "sa-east-1"), b"Action=GetRole&RoleName=twentycrm-dev-nodes")
@@ -321,6 +325,9 @@ def platform_applied(bootstrapped, terraform, local_aws, synthesized, settings, 
     with local_aws.recording() as refresh_log:
         terraform.run(work, "plan", "-input=false", "-refresh-only", "-out=refresh.tfplan", timeout=600)
     refresh_seconds = time.monotonic() - started
+    # kept next to the stack for a look after a failure
+    (work / "apply-requests.jsonl").write_text("\n".join(apply_log))
+    (work / "refresh-requests.jsonl").write_text("\n".join(refresh_log))
     terraform.run(work, "apply", "-input=false", "refresh.tfplan")  # keep what moto read back
     terraform.run(work, "plan", "-input=false", "-refresh=false", "-out=drift.tfplan", *(f"-target={a}" for a in to_apply))
     drift = json.loads(terraform.run(work, "show", "-json", "drift.tfplan").stdout)

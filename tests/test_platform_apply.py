@@ -56,7 +56,8 @@ MOTO_READS_BACK_DIFFERENTLY = {
     ("aws_vpc_security_group_ingress_rule", "description"): f"{MOTO} keeps a rule's description only on its CIDR "
     "range: moto/ec2/models/security_groups.py SecurityGroupRule.description returns ip_range['Description'], "
     "and a rule that references another group has no ip_range",
-    ("aws_vpc_security_group_egress_rule", "description"): "the same as the ingress rules (SecurityGroupRule.description)",
+    ("aws_vpc_security_group_egress_rule", "description"): "the same as the ingress rules "
+    "(SecurityGroupRule.description)",
     ("aws_eks_cluster", "access_config"): f"{MOTO} does not keep a cluster's accessConfig (moto/eks/models.py Cluster "
     "has no such field), so it reads back empty and bootstrap_cluster_creator_admin_permissions, which forces a new "
     "cluster, differs: the plan shows a replacement",
@@ -284,8 +285,9 @@ def test_recorded_requests_map_to_iam_actions():
     assert (head.action, resource_arn(head, ACCOUNT)) == ("s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-alb-logs")
     lifecycle = parse_call("PUT", "/b", "lifecycle=", _signed("s3", "sa-east-1"), b"")
     assert lifecycle.action == "s3:PutLifecycleConfiguration"
-    obj = parse_call("GET", "/b/twentycrm-dev-platform/terraform.tfstate", "x-id=GetObject", _signed("s3", "sa-east-1"), b"")
-    assert (obj.action, resource_arn(obj, ACCOUNT)) == ("s3:GetObject", "arn:aws:s3:::b/twentycrm-dev-platform/terraform.tfstate")
+    key = "twentycrm-dev-platform/terraform.tfstate"
+    obj = parse_call("GET", f"/b/{key}", "x-id=GetObject", _signed("s3", "sa-east-1"), b"")
+    assert (obj.action, resource_arn(obj, ACCOUNT)) == ("s3:GetObject", f"arn:aws:s3:::b/{key}")
     put = parse_call("PUT", "/b/twentycrm-dev-platform/terraform.tfstate", "", _signed("s3", "sa-east-1"), b"{}")
     assert put.action == "s3:PutObject"
     copy = parse_call("PUT", "/b/k", "", {**_signed("s3", "sa-east-1"), "X-Amz-Copy-Source": "/b/j"}, b"")
@@ -329,7 +331,8 @@ def platform_applied(bootstrapped, terraform, local_aws, synthesized, settings, 
     (work / "apply-requests.jsonl").write_text("\n".join(apply_log))
     (work / "refresh-requests.jsonl").write_text("\n".join(refresh_log))
     terraform.run(work, "apply", "-input=false", "refresh.tfplan")  # keep what moto read back
-    terraform.run(work, "plan", "-input=false", "-refresh=false", "-out=drift.tfplan", *(f"-target={a}" for a in to_apply))
+    targets = [f"-target={a}" for a in to_apply]
+    terraform.run(work, "plan", "-input=false", "-refresh=false", "-out=drift.tfplan", *targets)
     drift = json.loads(terraform.run(work, "show", "-json", "drift.tfplan").stdout)
 
     state_dir = bootstrapped["state_dir"]
@@ -365,14 +368,15 @@ def test_every_planned_resource_is_applied_or_listed_with_its_reason(platform_ap
 
 
 def test_the_not_emulated_table_is_what_moto_says():
-    """Each row's claim is checked against the installed moto's source, so a moto upgrade that fills a gap fails here."""
+    """Each row's claim, checked in the installed moto's source: a moto upgrade that fills a gap fails here."""
     import moto
 
     source = Path(moto.__file__).parent
     assert moto.__version__ == "5.2.5"
     assert "dlm" not in (source / "backend_index.py").read_text()
     assert "addons" not in (source / "eks" / "urls.py").read_text()
-    assert 'raise NotImplementedError("Monitoring.monitor_instances' in (source / "ec2/responses/monitoring.py").read_text()
+    monitoring = (source / "ec2" / "responses" / "monitoring.py").read_text()
+    assert 'raise NotImplementedError("Monitoring.monitor_instances' in monitoring
 
 
 def drifted_attributes(plan: dict) -> dict[tuple[str, str], list[str]]:
@@ -453,7 +457,8 @@ def test_known_gaps_fail_the_gate_when_they_change():
     """The comparison itself: an unlisted denial fails, and so does a listed gap that no longer shows."""
     listed = ("s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-alb-logs")
     dumps = ("s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-db-dumps")
-    secret = ("secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/x-AbCd")
+    secret_arn = f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/x-AbCd"
+    secret = ("secretsmanager:GetSecretValue", secret_arn)
     compare_with_known_gaps({listed: "c", dumps: "c", secret: "c"}, "plan")
     with pytest.raises(AssertionError, match="ec2:CreateVpc on \\*"):
         compare_with_known_gaps({listed: "c", dumps: "c", secret: "c", ("ec2:CreateVpc", "*"): "c"}, "plan")
@@ -464,7 +469,7 @@ def test_known_gaps_fail_the_gate_when_they_change():
 def test_calls_are_counted_by_action(platform_applied, record_property):
     """What the apply and the refresh asked of AWS, for the CI log (and a floor: each service was used)."""
     counts = Counter(c.action.split(":")[0] for c in platform_applied["apply_calls"])
-    record_property("moto_platform_calls",
-                    f"apply: {len(platform_applied['apply_calls'])} AWS calls, refresh-only plan: "
-                    f"{len(platform_applied['refresh_calls'])} calls in {platform_applied['refresh_seconds']:.0f} s")  # fmt: skip
+    apply_calls, refresh_calls = platform_applied["apply_calls"], platform_applied["refresh_calls"]
+    record_property("moto_platform_calls", f"apply: {len(apply_calls)} AWS calls, refresh-only plan: "
+                    f"{len(refresh_calls)} calls in {platform_applied['refresh_seconds']:.0f} s")  # fmt: skip
     assert {"ec2", "eks", "iam", "kms", "s3", "elasticloadbalancing", "route53", "acm", "logs"} <= counts.keys()

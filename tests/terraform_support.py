@@ -330,3 +330,25 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_sep("-", "offline platform apply against moto")
         for line in sorted(set(lines)):
             terminalreporter.write_line(line)
+
+
+# --- xdist: every test on the session's moto server runs on one worker ------------------------
+
+# The modules whose tests share the session's moto server and its bootstrapped state. Under
+# `-n 2 --dist loadscope` (pyproject.toml) they form one scope, so one worker runs them, in order,
+# on one server, while the other worker runs the rest. (xdist's own `xdist_group` marks do nothing
+# with pytest 9: xdist 3.8 renames items through `item._nodeid`, which pytest 9 no longer reads.)
+MOTO_MODULES = ("tests/test_terraform.py", "tests/test_platform_apply.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class MotoScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "moto" if module in MOTO_MODULES else super()._split_scope(nodeid)
+
+    return MotoScopeScheduling(config, log)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -32,7 +31,8 @@ import pytest
 from aws_requests import AwsCall, context_for, read_recording, resource_arn
 from terraform_support import BOOTSTRAP_ENV, write_json
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("moto")]
+# under xdist this module and test_terraform.py run on one worker (terraform_support.MOTO_MODULES)
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's default account (moto/core/models.py DEFAULT_ACCOUNT_ID)

@@ -19,8 +19,6 @@ from conftest import ENVIRONMENTS
 from terraform_support import BOOTSTRAP_ENV, STATE_STACK_NOT_APPLIED, write_json
 
 pytestmark = pytest.mark.slow
-# the tests that talk to the session's one moto server: under xdist (--dist loadgroup) they share a worker
-on_moto = pytest.mark.xdist_group("moto")
 
 STACK_PARTS = ("state", "platform")
 
@@ -59,7 +57,6 @@ def test_validate_catches_a_known_bad_stack(terraform, synthesized, tmp_path):
 ENV = BOOTSTRAP_ENV
 
 
-@on_moto
 def test_state_stack_creates_the_bucket_and_lock_table(bootstrapped, local_aws, settings):
     env = settings[ENV]
     buckets = [b["Name"] for b in local_aws.client("s3").list_buckets()["Buckets"]]
@@ -72,7 +69,6 @@ def test_state_stack_creates_the_bucket_and_lock_table(bootstrapped, local_aws, 
     assert table["KeySchema"] == [{"AttributeName": "LockID", "KeyType": "HASH"}]
 
 
-@on_moto
 def test_migrated_state_is_readable_with_the_terraform_cli(bootstrapped, terraform, local_aws, settings):
     env = settings[ENV]
     work = bootstrapped["state_dir"]
@@ -87,7 +83,6 @@ def test_migrated_state_is_readable_with_the_terraform_cli(bootstrapped, terrafo
     assert json.loads(body)["lineage"] == pulled["lineage"]
 
 
-@on_moto
 def test_state_stack_has_no_drift_after_apply(bootstrapped, terraform, record_property):
     """Re-planning changes nothing but the bucket policy that moto cannot enforce (see the fixture)."""
     listed = [a for a in terraform.run(bootstrapped["state_dir"], "state", "list").stdout.split() if not a.startswith("data.")]
@@ -113,7 +108,6 @@ def platform_dir(bootstrapped, terraform, local_aws, synthesized, settings, tmp_
     return work
 
 
-@on_moto
 def test_platform_plans_on_its_s3_backend(platform_dir, terraform, synthesized, settings):
     result = terraform.run(platform_dir, "plan", "-input=false", "-out=platform.tfplan", timeout=600)
     assert re.search(r"Plan: \d+ to add, 0 to change, 0 to destroy", result.stdout)
@@ -123,7 +117,6 @@ def test_platform_plans_on_its_s3_backend(platform_dir, terraform, synthesized, 
     assert planned_types == synthesized_types, "every resource type of the stack is in the plan"
 
 
-@on_moto
 def test_a_lock_row_exists_while_terraform_works_and_is_released(platform_dir, terraform, local_aws, settings):
     """``terraform apply`` holds the state lock while it waits for its confirmation prompt."""
     env = settings[ENV]
@@ -152,7 +145,6 @@ def test_a_lock_row_exists_while_terraform_works_and_is_released(platform_dir, t
     assert lock_rows() == [], "the lock is released when terraform ends"
 
 
-@on_moto
 def test_platform_state_is_kept_in_s3_and_readable_with_the_terraform_cli(
     platform_dir, terraform, local_aws, settings
 ):

@@ -473,3 +473,30 @@ def test_calls_are_counted_by_action(platform_applied, record_property):
     record_property("moto_platform_calls", f"apply: {len(apply_calls)} AWS calls, refresh-only plan: "
                     f"{len(refresh_calls)} calls in {platform_applied['refresh_seconds']:.0f} s")  # fmt: skip
     assert {"ec2", "eks", "iam", "kms", "s3", "elasticloadbalancing", "route53", "acm", "logs"} <= counts.keys()
+
+
+def test_split_plan_leaves_out_what_needs_a_left_out_resource():
+    """The targeting on a small plan: a type in the table, one resource that needs it, one that does not."""
+    creates = ("aws_instance.db", "aws_volume_attachment.data", "aws_vpc.main")
+    refs = {"aws_instance.db": ["aws_vpc.main.id", "aws_vpc.main"],
+            "aws_volume_attachment.data": ["aws_instance.db.id"]}  # fmt: skip
+    plan = {
+        "resource_changes": [{"address": a, "change": {"actions": ["create"]}} for a in creates],
+        "configuration": {"root_module": {"resources": [
+            {"address": a, "expressions": {"x": {"references": refs.get(a, [])}}} for a in creates
+        ]}},
+    }  # fmt: skip
+    to_apply, left_out = split_plan(plan, {"aws_instance": "no monitoring"})
+    assert to_apply == ["aws_vpc.main"]
+    assert left_out == {"aws_instance.db": "no monitoring",
+                        "aws_volume_attachment.data": "needs aws_instance.db, which is not applied"}  # fmt: skip
+
+
+def test_drift_is_reported_attribute_by_attribute():
+    """A changed value is drift; a value the provider will compute anew is not."""
+    plan = {"resource_changes": [{
+        "address": "aws_vpc.main", "type": "aws_vpc",
+        "change": {"actions": ["update"], "before": {"cidr_block": "10.0.0.0/16", "arn": "a", "tags": {"A": "1"}},
+                   "after": {"cidr_block": "10.1.0.0/16", "tags": {"A": "1"}}, "after_unknown": {"arn": True}},
+    }]}  # fmt: skip
+    assert drifted_attributes(plan) == {("aws_vpc", "cidr_block"): ["aws_vpc.main"]}

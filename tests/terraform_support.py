@@ -4,6 +4,9 @@
   ``/opt/tf-plugins``) through a temporary CLI configuration; nothing is downloaded.
 - ``LocalAws`` starts ``moto_server`` on 127.0.0.1 on a free port, over TLS with a throw-away
   certificate (the state bucket's policy denies plain HTTP, so the test must speak HTTPS like AWS).
+  It records the requests it serves on demand (``recording()``), so a test can judge every call.
+- The session's fixtures (``terraform``, ``local_aws``, ``bootstrapped``) live here, registered by
+  ``conftest.py``, so that every test module shares one moto server and one bootstrapped state stack.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 PROVIDER = "registry.terraform.io/hashicorp/aws"
 PROVIDER_VERSION = "5.100.0"
@@ -135,6 +142,13 @@ class LocalAws:
 
     SERVICES = ("s3", "dynamodb", "kms", "sts", "iam", "ec2", "logs", "eks", "secretsmanager", "ssm",
                 "elbv2", "acm", "route53", "cloudwatch", "sns", "dlm")  # fmt: skip
+    # moto's settings (moto/settings.py, read once at start):
+    SETTINGS = {
+        # ACM DNS validation completes after this many seconds (default 60); the platform waits for it
+        "MOTO_ACM_VALIDATION_WAIT": "0",
+        # the AWS managed policies (AmazonEKSClusterPolicy, ...) exist only when loaded
+        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+    }
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
@@ -146,12 +160,14 @@ class LocalAws:
     def __enter__(self) -> "LocalAws":
         server = Path(sys.executable).with_name("moto_server")
         self._log = open(self.workdir / "moto.log", "w")  # noqa: SIM115 - closed in __exit__
+        self.recording_file = self.workdir / "recording.jsonl"
         self._process = subprocess.Popen(
             [str(server), "-H", "127.0.0.1", "-p", str(self.port), "-c", str(self.ca_bundle), "-k", str(self._key)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.SETTINGS, "MOTO_RECORDER_FILEPATH": str(self.recording_file)},
         )
-        context = ssl.create_default_context(cafile=str(self.ca_bundle))
+        self._tls = context = ssl.create_default_context(cafile=str(self.ca_bundle))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -171,6 +187,26 @@ class LocalAws:
             except subprocess.TimeoutExpired:
                 self._process.kill()
         self._log.close()
+
+    def _moto_api(self, path: str) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/{path}", method="POST", data=b"")
+        urllib.request.urlopen(request, context=self._tls, timeout=10).close()
+
+    @contextmanager
+    def recording(self) -> Iterator[list[str]]:
+        """Record every request moto serves inside the block; the list is filled with its JSON lines on exit.
+
+        moto's recorder (``moto/moto_api/_internal/recorder``) appends one JSON line per request
+        (method, url, headers, body) to ``MOTO_RECORDER_FILEPATH`` while recording is on.
+        """
+        lines: list[str] = []
+        self._moto_api("recorder/reset-recording")
+        self._moto_api("recorder/start-recording")
+        try:
+            yield lines
+        finally:
+            self._moto_api("recorder/stop-recording")
+            lines.extend(self.recording_file.read_text().splitlines())
 
     def client(self, service: str):
         import boto3
@@ -192,7 +228,9 @@ class LocalAws:
                     "access_key": "test",
                     "secret_key": "test",
                     "skip_credentials_validation": True,
-                    "skip_requesting_account_id": True,
+                    # the provider asks STS for the account, as against AWS: without it, it reads rules
+                    # that reference a group back as "<owner account>/sg-..." and sees drift
+                    "skip_requesting_account_id": False,
                     "skip_metadata_api_check": True,
                     "s3_use_path_style": True,
                     "custom_ca_bundle": str(self.ca_bundle),
@@ -217,3 +255,100 @@ class LocalAws:
             "endpoints": f"{{{endpoints}}}",
         }
         return [f"-backend-config={k}={v}" for k, v in settings.items()]
+
+
+# --- the session's shared fixtures (registered in conftest.py through ``pytest_plugins``) --------
+
+BOOTSTRAP_ENV = "dev"  # one environment is enough: the others differ only in values `validate` checks
+# The state stack's resource types moto cannot apply usefully, and why (see ``bootstrapped``).
+STATE_STACK_NOT_APPLIED = {
+    "aws_s3_bucket_policy": "moto 5.2.5 enforces bucket-policy Deny statements on object requests without their "
+    "Condition (moto/s3/responses.py _key_response; S3Backend.put_bucket_policy), so 'deny unless TLS' would deny "
+    "Terraform its own state objects",
+}
+
+
+@pytest.fixture(scope="session")
+def terraform(tmp_path_factory) -> Terraform:
+    reason = missing_tools()
+    if reason and os.environ.get("CI") == "true":  # CI prepares terraform and the mirror: never skip there
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
+    return Terraform(tmp_path_factory.mktemp("terraform"))
+
+
+@pytest.fixture(scope="session")
+def local_aws(tmp_path_factory, terraform) -> Iterator[LocalAws]:
+    """One moto server for the session: the bootstrap tests and the platform apply share it."""
+    with LocalAws(tmp_path_factory.mktemp("moto")) as aws:
+        yield aws
+
+
+@pytest.fixture(scope="session")
+def bootstrapped(terraform, local_aws, synthesized, settings, tmp_path_factory) -> dict:
+    """The state stack applied against moto and migrated into its own bucket, as the README says.
+
+    All but one resource: moto enforces a bucket policy's Deny statements on every object request
+    (``moto/s3/responses.py``, ``_key_response``: "A bucket can deny all actions, regardless of who
+    makes the request", through ``bucket.get_permission``) but evaluates them without their
+    ``Condition`` (``S3Backend.put_bucket_policy``: "Conditions are not taken into account"), so our
+    "deny unless TLS" statement would deny Terraform its own state objects. That policy is planned
+    but not applied (``-target`` the rest); ``STATE_STACK_NOT_APPLIED`` names it and a test checks
+    it is the only change left.
+    """
+    env = settings[BOOTSTRAP_ENV]
+    base = tmp_path_factory.mktemp("bootstrap")
+    work = terraform.stack_copy(synthesized.outdir / "stacks" / env.stack_name("state"), base / "state")
+    write_json(work / "aws_override.tf.json", local_aws.provider_override())
+    write_json(work / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "bootstrap.tfstate"}}}})
+    terraform.run(work, "init", "-input=false")
+    terraform.run(work, "plan", "-input=false", "-out=bootstrap.tfplan")
+    planned = json.loads(terraform.run(work, "show", "-json", "bootstrap.tfplan").stdout)
+    addresses = [r["address"] for r in planned["resource_changes"] if r["change"]["actions"] == ["create"]]
+    targets = [f"-target={a}" for a in addresses if a.split(".")[0] not in STATE_STACK_NOT_APPLIED]
+    terraform.run(work, "apply", "-input=false", "-auto-approve", "-parallelism=32", *targets, timeout=600)
+
+    # README step: switch the state stack's backend to its own bucket and migrate.
+    write_json(
+        work / "backend_override.tf.json",
+        {"terraform": {"backend": {"s3": {"key": f"{env.stack_name('state')}/terraform.tfstate", "region": env.region, "encrypt": True}}}},
+    )  # fmt: skip
+    flags = local_aws.backend_config_flags(bucket=env.state.bucket, lock_table=env.state.lock_table)
+    terraform.run(work, "init", "-input=false", "-migrate-state", "-force-copy", *flags)
+    return {"state_dir": work, "planned": addresses, "flags": flags}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the figures the platform apply recorded (``record_property``), so CI logs show them, xdist or not."""
+    lines = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) == "call":
+                lines += [f"{name}: {value}" for name, value in report.user_properties if name.startswith("moto_")]
+    if lines:
+        terminalreporter.write_sep("-", "offline platform apply against moto")
+        for line in sorted(set(lines)):
+            terminalreporter.write_line(line)
+
+
+# --- xdist: every test on the session's moto server runs on one worker ------------------------
+
+# The modules whose tests share the session's moto server and its bootstrapped state. Under
+# `-n 2 --dist loadscope` (pyproject.toml) they form one scope, so one worker runs them, in order,
+# on one server, while the other worker runs the rest. (xdist's own `xdist_group` marks do nothing
+# with pytest 9: xdist 3.8 renames items through `item._nodeid`, which pytest 9 no longer reads.)
+MOTO_MODULES = ("tests/test_terraform.py", "tests/test_platform_apply.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class MotoScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "moto" if module in MOTO_MODULES else super()._split_scope(nodeid)
+
+    return MotoScopeScheduling(config, log)

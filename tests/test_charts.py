@@ -109,7 +109,7 @@ def test_each_release_renders_its_tier(objects, tier):
             "NetworkPolicy/twenty-backend-worker", "NetworkPolicy/twenty-backend-migrations",
             # upgrade.strategy "stop" (the default): the pre-upgrade hook that stops the old pods
             "Job/twenty-backend-stop", "ServiceAccount/twenty-backend-stop", "Role/twenty-backend-stop",
-            "RoleBinding/twenty-backend-stop",
+            "RoleBinding/twenty-backend-stop", "NetworkPolicy/twenty-backend-upgrade-stop",
         ])  # fmt: skip
     else:
         assert kinds == sorted(["StatefulSet/twenty-redis", "Service/twenty-redis", "NetworkPolicy/twenty-redis"])
@@ -355,6 +355,144 @@ def test_the_migration_job_runs_before_any_object_of_its_release(rendered, env):
     assert account["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
 
 
+# --- upgrade.strategy "stop": nothing of the old version runs while the Job migrates (docs/apps.md) -------------
+
+STOP_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
+    {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def selects(selector: str, labels: dict[str, str]) -> bool:
+    """Whether a kubectl label selector of 'k=v' and 'k in (a,b)' terms selects these labels."""
+    terms = [t.strip() for t in selector.replace(", ", ",").split(",app.")]
+    terms = [terms[0], *("app." + t for t in terms[1:])]
+    for term in terms:
+        if " in (" in term:
+            key, values = term.split(" in (")
+            if labels.get(key) not in values.rstrip(")").split(","):
+                return False
+        else:
+            key, value = term.split("=")
+            if labels.get(key) != value:
+                return False
+    return True
+
+
+def stop_hook_problems(objects: list[dict]) -> list[str]:
+    """What would let the "stop" hook run too late, do more than stop pods, or outlive the release."""
+    problems = []
+    migrate = one(objects, "Job", "-migrate")
+    migrate_weight = int(migrate["metadata"]["annotations"]["helm.sh/hook-weight"])
+    stop = [o for o in objects if o["metadata"]["name"].endswith("-stop")]
+    job_weight = None
+    for obj in stop:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        annotations = obj["metadata"].get("annotations", {})
+        if annotations.get("helm.sh/hook") != "pre-upgrade":
+            problems.append(f"{name} must be a pre-upgrade hook only (nothing runs before a first install)")
+        if annotations.get("helm.sh/hook-delete-policy") != "before-hook-creation,hook-succeeded":
+            problems.append(f"{name} must be deleted when the hooks succeeded and before the next one")
+        weight = int(annotations.get("helm.sh/hook-weight", "0"))
+        if obj["kind"] == "Job":
+            job_weight = weight
+            if weight >= migrate_weight:
+                problems.append(f"{name} (weight {weight}) must run before the migration Job ({migrate_weight})")
+    for obj in stop:
+        weight = int(obj["metadata"].get("annotations", {}).get("helm.sh/hook-weight", "0"))
+        if obj["kind"] != "Job" and job_weight is not None and weight >= job_weight:
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']} must exist before the stop Job")
+        if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: the hook's rights stay in the namespace")
+        if obj["kind"] == "Role" and obj["rules"] != STOP_RULES:
+            problems.append(f"Role/{obj['metadata']['name']} grants {obj['rules']}, more or other than {STOP_RULES}")
+    return problems
+
+
+def test_the_stop_hook_scales_server_and_worker_to_zero_before_the_migration(rendered, env):
+    backend = rendered[env, "backend"]
+    assert not stop_hook_problems(backend)
+    spec = one(backend, "Job", "-stop")["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == one(backend, "ServiceAccount", "-stop")["metadata"]["name"]
+    binding = one(backend, "RoleBinding", "-stop")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": one(backend, "Role", "-stop")["metadata"]["name"]}  # fmt: skip
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": spec["serviceAccountName"],
+                                    "namespace": "twenty"}]  # fmt: skip
+    (scale,) = spec["initContainers"]
+    (wait,) = spec["containers"]
+    assert scale["command"][:3] == ["kubectl", "scale", "deployment"] and "--replicas=0" in scale["command"]
+    assert wait["command"][:4] == ["kubectl", "wait", "pod", "--for=delete"]
+    selector = {arg.split("=", 1)[1] for arg in scale["command"] + wait["command"] if arg.startswith("--selector=")}
+    (selector,) = selector  # the same pods and Deployments
+    # It selects the server (other release) and the worker, their pods, and nothing else of the chart.
+    every = [o for tier in RELEASES for o in rendered[env, tier]]
+    chosen = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in every
+                    if o["kind"] == "Deployment" and selects(selector, o["metadata"]["labels"]))  # fmt: skip
+    assert chosen == ["Deployment/twenty-backend-worker", "Deployment/twenty-frontend-server"]
+    pods = [o for o in every if o["kind"] in ("Deployment", "StatefulSet", "Job")
+            and selects(selector, o["spec"]["template"]["metadata"]["labels"])]  # fmt: skip
+    assert sorted(o["metadata"]["name"] for o in pods) == ["twenty-backend-worker", "twenty-frontend-server"]
+    job = one(backend, "Job", "-stop")["spec"]
+    assert job["activeDeadlineSeconds"] > int(wait["command"][-1].removeprefix("--timeout=").removesuffix("s"))
+
+
+def test_the_stop_hook_check_catches_a_late_or_broad_hook(rendered, env):
+    backend = copy.deepcopy(rendered[env, "backend"])
+    one(backend, "Job", "-stop")["metadata"]["annotations"]["helm.sh/hook-weight"] = "5"
+    one(backend, "Role", "-stop")["rules"][1]["resources"] = ["deployments"]  # patch the whole Deployment
+    one(backend, "ServiceAccount", "-stop")["metadata"]["annotations"]["helm.sh/hook"] = "pre-install,pre-upgrade"
+    problems = stop_hook_problems(backend)
+    assert len(problems) == 3, problems
+
+
+def test_stopped_pods_come_back_at_the_new_version(rendered, settings, env):
+    """Helm's three-way merge sets a live 0 back to the replicas a manifest states: the worker states its count;
+    the server states the HPA minimum (an HPA does not scale a Deployment at 0). The frontend release upgrades
+    whenever the backend does, because their values differ only in what the tier decides."""
+    from modules.apps import chart_values
+
+    assert one(rendered[env, "backend"], "Deployment")["spec"]["replicas"] == settings[env].apps.worker_replicas
+    server = one(rendered[env, "frontend"], "Deployment")
+    assert server["spec"]["replicas"] == settings[env].server_min_replicas >= 1
+    tier_keys = {"tier", "serviceAccount", "nodeSelector"}
+
+    def shared(tier: str) -> dict:
+        values = chart_values(settings[env], tier, target_group_arn="arn:tg", database={"host": "db"})
+        values["server"] = {k: v for k, v in values["server"].items() if k != "targetGroupBinding"}
+        return {k: v for k, v in values.items() if k not in tier_keys}
+
+    assert shared("backend") == shared("frontend")
+
+
+def test_rolling_upgrades_have_no_stop_hook_and_the_hpa_owns_the_server(helm, settings, tmp_path):
+    from conftest import with_changes
+
+    rolling = with_changes(settings["dev"], apps={"upgrade_strategy": "rolling"})
+    rendered = {}
+    for tier in ("backend", "frontend"):
+        values = render_charts.values_file(rolling, tier, tmp_path)
+        rendered[tier] = [d for d in yaml.safe_load_all(render_charts.template(rolling, tier, values)) if d]
+    assert not [o for o in rendered["backend"] if o["metadata"]["name"].endswith("-stop")]
+    assert "replicas" not in one(rendered["frontend"], "Deployment")["spec"]
+
+
+def test_the_worker_rolls_with_an_explicit_surge(rendered, env):
+    """Counted in the connection budget (SERVER_MAX_SURGE, WORKER_MAX_SURGE); the default would be 25%."""
+    from modules.settings.apps import SERVER_MAX_SURGE, WORKER_MAX_SURGE
+
+    for tier, surge in (("backend", WORKER_MAX_SURGE), ("frontend", SERVER_MAX_SURGE)):
+        strategy = one(rendered[env, tier], "Deployment")["spec"]["strategy"]
+        assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": 0}}
+
+
+def test_the_stop_hook_runs_kubectl_of_the_clusters_minor(rendered, settings, env):
+    spec = one(rendered[env, "backend"], "Job", "-stop")["spec"]["template"]["spec"]
+    for container in spec["initContainers"] + spec["containers"]:
+        assert container["image"] == f"registry.k8s.io/kubectl:v{settings[env].cluster.kubernetes_version}.0"
+
+
 def order_problems(releases: dict[str, list[dict]]) -> list[str]:
     """What breaks the release order of docs/apps.md in the rendered releases (name -> objects)."""
     problems = []
@@ -468,6 +606,11 @@ def test_smtp_sets_twentys_mail_variables_and_takes_the_password_from_the_secret
         ({"serverUrl": "http://crm.example.com"}, "serverUrl: Does not match pattern"),
         ({"extraEnv": {"SIGN_IN_PREFILLED": ""}},
          "extraEnv.SIGN_IN_PREFILLED: String length must be greater than or equal to 1"),
+        ({"extraEnv": {"PG_DATABASE_REPLICA_URL": "postgres://replica/twenty"}}, "extraEnv: Must not validate the schema"),
+        ({"upgrade": {"strategy": "recreate", "kubectlImage": "registry.k8s.io/kubectl:v1.35.0",
+                      "stopTimeoutSeconds": 600, "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                                               "limits": {"cpu": "200m", "memory": "128Mi"}}}},
+         "upgrade.strategy: upgrade.strategy must be one of the following"),
     ],
 )  # fmt: skip
 def test_values_breaking_the_schema_fail_with_a_clear_message(helm, settings, tmp_path, change, message):

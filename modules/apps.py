@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cdktf import Fn, ITerraformDependable, TerraformStack
+from cdktf import Fn, ITerraformDependable, TerraformResource, TerraformStack
 from cdktf_cdktf_provider_aws.eks_pod_identity_association import EksPodIdentityAssociation
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -209,7 +209,7 @@ class FilesBucket(Construct):
 
 
 def _ephemeral_secret(scope: Construct, construct_id: str, secret_arn: str,
-                      after: ITerraformDependable | None = None) -> str:  # fmt: skip
+                      after: TerraformResource | None = None) -> str:  # fmt: skip
     """An ephemeral read of a Secrets Manager secret (never saved in plan or state); returns its reference.
     ``after``: a resource the read must wait for (the version that stores the value).
 
@@ -219,7 +219,7 @@ def _ephemeral_secret(scope: Construct, construct_id: str, secret_arn: str,
     name = re.sub(r"\W", "_", f"{within_stack}_{construct_id}")
     block: dict[str, Any] = {"secret_id": secret_arn}
     if after is not None:
-        block["depends_on"] = [after.fqn]
+        block["depends_on"] = [f"{after.terraform_resource_type}.{after.friendly_unique_id}"]
     TerraformStack.of(scope).add_override(f"ephemeral.aws_secretsmanager_secret_version.{name}", block)
     return f"${{ephemeral.aws_secretsmanager_secret_version.{name}.secret_string}}"
 

@@ -155,9 +155,10 @@ def test_the_secret_is_written_only_through_write_only_data(apps_stack):
         f"${{aws_secretsmanager_secret.{next(iter(apps_stack.json['resource']['aws_secretsmanager_secret']))}.arn}}",
     }
     (redis_read,) = [r for r in reads.values() if "depends_on" in r]
-    assert redis_read["depends_on"] == [
-        f"aws_secretsmanager_secret_version.{next(iter(apps_stack.json['resource']['aws_secretsmanager_secret_version']))}"
-    ], "on the first apply the secret has a value only once the version exists"
+    (version_id,) = apps_stack.json["resource"]["aws_secretsmanager_secret_version"]
+    assert redis_read["depends_on"] == [f"aws_secretsmanager_secret_version.{version_id}"], (
+        "on the first apply the secret has a value only once the version exists"
+    )
     assert "aws_secretsmanager_secret_version" not in apps_stack.json.get("data", {}), "a data source lands in state"
 
 

@@ -89,7 +89,8 @@ class EnvironmentSettings(_Model):
             apps = self.apps
             problems.append(
                 f"database.max_connections ({self.database.max_connections}) is below Twenty's worst case of {worst} "
-                f"connections: (apps.server_max_replicas {apps.server_max_replicas} + {SERVER_MAX_SURGE} rollout surge + "
+                f"connections: (apps.server_max_replicas {apps.server_max_replicas} + {SERVER_MAX_SURGE} rollout surge "
+                "+ "
                 f"apps.worker_replicas {apps.worker_replicas} + {WORKER_MAX_SURGE} rollout surge + 1 migration Job) x "
                 f"{POOLS_PER_PROCESS} pools x apps.pg_pool_max_connections "
                 f"{apps.pg_pool_max_connections} + {MAINTENANCE_CONNECTIONS} for maintenance; raise "

@@ -267,7 +267,7 @@ class RedisPassword(Construct):
 
 
 def secret_keys(*, smtp: bool) -> tuple[str, ...]:
-    """The keys of the Kubernetes Secret Twenty's pods read, sorted."""
+    """The keys of the Kubernetes Secret Twenty's pods read (the chart's values.yaml lists them), sorted."""
     keys = ["PG_DATABASE_PASSWORD", "APP_SECRET", "ENCRYPTION_KEY", "REDIS_PASSWORD"]
     return tuple(sorted([*keys, *(["EMAIL_SMTP_PASSWORD"] if smtp else [])]))
 
@@ -315,14 +315,13 @@ class TwentySecret(Construct):
             "ENCRYPTION_KEY": key,
             **extra,
         }
-        assert tuple(sorted(data)) == secret_keys(smtp=bool(apps.email))
         self.secret = SecretV1(
             self, "secret",
             metadata=SecretV1Metadata(name=SECRET_NAME, namespace=namespace,
                                       labels={"app.kubernetes.io/part-of": "twenty"}),
             type="Opaque",
             data_wo=data,
-            data_wo_revision=secret_data_revision(apps.secret_revision, secret_keys(smtp=bool(apps.email))),
+            data_wo_revision=secret_data_revision(apps.secret_revision, tuple(data)),
             depends_on=depends_on,
         )  # fmt: skip
 

@@ -385,7 +385,7 @@ def stop_hook_problems(objects: list[dict]) -> list[str]:
     problems = []
     migrate = one(objects, "Job", "-migrate")
     migrate_weight = int(migrate["metadata"]["annotations"]["helm.sh/hook-weight"])
-    stop = [o for o in objects if o["metadata"]["name"].endswith("-stop")]
+    stop = [o for o in objects if o["metadata"]["name"] == "twenty-backend-stop"]
     job_weight = None
     for obj in stop:
         name = f"{obj['kind']}/{obj['metadata']['name']}"
@@ -709,6 +709,15 @@ def _shellcheck() -> str:
 def test_the_migration_script_passes_shellcheck(rendered, tmp_path):
     script = tmp_path / "migrate.sh"
     script.write_text("#!/bin/sh\n" + _migration_script(rendered))
+    result = subprocess.run([_shellcheck(), "--shell=sh", "--severity=style", str(script)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_redis_start_script_passes_shellcheck(rendered, tmp_path):
+    container = one(rendered["dev", "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    script = tmp_path / "redis-start.sh"
+    script.write_text("#!/bin/sh\n" + container["command"][2])
     result = subprocess.run([_shellcheck(), "--shell=sh", "--severity=style", str(script)],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stdout

@@ -15,9 +15,10 @@ _IMAGE_TAG = re.compile(r"^v([0-9]+)\.([0-9]+)\.([0-9]+)$")
 # upgrade:status and a different entrypoint; a 3.x may change them again, so it is refused until checked.
 TWENTY_MIN_VERSION = (2, 45, 0)
 TWENTY_MAJOR = 2
-# CVE-2025-49844 (Lua use-after-free, "RediShell"): the first fixed release of each (major, minor) line,
-# from Redis's security advisory GHSA-4789-qfc9-5f9q (2025-10-03: "fixed in 8.2.2, 8.0.4, 7.4.6, 7.2.11,
-# 6.2.20"). 6.2 is refused anyway: it is end of life. A line not listed here is refused until it is added.
+# CVE-2025-49844 (Lua use-after-free, "RediShell"): the first fixed release of each (major, minor) line, from
+# Redis's security advisory GHSA-4789-qfc9-5f9q (2025-10-03), which lists 8.2.2, 8.0.4, 7.4.6, 7.2.11 and 6.2.20
+# (the same list: elastic/detection-rules#6269). 6.2 is left out: the chart runs the 7.x and 8.x lines. A line
+# not listed here is refused until it is added.
 REDIS_FIXED = {(7, 2): (7, 2, 11), (7, 4): (7, 4, 6), (8, 0): (8, 0, 4), (8, 2): (8, 2, 2)}
 _REDIS_TAG = re.compile(r"^([0-9]+)\.([0-9]+)\.([0-9]+)(-[a-z0-9.]+)?$")
 # Where the SMTP password must not be: a literal in the file. Secrets Manager holds it.

@@ -4,23 +4,27 @@
   stack and the chart tests both call it, so the tests render exactly what the stack installs.
 - ``FilesBucket``: Twenty's S3 bucket for attachments, with the IAM role its pods get by Pod Identity.
 - ``TwentySecret``: the Kubernetes Secret with the database password, the encryption key, the Redis
-  password (generated) and the SMTP password (if any), written through the kubernetes provider's
-  write-only ``data_wo`` from ephemeral values, so none reaches the synthesized JSON, the plan or the state.
+  password and the SMTP password (if any), written through the kubernetes provider's write-only
+  ``data_wo`` from ephemeral values, so none reaches the synthesized JSON, the plan or the state.
+  The Redis password is generated once into a Secrets Manager secret of its own (``RedisPassword``).
 - ``ClusterAddons``: the gp3 StorageClass, the AWS Load Balancer Controller, metrics-server and the
   Cluster Autoscaler, each chart pinned, each controller with a least-privilege Pod Identity role.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
-from cdktf import Fn, ITerraformDependable, TerraformStack
+from cdktf import Fn, ITerraformDependable, TerraformResource, TerraformStack
 from cdktf_cdktf_provider_aws.eks_pod_identity_association import EksPodIdentityAssociation
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from cdktf_cdktf_provider_aws.secretsmanager_secret_version import SecretsmanagerSecretVersion
 from cdktf_cdktf_provider_helm.release import Release
 from cdktf_cdktf_provider_kubernetes.secret_v1 import SecretV1, SecretV1Metadata
 from cdktf_cdktf_provider_kubernetes.storage_class_v1 import StorageClassV1, StorageClassV1Metadata
@@ -31,6 +35,7 @@ from modules.kms import EncryptionKey
 from modules.node_group import TIER_LABEL
 from modules.private_bucket import private_bucket
 from modules.settings import EnvironmentSettings
+from modules.settings.apps import SERVER_MAX_SURGE, WORKER_MAX_SURGE
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "charts" / "twenty"
 SECRET_NAME = "twenty-secrets"
@@ -65,6 +70,9 @@ CLUSTER_AUTOSCALER = {
 }
 # The Cluster Autoscaler's minor version must match the cluster's Kubernetes minor version.
 CLUSTER_AUTOSCALER_IMAGE_TAGS = {"1.35": "v1.35.0", "1.36": "v1.36.0"}
+# kubectl of the "stop" upgrade hook, of the cluster's minor version: registry.k8s.io/kubectl is published with
+# every Kubernetes release (kubernetes/kubernetes CHANGELOG-1.35.md / CHANGELOG-1.36.md, container images).
+KUBECTL_IMAGES = {"1.35": "registry.k8s.io/kubectl:v1.35.0", "1.36": "registry.k8s.io/kubectl:v1.36.0"}
 SYSTEM_NAMESPACE = "kube-system"
 LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
@@ -113,8 +121,16 @@ def chart_values(
                 "maxReplicas": apps.server_max_replicas,
             },
             "targetGroupBinding": {"enabled": tier == "frontend", "targetGroupARN": target_group_arn},
+            "maxSurge": SERVER_MAX_SURGE,
         },
-        "worker": {"replicas": apps.worker_replicas},
+        "worker": {"replicas": apps.worker_replicas, "maxSurge": WORKER_MAX_SURGE},
+        "extraEnv": dict(apps.extra_env),
+        "upgrade": {
+            "strategy": apps.upgrade_strategy,
+            "kubectlImage": KUBECTL_IMAGES[settings.cluster.kubernetes_version],
+            "stopTimeoutSeconds": 600,
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
+        },
     }
 
 
@@ -192,16 +208,19 @@ class FilesBucket(Construct):
         )  # fmt: skip
 
 
-def _ephemeral_secret(scope: Construct, construct_id: str, secret_arn: str) -> str:
+def _ephemeral_secret(scope: Construct, construct_id: str, secret_arn: str,
+                      after: TerraformResource | None = None) -> str:  # fmt: skip
     """An ephemeral read of a Secrets Manager secret (never saved in plan or state); returns its reference.
+    ``after``: a resource the read must wait for (the version that stores the value).
 
     cdktf 0.21 has no class for ephemeral resources, so the block is added to the stack directly.
     """
     within_stack = scope.node.path.split("/", 1)[1]
     name = re.sub(r"\W", "_", f"{within_stack}_{construct_id}")
-    TerraformStack.of(scope).add_override(
-        f"ephemeral.aws_secretsmanager_secret_version.{name}", {"secret_id": secret_arn}
-    )
+    block: dict[str, Any] = {"secret_id": secret_arn}
+    if after is not None:
+        block["depends_on"] = [f"{after.terraform_resource_type}.{after.friendly_unique_id}"]
+    TerraformStack.of(scope).add_override(f"ephemeral.aws_secretsmanager_secret_version.{name}", block)
     return f"${{ephemeral.aws_secretsmanager_secret_version.{name}.secret_string}}"
 
 
@@ -217,40 +236,92 @@ def _ephemeral_random_password(scope: Construct, construct_id: str, length: int)
     return f"${{ephemeral.aws_secretsmanager_random_password.{name}.random_password}}"
 
 
+# The value of a write-only version is sent only when its version number changes; 1 means "once, at creation".
+REDIS_PASSWORD_VERSION = 1
+
+
+class RedisPassword(Construct):
+    """Redis's password, generated once and kept in Secrets Manager, so a rewrite of the Kubernetes Secret
+    (``secret_revision``, a new key) hands Redis and Twenty the same password Redis already runs with.
+
+    The value is generated by an ephemeral ``aws_secretsmanager_random_password`` and stored through the
+    write-only ``secret_string_wo`` (version ``REDIS_PASSWORD_VERSION``): it is never in plan or state.
+    Only the apps stack has it; that stack is planned and applied by the deploy role alone, whose refresh of
+    the version calls GetSecretValue (docs/security.md). Exposes ``secret``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, kms_key_arn: str,
+                 tags: dict[str, str]) -> None:  # fmt: skip
+        super().__init__(scope, construct_id)
+        name = f"{settings.project}/{settings.name}/twenty/redis-password"
+        self.secret = SecretsmanagerSecret(
+            self, "secret", name=name, description="Redis requirepass of Twenty's queue and cache",
+            kms_key_id=kms_key_arn, recovery_window_in_days=settings.database.secret_recovery_days,
+            tags={**tags, "Name": name},
+        )  # fmt: skip
+        self.version = SecretsmanagerSecretVersion(
+            self, "version", secret_id=self.secret.id,
+            secret_string_wo=_ephemeral_random_password(self, "generated", 40),
+            secret_string_wo_version=REDIS_PASSWORD_VERSION,
+        )  # fmt: skip
+
+
+def secret_keys(*, smtp: bool) -> tuple[str, ...]:
+    """The keys of the Kubernetes Secret Twenty's pods read (the chart's values.yaml lists them), sorted."""
+    keys = ["PG_DATABASE_PASSWORD", "APP_SECRET", "ENCRYPTION_KEY", "REDIS_PASSWORD"]
+    return tuple(sorted([*keys, *(["EMAIL_SMTP_PASSWORD"] if smtp else [])]))
+
+
+def secret_data_revision(revision: int, keys: tuple[str, ...]) -> int:
+    """``data_wo_revision`` of the Secret: the setting ``apps.secret_revision`` and the set of keys, so a new key
+    (e.g. EMAIL_SMTP_PASSWORD when [apps.email] is added) rewrites the Secret without a manual bump. Stable: the
+    same settings give the same number (a hash, not Python's salted ``hash``)."""
+    digest = hashlib.sha256(("\n".join(sorted(keys)) + f"\n{revision}").encode()).digest()
+    return int.from_bytes(digest[:6], "big")  # 48 bits: an exact number in Terraform and JSON
+
+
 class TwentySecret(Construct):
     """The Secret Twenty's pods read: PG_DATABASE_PASSWORD, APP_SECRET, ENCRYPTION_KEY, REDIS_PASSWORD
     and, with SMTP, EMAIL_SMTP_PASSWORD.
 
-    Written through the write-only ``data_wo`` from ephemeral values: they exist only while
-    Terraform applies. ``revision`` is ``data_wo_revision`` (setting ``apps.secret_revision``): a
-    write-only value is written again only when it changes, so bump it after rotating the database
-    or SMTP password (docs/apps.md). The Redis password is generated at that moment and lives only in
-    this Secret (Redis and Twenty both read it here). The rest of the database URL is in the chart values.
+    Written through the write-only ``data_wo`` from ephemeral reads of Secrets Manager: the values exist only
+    while Terraform applies. A write-only value is written again only when ``data_wo_revision`` changes:
+    ``secret_data_revision`` of the setting ``apps.secret_revision`` (bump it after rotating the database or
+    SMTP password, docs/apps.md) and the key set. The rest of the database URL is in the chart values.
+    Exposes ``secret`` and ``redis_password`` (the RedisPassword).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, namespace: str, password_secret_arn: str,
-                 encryption_key_secret_arn: str, depends_on: list[ITerraformDependable],
-                 revision: int, smtp_password_secret: str | None = None) -> None:  # fmt: skip
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, namespace: str,
+                 password_secret_arn: str, encryption_key_secret_arn: str, kms_key_arn: str,
+                 depends_on: list[ITerraformDependable]) -> None:  # fmt: skip
         super().__init__(scope, construct_id)
+        apps = settings.apps
+        self.redis_password = RedisPassword(
+            self, "redis", settings=settings, kms_key_arn=kms_key_arn,
+            tags={"Component": settings.component(settings.cluster.id)},
+        )  # fmt: skip
         password = _ephemeral_secret(self, "password", password_secret_arn)
         key = _ephemeral_secret(self, "encryption-key", encryption_key_secret_arn)
-        extra = {"REDIS_PASSWORD": _ephemeral_random_password(self, "redis-password", 40)}
-        if smtp_password_secret:
-            extra["EMAIL_SMTP_PASSWORD"] = _ephemeral_secret(self, "smtp-password", smtp_password_secret)
+        # read after the version: on the first apply the secret has no value before it
+        extra = {"REDIS_PASSWORD": _ephemeral_secret(self, "redis-password", self.redis_password.secret.arn,
+                                                     after=self.redis_password.version)}
+        if apps.email:
+            extra["EMAIL_SMTP_PASSWORD"] = _ephemeral_secret(self, "smtp-password", apps.email.password_secret)
+        data = {
+            "PG_DATABASE_PASSWORD": password,
+            # One value under both names: the pinned release reads APP_SECRET, newer ones
+            # ENCRYPTION_KEY; keeping them equal means an upgrade decrypts what the old one stored.
+            "APP_SECRET": key,
+            "ENCRYPTION_KEY": key,
+            **extra,
+        }
         self.secret = SecretV1(
             self, "secret",
             metadata=SecretV1Metadata(name=SECRET_NAME, namespace=namespace,
                                       labels={"app.kubernetes.io/part-of": "twenty"}),
             type="Opaque",
-            data_wo={
-                "PG_DATABASE_PASSWORD": password,
-                # One value under both names: the pinned release reads APP_SECRET, newer ones
-                # ENCRYPTION_KEY; keeping them equal means an upgrade decrypts what the old one stored.
-                "APP_SECRET": key,
-                "ENCRYPTION_KEY": key,
-                **extra,
-            },
-            data_wo_revision=revision,
+            data_wo=data,
+            data_wo_revision=secret_data_revision(apps.secret_revision, tuple(data)),
             depends_on=depends_on,
         )  # fmt: skip
 

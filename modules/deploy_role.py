@@ -75,7 +75,6 @@ PLAN_READ_ACTIONS = (
     "s3:GetBucket*", "s3:GetLifecycleConfiguration", "s3:GetEncryptionConfiguration",
     "s3:GetReplicationConfiguration", "s3:GetAccelerateConfiguration", "s3:ListAllMyBuckets",
     "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy", "secretsmanager:ListSecretVersionIds",
-    "secretsmanager:GetRandomPassword",
     "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource",
     "sns:ListSubscriptionsByTopic",
     "sts:GetCallerIdentity",
@@ -304,8 +303,9 @@ class DeployRole(Construct):
         # Pull requests plan every environment, read-only: the Describe/Get/List calls Terraform's
         # refresh makes on the platform's services, written out instead of AWS's ReadOnlyAccess,
         # which would also read every S3 object, log event and SecureString parameter of the account.
-        # Secret values and object contents stay closed; the database's ephemeral password is
-        # generated (GetRandomPassword) during a plan.
+        # Secret values and object contents stay closed, and nothing is generated: the platform stack holds
+        # no secret versions and no ephemeral password (the host seeds its secrets; Redis's password is the
+        # apps stack's, which only the deploy role plans).
         plan_name = settings.stack_name("plan")
         self.plan_role = IamRole(
             self,

@@ -326,11 +326,12 @@ class AppsStack(TerraformStack):
         )  # fmt: skip
         self.files = FilesBucket(self, "files", settings=settings, cluster_name=settings.cluster.name)
         self.secret = TwentySecret(
-            self, "secret", namespace=self.namespace.metadata.name,
+            self, "secret", settings=settings, namespace=self.namespace.metadata.name,
             password_secret_arn=platform.get_string("db_password_secret_arn"),
             encryption_key_secret_arn=platform.get_string("twenty_encryption_key_secret_arn"),
-            depends_on=[self.namespace], revision=apps.secret_revision,
-            smtp_password_secret=apps.email.password_secret if apps.email else None,
+            # the key of Twenty's other secrets (database password, encryption key) encrypts Redis's too
+            kms_key_arn=platform.get_string("db_secrets_kms_key_arn"),
+            depends_on=[self.namespace],
         )  # fmt: skip
         database = {
             "host": platform.get_string("db_host"), "port": platform.get_number("db_port"),

@@ -73,9 +73,14 @@ def one(objects: list[dict], kind: str, name_suffix: str = "") -> dict:
     return found[0]
 
 
-def pod_specs(objects: list[dict]) -> list[tuple[str, dict]]:
+STOP_JOB = "Job/twenty-backend-stop"  # kubectl, not Twenty: tested on its own (upgrade.strategy "stop")
+
+
+def pod_specs(objects: list[dict], *, stop: bool = False) -> list[tuple[str, dict]]:
+    """Pods of Twenty and Redis; with ``stop``, also the "stop" hook's."""
     return [(f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
-            for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job")]  # fmt: skip
+            for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job")
+            and (stop or f"{o['kind']}/{o['metadata']['name']}" != STOP_JOB)]  # fmt: skip
 
 
 # --- helm ----------------------------------------------------------------------------------
@@ -102,6 +107,9 @@ def test_each_release_renders_its_tier(objects, tier):
             "PodDisruptionBudget/twenty-backend-worker", "Job/twenty-backend-migrate",
             "ServiceAccount/twenty-backend-migrate",
             "NetworkPolicy/twenty-backend-worker", "NetworkPolicy/twenty-backend-migrations",
+            # upgrade.strategy "stop" (the default): the pre-upgrade hook that stops the old pods
+            "Job/twenty-backend-stop", "ServiceAccount/twenty-backend-stop", "Role/twenty-backend-stop",
+            "RoleBinding/twenty-backend-stop", "NetworkPolicy/twenty-backend-upgrade-stop",
         ])  # fmt: skip
     else:
         assert kinds == sorted(["StatefulSet/twenty-redis", "Service/twenty-redis", "NetworkPolicy/twenty-redis"])
@@ -206,12 +214,13 @@ def test_images_are_pinned_never_latest(objects, settings, env):
 
 
 def test_non_root_without_privileges(objects):
-    for kind, spec in pod_specs(objects):
+    for kind, spec in pod_specs(objects, stop=True):
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0, kind
         assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, kind
-        assert spec["automountServiceAccountToken"] is False, kind
-        for container in spec["containers"]:
+        # only the stop hook calls the Kubernetes API
+        assert spec["automountServiceAccountToken"] is (kind == STOP_JOB), kind
+        for container in spec["containers"] + spec.get("initContainers", []):
             sc = container["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False, kind
             assert sc["capabilities"] == {"drop": ["ALL"]}, kind
@@ -221,11 +230,12 @@ def test_non_root_without_privileges(objects):
 def test_read_only_root_where_twenty_allows(rendered, env):
     read_only = {
         kind: spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
-        for tier in RELEASES for kind, spec in pod_specs(rendered[env, tier])
+        for tier in RELEASES for kind, spec in pod_specs(rendered[env, tier], stop=True)
     }  # fmt: skip
     assert read_only == {
         "Deployment/twenty-frontend-server": True, "StatefulSet/twenty-redis": True,
         "Deployment/twenty-backend-worker": False, "Job/twenty-backend-migrate": False,  # yarn writes under /app
+        STOP_JOB: True,
     }  # fmt: skip
     server = one(rendered[env, "frontend"], "Deployment")["spec"]["template"]["spec"]
     assert {m["mountPath"] for m in server["containers"][0]["volumeMounts"]} == {"/tmp", "/home/twenty"}
@@ -249,7 +259,9 @@ def test_the_server_autoscales_from_one_pod_per_frontend_node(rendered, settings
     assert hpa["spec"]["minReplicas"] == settings[env].cluster.frontend.desired_size
     assert hpa["spec"]["maxReplicas"] == settings[env].apps.server_max_replicas
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
-    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    # upgrade.strategy "stop": the minimum is stated, so an upgrade sets a stopped server back to it (the HPA
+    # does not scale a Deployment at 0); between upgrades the HPA owns the count.
+    assert deployment["spec"]["replicas"] == hpa["spec"]["minReplicas"]
 
 
 def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
@@ -265,12 +277,59 @@ def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
 def test_redis_asks_for_the_secrets_password_on_a_patched_release(rendered, settings, env):
     container = one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"redis:{settings[env].apps.redis_image_tag}"
-    env_vars = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    env_vars = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     assert env_vars == {"REDIS_PASSWORD": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"},
                         "REDISCLI_AUTH": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"}}  # fmt: skip
-    args = container["args"]
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     assert container["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"], "authenticates by REDISCLI_AUTH"
+
+
+def redis_password_on_the_command_line(container: dict) -> list[str]:
+    """Arguments of the Redis container that would put the password into /proc/<pid>/cmdline."""
+    script, *argv = container["command"][2:]
+    return [a for a in [*argv, *container.get("args", [])] if "requirepass" in a or "REDIS_PASSWORD" in a]
+
+
+def test_redis_has_no_password_on_its_command_line(rendered, env):
+    container = one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert not redis_password_on_the_command_line(container)
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    conf = {e["name"]: e.get("value") for e in container["env"]}["REDIS_CONF"]
+    assert conf.startswith(mounts["config"] + "/")
+    volumes = {v["name"]: v for v in one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["emptyDir"]["medium"] == "Memory"
+
+
+def test_the_command_line_check_catches_the_old_requirepass_argument(rendered, env):
+    container = copy.deepcopy(one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0])
+    container["args"] = ["--requirepass", "$(REDIS_PASSWORD)", *container["args"]]
+    assert redis_password_on_the_command_line(container) == ["--requirepass", "$(REDIS_PASSWORD)"]
+
+
+def test_redis_start_writes_the_password_to_a_private_file_and_runs_redis_on_it(rendered, tmp_path):
+    """The start command run by sh, with a redis-server stand-in that reports its arguments and the file."""
+    container = one(rendered["dev", "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    script, name, *args = container["command"][2:] + container["args"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-server").write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$OUT/argv"\nstat -c %a "$1" > "$OUT/mode"\ncp "$1" "$OUT/conf"\n'
+        'env > "$OUT/env"\n'
+    )
+    (bin_dir / "redis-server").chmod(0o755)
+    conf = tmp_path / "config" / "redis.conf"
+    conf.parent.mkdir()
+    run_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": "Abc123xyz", "REDIS_CONF": str(conf),
+               "OUT": str(tmp_path)}  # fmt: skip
+    subprocess.run(["/bin/sh", "-c", script, name, *args], env=run_env, check=True, timeout=30)
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[0] == str(conf) and argv[1:] == args
+    assert (tmp_path / "conf").read_text() == 'requirepass "Abc123xyz"\n'
+    assert (tmp_path / "mode").read_text().strip() == "600"
+    assert "Abc123xyz" not in (tmp_path / "env").read_text(), "redis-server does not inherit the variable"
+    missing = subprocess.run(["/bin/sh", "-c", script, name], env={**run_env, "REDIS_PASSWORD": ""},
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert missing.returncode != 0 and "REDIS_PASSWORD key is missing" in missing.stderr
 
 
 # --- release order (docs/apps.md, "Release order") ---------------------------------------
@@ -280,7 +339,7 @@ def test_the_migration_job_runs_before_any_object_of_its_release(rendered, env):
     """pre-install: before the worker exists (Redis is another release, installed and Ready first);
     pre-upgrade: before the worker rolls. Its service account is a hook too, created just before it."""
     objects = rendered[env, "backend"]
-    job = one(objects, "Job")
+    job = one(objects, "Job", "-migrate")
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
     assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
@@ -290,8 +349,148 @@ def test_the_migration_job_runs_before_any_object_of_its_release(rendered, env):
     spec = job["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == account["metadata"]["name"] == "twenty-backend-migrate"
     assert spec["restartPolicy"] == "Never"
-    hooks = [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})]
+    hooks = [o for o in objects if "helm.sh/hook" in o["metadata"].get("annotations", {})
+             and o["metadata"]["annotations"]["helm.sh/hook"] != "pre-upgrade"]  # the "stop" hook: tested below
     assert sorted(o["kind"] for o in hooks) == ["Job", "ServiceAccount"], "the worker is an ordinary object"
+    assert account["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+
+
+# --- upgrade.strategy "stop": nothing of the old version runs while the Job migrates (docs/apps.md) -------------
+
+STOP_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]},
+    {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+]
+
+
+def selects(selector: str, labels: dict[str, str]) -> bool:
+    """Whether a kubectl label selector of 'k=v' and 'k in (a,b)' terms selects these labels."""
+    terms = [t.strip() for t in selector.replace(", ", ",").split(",app.")]
+    terms = [terms[0], *("app." + t for t in terms[1:])]
+    for term in terms:
+        if " in (" in term:
+            key, values = term.split(" in (")
+            if labels.get(key) not in values.rstrip(")").split(","):
+                return False
+        else:
+            key, value = term.split("=")
+            if labels.get(key) != value:
+                return False
+    return True
+
+
+def stop_hook_problems(objects: list[dict]) -> list[str]:
+    """What would let the "stop" hook run too late, do more than stop pods, or outlive the release."""
+    problems = []
+    migrate = one(objects, "Job", "-migrate")
+    migrate_weight = int(migrate["metadata"]["annotations"]["helm.sh/hook-weight"])
+    stop = [o for o in objects if o["metadata"]["name"] == "twenty-backend-stop"]
+    job_weight = None
+    for obj in stop:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        annotations = obj["metadata"].get("annotations", {})
+        if annotations.get("helm.sh/hook") != "pre-upgrade":
+            problems.append(f"{name} must be a pre-upgrade hook only (nothing runs before a first install)")
+        if annotations.get("helm.sh/hook-delete-policy") != "before-hook-creation,hook-succeeded":
+            problems.append(f"{name} must be deleted when the hooks succeeded and before the next one")
+        weight = int(annotations.get("helm.sh/hook-weight", "0"))
+        if obj["kind"] == "Job":
+            job_weight = weight
+            if weight >= migrate_weight:
+                problems.append(f"{name} (weight {weight}) must run before the migration Job ({migrate_weight})")
+    for obj in stop:
+        weight = int(obj["metadata"].get("annotations", {}).get("helm.sh/hook-weight", "0"))
+        if obj["kind"] != "Job" and job_weight is not None and weight >= job_weight:
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']} must exist before the stop Job")
+        if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+            problems.append(f"{obj['kind']}/{obj['metadata']['name']}: the hook's rights stay in the namespace")
+        if obj["kind"] == "Role" and obj["rules"] != STOP_RULES:
+            problems.append(f"Role/{obj['metadata']['name']} grants {obj['rules']}, more or other than {STOP_RULES}")
+    return problems
+
+
+def test_the_stop_hook_scales_server_and_worker_to_zero_before_the_migration(rendered, env):
+    backend = rendered[env, "backend"]
+    assert not stop_hook_problems(backend)
+    spec = one(backend, "Job", "-stop")["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == one(backend, "ServiceAccount", "-stop")["metadata"]["name"]
+    binding = one(backend, "RoleBinding", "-stop")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": one(backend, "Role", "-stop")["metadata"]["name"]}  # fmt: skip
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": spec["serviceAccountName"],
+                                    "namespace": "twenty"}]  # fmt: skip
+    (scale,) = spec["initContainers"]
+    (wait,) = spec["containers"]
+    assert scale["command"][:3] == ["kubectl", "scale", "deployment"] and "--replicas=0" in scale["command"]
+    assert wait["command"][:4] == ["kubectl", "wait", "pod", "--for=delete"]
+    selector = {arg.split("=", 1)[1] for arg in scale["command"] + wait["command"] if arg.startswith("--selector=")}
+    (selector,) = selector  # the same pods and Deployments
+    # It selects the server (other release) and the worker, their pods, and nothing else of the chart.
+    every = [o for tier in RELEASES for o in rendered[env, tier]]
+    chosen = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in every
+                    if o["kind"] == "Deployment" and selects(selector, o["metadata"]["labels"]))  # fmt: skip
+    assert chosen == ["Deployment/twenty-backend-worker", "Deployment/twenty-frontend-server"]
+    pods = [o for o in every if o["kind"] in ("Deployment", "StatefulSet", "Job")
+            and selects(selector, o["spec"]["template"]["metadata"]["labels"])]  # fmt: skip
+    assert sorted(o["metadata"]["name"] for o in pods) == ["twenty-backend-worker", "twenty-frontend-server"]
+    job = one(backend, "Job", "-stop")["spec"]
+    assert job["activeDeadlineSeconds"] > int(wait["command"][-1].removeprefix("--timeout=").removesuffix("s"))
+
+
+def test_the_stop_hook_check_catches_a_late_or_broad_hook(rendered, env):
+    backend = copy.deepcopy(rendered[env, "backend"])
+    one(backend, "Job", "-stop")["metadata"]["annotations"]["helm.sh/hook-weight"] = "5"
+    one(backend, "Role", "-stop")["rules"][1]["resources"] = ["deployments"]  # patch the whole Deployment
+    one(backend, "ServiceAccount", "-stop")["metadata"]["annotations"]["helm.sh/hook"] = "pre-install,pre-upgrade"
+    problems = stop_hook_problems(backend)
+    assert len(problems) == 3, problems
+
+
+def test_stopped_pods_come_back_at_the_new_version(rendered, settings, env):
+    """Helm's three-way merge sets a live 0 back to the replicas a manifest states: the worker states its count;
+    the server states the HPA minimum (an HPA does not scale a Deployment at 0). The frontend release upgrades
+    whenever the backend does, because their values differ only in what the tier decides."""
+    from modules.apps import chart_values
+
+    assert one(rendered[env, "backend"], "Deployment")["spec"]["replicas"] == settings[env].apps.worker_replicas
+    server = one(rendered[env, "frontend"], "Deployment")
+    assert server["spec"]["replicas"] == settings[env].server_min_replicas >= 1
+    tier_keys = {"tier", "serviceAccount", "nodeSelector"}
+
+    def shared(tier: str) -> dict:
+        values = chart_values(settings[env], tier, target_group_arn="arn:tg", database={"host": "db"})
+        values["server"] = {k: v for k, v in values["server"].items() if k != "targetGroupBinding"}
+        return {k: v for k, v in values.items() if k not in tier_keys}
+
+    assert shared("backend") == shared("frontend")
+
+
+def test_rolling_upgrades_have_no_stop_hook_and_the_hpa_owns_the_server(helm, settings, tmp_path):
+    from conftest import with_changes
+
+    rolling = with_changes(settings["dev"], apps={"upgrade_strategy": "rolling"})
+    rendered = {}
+    for tier in ("backend", "frontend"):
+        values = render_charts.values_file(rolling, tier, tmp_path)
+        rendered[tier] = [d for d in yaml.safe_load_all(render_charts.template(rolling, tier, values)) if d]
+    assert not [o for o in rendered["backend"] if o["metadata"]["name"].endswith("-stop")]
+    assert "replicas" not in one(rendered["frontend"], "Deployment")["spec"]
+
+
+def test_the_worker_rolls_with_an_explicit_surge(rendered, env):
+    """Counted in the connection budget (SERVER_MAX_SURGE, WORKER_MAX_SURGE); the default would be 25%."""
+    from modules.settings.apps import SERVER_MAX_SURGE, WORKER_MAX_SURGE
+
+    for tier, surge in (("backend", WORKER_MAX_SURGE), ("frontend", SERVER_MAX_SURGE)):
+        strategy = one(rendered[env, tier], "Deployment")["spec"]["strategy"]
+        assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": 0}}
+
+
+def test_the_stop_hook_runs_kubectl_of_the_clusters_minor(rendered, settings, env):
+    spec = one(rendered[env, "backend"], "Job", "-stop")["spec"]["template"]["spec"]
+    for container in spec["initContainers"] + spec["containers"]:
+        assert container["image"] == f"registry.k8s.io/kubectl:v{settings[env].cluster.kubernetes_version}.0"
 
 
 def order_problems(releases: dict[str, list[dict]]) -> list[str]:
@@ -305,8 +504,11 @@ def order_problems(releases: dict[str, list[dict]]) -> list[str]:
                 problems.append(f"{name} is a post- hook: it would run after the release's pods start")
             if obj["kind"] == "StatefulSet" and tier != "redis":
                 problems.append(f"{name}: Redis belongs to the redis release, installed before the Job needs it")
-            if obj["kind"] == "Job" and set(hook.split(",")) != {"pre-install", "pre-upgrade"}:
+            migrate = obj["metadata"]["name"].endswith("-migrate")
+            if obj["kind"] == "Job" and migrate and set(hook.split(",")) != {"pre-install", "pre-upgrade"}:
                 problems.append(f"{name} must be a pre-install,pre-upgrade hook, not {hook!r}")
+            if obj["kind"] == "Job" and not migrate and hook != "pre-upgrade":
+                problems.append(f"{name} (the stop hook) must be a pre-upgrade hook only, not {hook!r}")
     return problems
 
 
@@ -318,7 +520,7 @@ def test_redis_is_in_its_own_release_and_nothing_of_twenty_is_a_post_install_hoo
 def test_the_order_check_catches_the_old_layout(rendered, env):
     """The first version of this chart: Redis in the backend release, the Job post-install."""
     backend = copy.deepcopy(rendered[env, "backend"]) + copy.deepcopy(of_kind(rendered[env, "redis"], "StatefulSet"))
-    one(backend, "Job")["metadata"]["annotations"]["helm.sh/hook"] = "post-install,pre-upgrade"
+    one(backend, "Job", "-migrate")["metadata"]["annotations"]["helm.sh/hook"] = "post-install,pre-upgrade"
     problems = order_problems({"backend": backend, "frontend": rendered[env, "frontend"]})
     assert len(problems) == 3, problems
 
@@ -337,7 +539,7 @@ def test_a_twenty_upgrade_leaves_the_redis_pods_alone(helm, settings, tmp_path):
 
 
 def test_the_migration_job_runs_explicit_steps_not_the_entrypoint(rendered, env):
-    container = one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]
+    container = one(rendered[env, "backend"], "Job", "-migrate")["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:2] == ["/bin/sh", "-c"]
     assert "args" not in container
     script = container["command"][2]
@@ -362,7 +564,7 @@ def test_service_accounts_are_the_pod_identity_ones(objects, tier, settings, env
     account = one(objects, "ServiceAccount", release_name(tier))
     assert account["metadata"]["namespace"] == settings[env].apps.namespace
     for kind, spec in pod_specs(objects):
-        expected = "twenty-backend-migrate" if kind.startswith("Job/") else release_name(tier)
+        expected = kind.split("/")[1] if kind.startswith("Job/") else release_name(tier)
         assert spec["serviceAccountName"] == expected, kind
 
 
@@ -404,6 +606,12 @@ def test_smtp_sets_twentys_mail_variables_and_takes_the_password_from_the_secret
         ({"serverUrl": "http://crm.example.com"}, "serverUrl: Does not match pattern"),
         ({"extraEnv": {"SIGN_IN_PREFILLED": ""}},
          "extraEnv.SIGN_IN_PREFILLED: String length must be greater than or equal to 1"),
+        ({"extraEnv": {"PG_DATABASE_REPLICA_URL": "postgres://replica/twenty"}},
+         "extraEnv: Must not validate the schema"),
+        ({"upgrade": {"strategy": "recreate", "kubectlImage": "registry.k8s.io/kubectl:v1.35.0",
+                      "stopTimeoutSeconds": 600, "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                                               "limits": {"cpu": "200m", "memory": "128Mi"}}}},
+         "upgrade.strategy: upgrade.strategy must be one of the following"),
     ],
 )  # fmt: skip
 def test_values_breaking_the_schema_fail_with_a_clear_message(helm, settings, tmp_path, change, message):
@@ -488,7 +696,7 @@ def _missing(tool: str) -> None:
 
 
 def _migration_script(rendered, env="dev") -> str:
-    return one(rendered[env, "backend"], "Job")["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    return one(rendered[env, "backend"], "Job", "-migrate")["spec"]["template"]["spec"]["containers"][0]["command"][2]
 
 
 def _shellcheck() -> str:
@@ -501,6 +709,15 @@ def _shellcheck() -> str:
 def test_the_migration_script_passes_shellcheck(rendered, tmp_path):
     script = tmp_path / "migrate.sh"
     script.write_text("#!/bin/sh\n" + _migration_script(rendered))
+    result = subprocess.run([_shellcheck(), "--shell=sh", "--severity=style", str(script)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_redis_start_script_passes_shellcheck(rendered, tmp_path):
+    container = one(rendered["dev", "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
+    script = tmp_path / "redis-start.sh"
+    script.write_text("#!/bin/sh\n" + container["command"][2])
     result = subprocess.run([_shellcheck(), "--shell=sh", "--severity=style", str(script)],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stdout

@@ -204,6 +204,8 @@ def plan_role_decisions(synthesized, settings):
              f"arn:aws:secretsmanager:{s.region}:{ACCOUNT}:secret:twentycrm-{env}-db-password-AbCdEf"),
             ("describe secret", "secretsmanager:DescribeSecret",
              f"arn:aws:secretsmanager:{s.region}:{ACCOUNT}:secret:twentycrm-{env}-db-password-AbCdEf"),
+            # nothing the plan role plans generates a password (the apps stack's Redis password: deploy role only)
+            ("generate a password", "secretsmanager:GetRandomPassword", "*"),
         ]:  # fmt: skip
             requests.append({"policies": policies, "action": action, "resource": resource, "account": ACCOUNT,
                              **({"resourcePolicy": key_policy} if resource == key else {})})
@@ -214,7 +216,7 @@ def plan_role_decisions(synthesized, settings):
 ALLOWED = ("read state", "list state", "read digest", "decrypt state", "head alb logs", "head dumps", "bucket policy",
            "describe secret")  # fmt: skip
 DENIED = ("write state", "delete state", "take lock", "drop lock", "encrypt state", "new data key", "read a dump",
-          "head another bucket", "secret value")  # fmt: skip
+          "head another bucket", "secret value", "generate a password")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ALLOWED)
@@ -225,6 +227,44 @@ def test_the_plan_role_can_refresh(plan_role_decisions, env, name):
 @pytest.mark.parametrize("name", DENIED)
 def test_the_plan_role_reads_only(plan_role_decisions, env, name):
     assert plan_role_decisions[(env, name)] == "ImplicitlyDenied"
+
+
+REDIS_PASSWORD_CALLS = [  # what the apps stack's RedisPassword and its ephemeral reads call (modules/apps.py)
+    ("secretsmanager:GetRandomPassword", "*"),
+    ("secretsmanager:CreateSecret", "secret"), ("secretsmanager:TagResource", "secret"),
+    ("secretsmanager:PutSecretValue", "secret"), ("secretsmanager:DescribeSecret", "secret"),
+    ("secretsmanager:GetSecretValue", "secret"), ("secretsmanager:GetResourcePolicy", "secret"),
+    ("kms:GenerateDataKey", "key"), ("kms:Decrypt", "key"),
+]  # fmt: skip
+
+
+def test_the_deploy_role_can_keep_redis_password(state_stack, platform_stack, settings, env):
+    """Its identity policy and its boundary both allow every call of the Redis password's create, refresh and
+    read, in the environment's region; the plan role allows none of the writes or the read."""
+    s = settings[env]
+    region = s.region
+    resources = {"*": "*", "secret": f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:twentycrm/{env}/twenty/"
+                 "redis-password-AbCdEf", "key": f"arn:aws:kms:{region}:{ACCOUNT}:key/db-secrets"}  # fmt: skip
+    deploy = _concrete(state_stack.by_path("aws_iam_role_policy", "deploy/platform-access")["policy"], env, settings)
+    boundary = _concrete(state_stack.by_path("aws_iam_policy", "deploy/boundary")["policy"], env, settings)
+    plan = [_concrete(state_stack.by_path("aws_iam_role_policy", f"deploy/{p}")["policy"], env, settings)
+            for p in ("plan-state-access", "plan-read")]  # fmt: skip
+    context = {"aws:RequestedRegion": region}
+    # the key of Twenty's secrets (the platform stack's database key), whose policy KMS always consults
+    key_policy = _concrete(platform_stack.by_path("aws_kms_key", "database/key/key")["policy"], env, settings)
+
+    def request(policies: list[dict], action: str, kind: str) -> dict:
+        return {"policies": policies, "action": action, "resource": resources[kind], "account": ACCOUNT,
+                "context": context, **({"resourcePolicy": key_policy} if kind == "key" else {})}
+
+    requests = [request([policy], action, kind)
+                for policy in (deploy, boundary) for action, kind in REDIS_PASSWORD_CALLS]  # fmt: skip
+    decisions = decide(requests)
+    assert set(decisions) == {"Allowed"}, [(r["action"], d) for r, d in zip(requests, decisions) if d != "Allowed"]
+    closed = {"secretsmanager:GetRandomPassword", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+              "secretsmanager:GetSecretValue", "kms:GenerateDataKey"}  # fmt: skip
+    plan_requests = [request(plan, a, k) for a, k in REDIS_PASSWORD_CALLS if a in closed]
+    assert set(decide(plan_requests)) == {"ImplicitlyDenied"}
 
 
 def test_the_evaluator_catches_a_plan_role_that_writes_state(state_stack, settings, env):

@@ -206,15 +206,22 @@ _EMAIL = '\n[apps.email]\nhost = "email-smtp.sa-east-1.amazonaws.com"\nuser = "c
         pytest.param('twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "v1.14.0"', r"dev\.toml: apps\.twenty_image_tag: 'v1\.14\.0' is outside the releases the migration Job is written for \(v2\.x from v2\.45\.0\); pin a 2\.x tag", id="tag-1x"),
         pytest.param('twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "v2.44.0"', r"dev\.toml: apps\.twenty_image_tag: 'v2\.44\.0' is outside the releases", id="tag-old-2x"),
         pytest.param('twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "v3.0.0"', r"dev\.toml: apps\.twenty_image_tag: 'v3\.0\.0' is outside the releases", id="tag-3x"),
-        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "7.4.5-alpine"', r"dev\.toml: apps\.redis_image_tag: Redis 7\.4\.5 is affected by CVE-2025-49844 \(Lua use-after-free, remote code execution\); use 7\.4\.6 or later on 7\.x, or 8\.2\.2 or later on 8\.x", id="redis-below-fix"),
-        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "8.2.1"', r"dev\.toml: apps\.redis_image_tag: Redis 8\.2\.1 is affected by CVE-2025-49844", id="redis-8-below-fix"),
-        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "6.2.20"', r"dev\.toml: apps\.redis_image_tag: Redis 6\.2\.20 is not a line this chart runs; use 7\.4\.6 or later", id="redis-6"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "7.4.5-alpine"', r"dev\.toml: apps\.redis_image_tag: Redis 7\.4\.5 is below the fixed release 7\.4\.6 of the 7\.4 line \(CVE-2025-49844, Lua use-after-free, remote code execution\); use 7\.4\.6 or later", id="redis-below-fix"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "8.2.1"', r"dev\.toml: apps\.redis_image_tag: Redis 8\.2\.1 is below the fixed release 8\.2\.2 of the 8\.2 line", id="redis-8-below-fix"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "7.2.10"', r"dev\.toml: apps\.redis_image_tag: Redis 7\.2\.10 is below the fixed release 7\.2\.11 of the 7\.2 line", id="redis-7.2-below-fix"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "8.0.3-alpine"', r"dev\.toml: apps\.redis_image_tag: Redis 8\.0\.3 is below the fixed release 8\.0\.4 of the 8\.0 line", id="redis-8.0-below-fix"),
+        pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "6.2.20"', r"dev\.toml: apps\.redis_image_tag: Redis 6\.2\.20 is not a line this chart runs; use one of 7\.2\.11\+ on 7\.2, 7\.4\.6\+ on 7\.4, 8\.0\.4\+ on 8\.0, 8\.2\.2\+ on 8\.2", id="redis-6"),
+        pytest.param("multiworkspace = false", "multiworkspace = true", r"dev\.toml: apps\.multiworkspace: true is refused for now: workspaces live on sub-domains, which need '\*\.<domain>' in dns\.extra_certificate_names and a wildcard alias record, and dns\.extra_certificate_names does not accept a '\*' name yet; keep multiworkspace = false", id="multiworkspace"),
+        pytest.param("secret_revision = 1", 'secret_revision = 1\nextra_env = { PG_DATABASE_REPLICA_URL = "postgres://replica/twenty" }', r"dev\.toml: apps\.extra_env: 'PG_DATABASE_REPLICA_URL' is refused: PG_\* variables \(PG_DATABASE_REPLICA_URL, PG_POOL_\*\) open or size database pools outside the connection budget; remove it", id="extra-env-replica"),
+        pytest.param("secret_revision = 1", 'secret_revision = 1\nextra_env = { PG_POOL_IDLE_TIMEOUT_MS = "1000" }', r"dev\.toml: apps\.extra_env: 'PG_POOL_IDLE_TIMEOUT_MS' is refused", id="extra-env-pool"),
+        pytest.param("secret_revision = 1", 'secret_revision = 1\nextra_env = { sign_in = "x" }', r"dev\.toml: apps\.extra_env: 'sign_in' is not an environment variable name", id="extra-env-name"),
+        pytest.param('upgrade_strategy = "stop"', 'upgrade_strategy = "recreate"', r"dev\.toml: apps\.upgrade_strategy: .*'stop' or 'rolling'", id="upgrade-strategy"),
         pytest.param('redis_image_tag = "7.4.6-alpine"', 'redis_image_tag = "latest"', r"dev\.toml: apps\.redis_image_tag: 'latest' is not a pinned Redis version", id="redis-latest"),
         pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL + 'password = "hunter2"\npassword_secret = "twentycrm/dev/smtp"', r"dev\.toml: apps\.email: 'password' holds the SMTP password as a literal; remove it, store the password in Secrets Manager and set password_secret", id="smtp-literal-password"),
         pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL + 'smtp_password = "hunter2"', r"dev\.toml: apps\.email: 'smtp_password' holds the SMTP password as a literal", id="smtp-literal-smtp-password"),
         pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL, r"dev\.toml: apps\.email\.password_secret: required field is missing", id="smtp-without-secret"),
-        pytest.param("pg_pool_max_connections = 5", "pg_pool_max_connections = 10", r"dev\.toml: \(top level\): database\.max_connections \(100\) is below Twenty's worst case of 166 connections: \(apps\.server_max_replicas 6 \+ apps\.worker_replicas 1 \+ 1 migration Job\) x 2 pools x apps\.pg_pool_max_connections 10 \+ 6 for maintenance; raise database\.max_connections or lower those apps fields", id="pool-budget-over"),
-        pytest.param("server_max_replicas = 6", "server_max_replicas = 9", r"dev\.toml: \(top level\): database\.max_connections \(100\) is below Twenty's worst case of 116", id="replicas-over-budget"),
+        pytest.param("pg_pool_max_connections = 5", "pg_pool_max_connections = 10", r"dev\.toml: \(top level\): database\.max_connections \(100\) is below Twenty's worst case of 186 connections: \(apps\.server_max_replicas 5 \+ 1 rollout surge \+ apps\.worker_replicas 1 \+ 1 rollout surge \+ 1 migration Job\) x 2 pools x apps\.pg_pool_max_connections 10 \+ 6 for maintenance; raise database\.max_connections or lower those apps fields", id="pool-budget-over"),
+        pytest.param("server_max_replicas = 5", "server_max_replicas = 6", r"dev\.toml: \(top level\): database\.max_connections \(100\) is below Twenty's worst case of 106", id="replicas-over-budget"),
     ],
 )  # fmt: skip
 def test_bad_apps_settings_stop_synth_naming_file_and_field(envs, old, new, expected):
@@ -223,11 +230,34 @@ def test_bad_apps_settings_stop_synth_naming_file_and_field(envs, old, new, expe
 
 
 def test_the_budget_is_met_exactly_at_the_limit(envs):
-    """(6 + 1 + 1) x 2 x 6 + 6 = 102: one over 100 is refused; 102 allowed once max_connections says so."""
+    """(5 + 1 surge + 1 + 1 surge + 1 Job) x 2 x 6 + 6 = 114: over 100 is refused; allowed once max_connections
+    says so. The rollout surge counts: a rolling update runs maxSurge more pods than the HPA maximum."""
     edit(envs / "dev.toml", "pg_pool_max_connections = 5", "pg_pool_max_connections = 6")
-    assert "worst case of 102" in problems_for(envs)
-    edit(envs / "dev.toml", 'username = "twenty"', 'username = "twenty"\nmax_connections = 102')
-    assert load_environment(envs / "dev.toml").database.max_connections == 102
+    assert "worst case of 114" in problems_for(envs)
+    edit(envs / "dev.toml", 'username = "twenty"', 'username = "twenty"\nmax_connections = 114')
+    assert load_environment(envs / "dev.toml").database.max_connections == 114
+
+
+def test_the_role_connection_limit_is_twentys_worst_case(envs):
+    """EnvironmentSettings.twenty_connection_limit (for ALTER ROLE ... CONNECTION LIMIT on the host): Twenty's
+    pods at their worst, two pools each, without the maintenance connections of other roles."""
+    dev = load_environment(envs / "dev.toml")
+    assert dev.twenty_connection_limit == (5 + 1 + 1 + 1 + 1) * 2 * 5 == 90
+    assert dev.twenty_connection_limit + 6 <= dev.database.max_connections
+
+
+@pytest.mark.parametrize("tag", ["7.2.11", "7.4.6-alpine", "8.0.4", "8.2.2-bookworm", "8.2.3"])
+def test_every_fixed_redis_release_is_accepted(envs, tag):
+    edit(envs / "dev.toml", 'redis_image_tag = "7.4.6-alpine"', f'redis_image_tag = "{tag}"')
+    assert load_environment(envs / "dev.toml").apps.redis_image_tag == tag
+
+
+def test_extra_env_reaches_the_chart(envs):
+    from modules.apps import chart_values
+
+    edit(envs / "dev.toml", "secret_revision = 1", 'secret_revision = 1\nextra_env = { SIGN_IN_PREFILLED = "false" }')
+    values = chart_values(load_environment(envs / "dev.toml"), "frontend", target_group_arn="arn", database={})
+    assert values["extraEnv"] == {"SIGN_IN_PREFILLED": "false"}
 
 
 def test_an_smtp_password_secret_is_accepted(envs):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from modules.settings.fields import _DNS_LABEL, BucketName, _Model, _pattern
 
@@ -15,10 +15,11 @@ _IMAGE_TAG = re.compile(r"^v([0-9]+)\.([0-9]+)\.([0-9]+)$")
 # upgrade:status and a different entrypoint; a 3.x may change them again, so it is refused until checked.
 TWENTY_MIN_VERSION = (2, 45, 0)
 TWENTY_MAJOR = 2
-# CVE-2025-49844 (Lua use-after-free, "RediShell") is fixed in Redis 7.4.6 and 8.2.2 (Redis security
-# advisory GHSA-4789-qfc9-5f9q; docker-library/official-images#20011, 2025-10-03). 7.2.11 and 8.0.4 are
-# fixed too, but older lines: the model keeps to the two current ones.
-REDIS_FIXED = {7: (7, 4, 6), 8: (8, 2, 2)}
+# CVE-2025-49844 (Lua use-after-free, "RediShell"): the first fixed release of each (major, minor) line, from
+# Redis's security advisory GHSA-4789-qfc9-5f9q (2025-10-03), which lists 8.2.2, 8.0.4, 7.4.6, 7.2.11 and 6.2.20
+# (the same list: elastic/detection-rules#6269). 6.2 is left out: the chart runs the 7.x and 8.x lines. A line
+# not listed here is refused until it is added.
+REDIS_FIXED = {(7, 2): (7, 2, 11), (7, 4): (7, 4, 6), (8, 0): (8, 0, 4), (8, 2): (8, 2, 2)}
 _REDIS_TAG = re.compile(r"^([0-9]+)\.([0-9]+)\.([0-9]+)(-[a-z0-9.]+)?$")
 # Where the SMTP password must not be: a literal in the file. Secrets Manager holds it.
 _SECRET_REF = r"^(arn:aws:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:)?[A-Za-z0-9/_+=.@-]+$"
@@ -51,16 +52,41 @@ def _redis_tag(value: str) -> str:
             f"{value!r} is not a pinned Redis version; use 'MAJOR.MINOR.PATCH[-variant]' (e.g. '7.4.6-alpine')"
         )
     version = tuple(int(part) for part in match.groups()[:3])
-    fixed = REDIS_FIXED.get(version[0])
+    fixed = REDIS_FIXED.get(version[:2])
     shown = ".".join(map(str, version))
+    lines = ", ".join(f"{'.'.join(map(str, release))}+ on {major}.{minor}"
+                      for (major, minor), release in REDIS_FIXED.items())  # fmt: skip
     if fixed is None:
-        raise ValueError(f"Redis {shown} is not a line this chart runs; use 7.4.6 or later on 7.x, or 8.2.2 or later "
-                         "on 8.x (e.g. '7.4.6-alpine')")  # fmt: skip
+        raise ValueError(f"Redis {shown} is not a line this chart runs; use one of {lines} (e.g. '7.4.6-alpine'); "
+                         "a new line is added to REDIS_FIXED in modules/settings/apps.py once its fixed release "
+                         "is known")  # fmt: skip
     if version < fixed:
+        line, release = "{}.{}".format(*version[:2]), ".".join(map(str, fixed))
         raise ValueError(
-            f"Redis {shown} is affected by CVE-2025-49844 (Lua use-after-free, remote code execution); use 7.4.6 "
-            "or later on 7.x, or 8.2.2 or later on 8.x (e.g. '7.4.6-alpine')"
+            f"Redis {shown} is below the fixed release {release} of the {line} line (CVE-2025-49844, Lua "
+            f"use-after-free, remote code execution); use {release} or later (e.g. '{release}-alpine')"
         )
+    return value
+
+
+# Twenty reads PG_DATABASE_REPLICA_URL (a second pool on a replica) and PG_POOL_*; any PG_* name would change
+# the connections counted in the budget or the database the chart points at, so extra_env may not set one.
+_RESERVED_ENV_PREFIX = "PG_"
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _extra_env(value: dict[str, str]) -> dict[str, str]:
+    for name, setting in value.items():
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name; use upper-case letters, digits and '_'")
+        if name.startswith(_RESERVED_ENV_PREFIX):
+            raise ValueError(
+                f"{name!r} is refused: PG_* variables (PG_DATABASE_REPLICA_URL, PG_POOL_*) open or size database "
+                "pools outside the connection budget; remove it (the pool size is apps.pg_pool_max_connections, "
+                "the database comes from the platform stack)"
+            )
+        if not setting:
+            raise ValueError(f"{name!r} is empty; Twenty refuses empty variables, remove it or give it a value")
     return value
 
 
@@ -119,11 +145,14 @@ class AppsSettings(_Model):
         description="Twenty's PG_POOL_MAX_CONNECTIONS: the size of each of the two pools a Twenty process opens.",
     )  # fmt: skip
     redis_image_tag: Annotated[str, AfterValidator(_redis_tag)] = Field(
-        default="7.4.6-alpine", description="Tag of the redis image; 7.4.6+ or 8.2.2+ (CVE-2025-49844)."
+        default="7.4.6-alpine", description="Tag of the redis image; at or above its line's CVE-2025-49844 fix "
+        "(7.2.11, 7.4.6, 8.0.4, 8.2.2)."
     )
     redis_volume_size_gb: int = Field(default=10, ge=1, le=1000, description="gp3 volume of Redis's append-only file.")
     multiworkspace: bool = Field(
-        default=False, description="IS_MULTIWORKSPACE_ENABLED: several workspaces on sub-domains (needs wildcard DNS)."
+        default=False,
+        description="IS_MULTIWORKSPACE_ENABLED: several workspaces on sub-domains. Refused for now: it needs a "
+        "'*.<domain>' certificate name and alias record, which dns.extra_certificate_names does not accept yet.",
     )
     workspace_creation_limited_to_admins: bool = Field(
         default=True,
@@ -137,6 +166,27 @@ class AppsSettings(_Model):
         ge=1,
         description="Bump after rotating the database or SMTP password: Terraform rewrites the write-only Secret.",
     )
+    upgrade_strategy: Literal["stop", "rolling"] = Field(
+        default="stop",
+        description="'stop': before the migration Job, a hook scales the server and worker to zero and waits for "
+        "their pods to be gone (downtime, no old pod on a half-migrated schema); 'rolling': old pods keep running "
+        "while the Job migrates (docs/apps.md, Release order).",
+    )
+    extra_env: Annotated[dict[str, str], AfterValidator(_extra_env)] = Field(
+        default_factory=dict,
+        description="More plain environment variables for Twenty's processes; PG_* names are refused.",
+    )
+
+    @field_validator("multiworkspace")
+    @classmethod
+    def _no_multiworkspace_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "true is refused for now: workspaces live on sub-domains, which need '*.<domain>' in "
+                "dns.extra_certificate_names and a wildcard alias record, and dns.extra_certificate_names does not "
+                "accept a '*' name yet; keep multiworkspace = false"
+            )
+        return value
 
 
 # Connections a Twenty process may hold per PG_POOL_MAX_CONNECTIONS: the core TypeORM data source and
@@ -146,10 +196,23 @@ POOLS_PER_PROCESS = 2
 # one pg_dump of the nightly backup and two psql sessions of an operator.
 MAINTENANCE_CONNECTIONS = 3 + 1 + 2
 MIGRATION_JOBS = 1
+# Extra pods a rolling update adds (the Deployments' maxSurge in charts/twenty: server 1, worker 1).
+SERVER_MAX_SURGE = 1
+WORKER_MAX_SURGE = 1
+
+
+def twenty_pods(apps: AppsSettings) -> int:
+    """Most Twenty processes that can exist at once: every server the HPA allows and every worker, each with
+    its rollout surge, plus the migration Job."""
+    return apps.server_max_replicas + SERVER_MAX_SURGE + apps.worker_replicas + WORKER_MAX_SURGE + MIGRATION_JOBS
+
+
+def twenty_connections(apps: AppsSettings) -> int:
+    """Worst case of connections Twenty's own role holds at once (its CONNECTION LIMIT)."""
+    return twenty_pods(apps) * POOLS_PER_PROCESS * apps.pg_pool_max_connections
 
 
 def connection_budget(apps: AppsSettings) -> int:
     """Worst case of connections Twenty and its maintenance hold at once."""
-    pods = apps.server_max_replicas + apps.worker_replicas + MIGRATION_JOBS
-    return pods * POOLS_PER_PROCESS * apps.pg_pool_max_connections + MAINTENANCE_CONNECTIONS
+    return twenty_connections(apps) + MAINTENANCE_CONNECTIONS
 

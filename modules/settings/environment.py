@@ -11,7 +11,10 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, model_validator
 
-from modules.settings.apps import MAINTENANCE_CONNECTIONS, POOLS_PER_PROCESS, AppsSettings, connection_budget
+from modules.settings.apps import (
+    MAINTENANCE_CONNECTIONS, POOLS_PER_PROCESS, SERVER_MAX_SURGE, WORKER_MAX_SURGE, AppsSettings, connection_budget,
+    twenty_connections,
+)  # fmt: skip
 from modules.settings.cluster import ClusterSettings
 from modules.settings.database import DatabaseSettings
 from modules.settings.edge import DnsSettings, LoadBalancerSettings
@@ -86,14 +89,22 @@ class EnvironmentSettings(_Model):
             apps = self.apps
             problems.append(
                 f"database.max_connections ({self.database.max_connections}) is below Twenty's worst case of {worst} "
-                f"connections: (apps.server_max_replicas {apps.server_max_replicas} + apps.worker_replicas "
-                f"{apps.worker_replicas} + 1 migration Job) x {POOLS_PER_PROCESS} pools x apps.pg_pool_max_connections "
+                f"connections: (apps.server_max_replicas {apps.server_max_replicas} + {SERVER_MAX_SURGE} rollout surge "
+                "+ "
+                f"apps.worker_replicas {apps.worker_replicas} + {WORKER_MAX_SURGE} rollout surge + 1 migration Job) x "
+                f"{POOLS_PER_PROCESS} pools x apps.pg_pool_max_connections "
                 f"{apps.pg_pool_max_connections} + {MAINTENANCE_CONNECTIONS} for maintenance; raise "
                 "database.max_connections or lower those apps fields (docs/settings.md, connection budget)"
             )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def twenty_connection_limit(self) -> int:
+        """Most connections Twenty's database role can need at once (every pod the HPA, the rollout surge and the
+        migration Job allow, two pools each): the role's CONNECTION LIMIT on the database host."""
+        return twenty_connections(self.apps)
 
     @property
     def server_min_replicas(self) -> int:

@@ -179,3 +179,16 @@ app.kubernetes.io/part-of: twenty
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 twentycrm/tier: {{ .Values.tier }}
 {{- end -}}
+
+{{/* The pods and Deployments the "stop" hook stops: Twenty's servers and workers of every release. */}}
+{{- define "twenty.stopSelector" -}}
+app.kubernetes.io/part-of=twenty,app.kubernetes.io/component in (server,worker)
+{{- end -}}
+
+{{/* Hook annotations of the "stop" hook's objects; call with the weight. Deleted once every pre-upgrade hook
+succeeded (Helm runs the hooks, then deletes those with hook-succeeded), or before the next one is created. */}}
+{{- define "twenty.stopHookAnnotations" -}}
+helm.sh/hook: pre-upgrade
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end -}}

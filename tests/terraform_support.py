@@ -141,7 +141,8 @@ class LocalAws:
     """moto_server on 127.0.0.1 (a free port, TLS); a context manager that always stops it."""
 
     SERVICES = ("s3", "dynamodb", "kms", "sts", "iam", "ec2", "logs", "eks", "secretsmanager", "ssm",
-                "elbv2", "acm", "route53", "cloudwatch", "sns", "dlm")  # fmt: skip
+                "elbv2", "acm", "route53", "cloudwatch", "sns", "dlm", "codebuild",
+                "codeconnections")  # fmt: skip
     # moto's settings (moto/settings.py, read once at start):
     SETTINGS = {
         # ACM DNS validation completes after this many seconds (default 60); the platform waits for it

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdktf import ITerraformDependable
+from cdktf import Fn, ITerraformDependable, TerraformLocal
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.ebs_volume import EbsVolume
@@ -201,6 +201,12 @@ class DatabaseHost(Construct):
         profile = self._instance_profile(name, tags)
 
         ami = DataAwsSsmParameter(self, "ami", name=AMI_PARAMETER)
+        # The boot configuration in plain text (a local: what the tests and an operator read), sent gzipped.
+        boot_config = TerraformLocal(self, "boot-config", render_cloud_init(
+            settings, volume_id=self.volume.id, secret_arn=self.password_secret.arn,
+            encryption_key_secret_arn=self.encryption_key_secret.arn, dump_bucket=self.backup.bucket.bucket,
+            client_cidrs=client_cidrs,
+        ))  # fmt: skip
         self.instance = Instance(
             self, "instance", ami=ami.value, instance_type=db.instance_type, subnet_id=subnet.id,
             vpc_security_group_ids=[self.security_group.id], iam_instance_profile=profile.name,
@@ -213,11 +219,9 @@ class DatabaseHost(Construct):
                 delete_on_termination=True, tags={**tags, "Name": f"{name}-root"},
             ),
             maintenance_options=InstanceMaintenanceOptions(auto_recovery="default"),
-            user_data=render_cloud_init(
-                settings, volume_id=self.volume.id, secret_arn=self.password_secret.arn,
-                encryption_key_secret_arn=self.encryption_key_secret.arn, dump_bucket=self.backup.bucket.bucket,
-                client_cidrs=client_cidrs,
-            ),
+            # gzip: EC2 takes at most 16 KB of user data and the boot configuration (scripts with
+            # their comments) is larger; cloud-init reads gzip-compressed user data as it is.
+            user_data_base64=Fn.base64gzip(boot_config.as_string),
             # cloud-init runs once per instance: a changed boot config needs a new instance, which
             # is safe because the data lives on the volume. The AMI is pinned at creation so a new
             # AL2023 release does not replace the database unasked (docs/database.md: patching).

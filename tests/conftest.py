@@ -45,6 +45,12 @@ class Stack:
         assert len(found) == 1, f"{self.name}: expected one {resource_type}, found {len(found)}"
         return found[0]
 
+    def local(self, name_prefix: str):
+        """The one ``locals`` value whose name starts with ``name_prefix`` (e.g. 'database_boot-config')."""
+        found = [v for k, v in self.json.get("locals", {}).items() if k.startswith(name_prefix)]
+        assert len(found) == 1, f"{self.name}: expected one local {name_prefix}*, found {len(found)}"
+        return found[0]
+
     def by_path(self, resource_type: str, path_suffix: str) -> dict:
         """The resource whose construct path ends with ``path_suffix`` (e.g. 'network/public-a')."""
         for res in self.resources(resource_type).values():

@@ -284,7 +284,7 @@ def start_world(platform_stack) -> DatabaseWorld:
             arns[construct] = secrets.create_secret(Name=resource["name"], Description=resource["description"])["ARN"]
         bucket = platform_stack.by_path("aws_s3_bucket", "database/backup/dumps")["bucket"]
         aws.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-        files = booted_files(platform_stack.only("aws_instance")["user_data"], fill={
+        files = booted_files(platform_stack.local("database_boot-config"), fill={
             "aws_secretsmanager_secret.database_password_": arns["password"],
             "aws_secretsmanager_secret.database_encryption-key_": arns["encryption-key"],
             "aws_s3_bucket.database_backup_dumps_": bucket,

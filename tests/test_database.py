@@ -26,7 +26,8 @@ _REFERENCE = re.compile(r"(?<!\$)\$\{([^}]*)\}")
 
 
 def user_data(stack) -> str:
-    return stack.only("aws_instance")["user_data"]
+    """The boot configuration as the host receives it (after gunzip; see test_the_boot_config_is_sent_gzipped)."""
+    return stack.local("database_boot-config")
 
 
 def as_booted(text: str) -> str:
@@ -650,3 +651,17 @@ def test_the_rotation_runbook_bumps_the_secret_revision_and_applies_apps_before_
     for template, suffix in (("server.yaml", "server"), ("worker.yaml", "worker")):
         chart = (ROOT / "charts" / "twenty" / "templates" / template).read_text()
         assert f'name: {{{{ include "twenty.name" . }}}}-{suffix}' in chart
+
+
+def test_the_boot_config_is_sent_gzipped_within_ec2s_limit(platform_stack):
+    """EC2 refuses user data over 16 KB: the plain configuration is larger, so the instance gets it gzipped
+    (cloud-init unpacks gzip user data by itself). The gzip of the text must fit, and be what is sent."""
+    import gzip
+
+    instance = platform_stack.only("aws_instance")
+    assert "user_data" not in instance
+    local = next(k for k in platform_stack.json["locals"] if k.startswith("database_boot-config"))
+    assert instance["user_data_base64"] == f"${{base64gzip(local.{local})}}"
+    text = as_booted(user_data(platform_stack)).encode()
+    assert len(text) > 16384 / 2, "the plain configuration is what the limit was about"
+    assert len(gzip.compress(text)) < 16384 * 3 // 4  # base64 grows it by 4/3: still under 16 KB

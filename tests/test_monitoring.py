@@ -105,7 +105,7 @@ def test_alarms_watch_the_real_resources(platform_stack):
 
 def test_the_database_agent_publishes_what_the_alarms_read(platform_stack):
     """The CWAgent alarms would sit in INSUFFICIENT_DATA forever if the host did not publish these series."""
-    user_data = platform_stack.only("aws_instance")["user_data"]
+    user_data = platform_stack.local("database_boot-config")  # sent gzipped as the instance's user data
     assert "amazon-cloudwatch-agent" in user_data and '["InstanceId", "path"]' in user_data
     assert f'"resources": ["/", "{MOUNT_POINT}"]' in user_data and "mem_used_percent" in user_data
     policies = [a["policy_arn"] for a in platform_stack.resources("aws_iam_role_policy_attachment").values()

@@ -410,10 +410,9 @@ class DeployRole(Construct):
             {"Sid": "AppSecrets", "Effect": "Allow", "Action": list(REVIEW_SECRET_ACTIONS), "Resource": secrets},
             {"Sid": "RandomPassword", "Effect": "Allow", "Action": "secretsmanager:GetRandomPassword",
              "Resource": "*"},
+            # the secrets' key is the platform stack's (unknown here): any key, but only through Secrets Manager in
+            # this region, which decrypts only for a GetSecretValue the statement above allows
             {"Sid": "DecryptAppSecrets", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
-             "Condition": {
-                 "StringEquals": {"kms:ViaService": f"secretsmanager.{settings.region}.amazonaws.com"},
-                 "ArnLike": {"kms:EncryptionContext:SecretARN": secrets},
-             }},
+             "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{settings.region}.amazonaws.com"}}},
         ))  # fmt: skip
         return role

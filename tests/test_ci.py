@@ -442,3 +442,15 @@ def test_ci_terraform_reads_session_and_timeout_from_the_settings():
     result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "session-seconds=10800\ntimeout-minutes=150\n"
+
+
+def test_the_runbooks_access_entry_addresses_are_the_synthesized_ones(synthesized):
+    """docs/ci-cd.md tells an operator which addresses to -replace after a CI role is recreated."""
+    doc = (ROOT / "docs" / "ci-cd.md").read_text()
+    named = set(re.findall(r"-replace=(aws_eks_access_(?:entry|policy_association)\.[\w-]+)", doc))
+    assert len(named) == 4
+    for env in ENVIRONMENTS:
+        resources = synthesized.stack(f"twentycrm-{env}-platform").json["resource"]
+        present = {f"{t}.{name}" for t in ("aws_eks_access_entry", "aws_eks_access_policy_association")
+                   for name in resources[t]}  # fmt: skip
+        assert named <= present, named - present

@@ -233,7 +233,8 @@ class DeployRole(Construct):
                     "Effect": "Deny",
                     "NotAction": ["iam:Get*", "iam:List*"],
                     "Resource": [deploy_roles, f"{iam}:role/{settings.project}-*-plan",
-                                 f"{iam}:role/{settings.project}-*-review", f"{iam}:policy/{settings.project}-*-deploy-boundary",
+                                 f"{iam}:role/{settings.project}-*-review",
+                                 f"{iam}:policy/{settings.project}-*-deploy-boundary",
                                  f"{iam}:oidc-provider/{GITHUB_OIDC_HOST}"],
                 },  # fmt: skip
                 {
@@ -401,7 +402,8 @@ class DeployRole(Construct):
              "Resource": state_bucket_arn},
             {"Sid": "ReadStateObjects", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["objects"]),
              "Resource": state_objects},
-            {"Sid": "LockRows", "Effect": "Allow", "Action": list(REVIEW_STATE_LOCK_ACTIONS), "Resource": lock_table_arn},
+            {"Sid": "LockRows", "Effect": "Allow", "Action": list(REVIEW_STATE_LOCK_ACTIONS),
+             "Resource": lock_table_arn},
             {"Sid": "DecryptState", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["key"]),
              "Resource": state_key.arn},
         ))  # fmt: skip

@@ -286,10 +286,11 @@ def test_an_existing_provider_can_be_named_by_arn(settings):
          "dev.toml: (top level): ci.github_environment 'qa' is not the environment's name 'dev': the workflows run its "
          "jobs in GitHub environments 'dev' and 'dev-plan', so the roles would trust a token no job gets; set "
          'github_environment = "dev"'),
-        ("admin_principal_arns = []", 'admin_principal_arns = ["arn:aws:iam::999988887777:role/ops/twentycrm-dev-deploy"]',
-         "dev.toml: (top level): cluster.admin_principal_arns[0] 'arn:aws:iam::999988887777:role/ops/twentycrm-dev-deploy' "
-         "is the environment's deploy role: the deploy role gets its access entry in code; remove it from "
-         "admin_principal_arns"),
+        ("admin_principal_arns = []",
+         'admin_principal_arns = ["arn:aws:iam::999988887777:role/ops/twentycrm-dev-deploy"]',
+         "dev.toml: (top level): cluster.admin_principal_arns[0] "
+         "'arn:aws:iam::999988887777:role/ops/twentycrm-dev-deploy' is the environment's deploy role: "
+         "the deploy role gets its access entry in code; remove it from admin_principal_arns"),
     ],
 )  # fmt: skip
 def test_bad_ci_settings_are_named(tmp_path, old, new, message):
@@ -408,11 +409,11 @@ print(json.dumps(envs[name]))
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
 
+MAIN_ONLY = {"protected_branches": False, "custom_branch_policies": True}
 PROTECTED = {"protection_rules": [{"type": "required_reviewers", "reviewers": [{"type": "Team"}]},
                                   {"type": "branch_policy"}],
-             "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True}}  # fmt: skip
-PLAN_ONLY_MAIN = {"protection_rules": [{"type": "branch_policy"}],
-                  "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True}}  # fmt: skip
+             "deployment_branch_policy": MAIN_ONLY}  # fmt: skip
+PLAN_ONLY_MAIN = {"protection_rules": [{"type": "branch_policy"}], "deployment_branch_policy": MAIN_ONLY}
 
 
 def test_ci_terraform_accepts_protected_environments(tmp_path):

@@ -317,6 +317,7 @@ def _review_requests(policies: list[dict], s, env: str, key_policies: dict[str, 
     db_key = f"arn:aws:kms:{region}:{ACCOUNT}:key/db-secrets"
     via = {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}
     ec2, eks = f"arn:aws:ec2:{region}:{ACCOUNT}", f"arn:aws:eks:{region}:{ACCOUNT}"
+    runner = f"arn:aws:codebuild:{region}:{ACCOUNT}:project/twentycrm-{env}-ci-runner"
     calls = [
         ("read platform state", "s3:GetObject", f"{state}-platform/terraform.tfstate", {}),
         ("read apps state", "s3:GetObject", f"{state}-apps/terraform.tfstate", {}),
@@ -342,7 +343,8 @@ def _review_requests(policies: list[dict], s, env: str, key_policies: dict[str, 
         ("another environment's secret", "secretsmanager:GetSecretValue",
          f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:twentycrm/other/database/password-AbCdEf", {}),
         ("decrypt outside secrets manager", "kms:Decrypt", db_key, {}),
-        ("decrypt via another region", "kms:Decrypt", db_key, {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}),
+        ("decrypt via another region", "kms:Decrypt", db_key,
+         {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}),
         ("put secret value", "secretsmanager:PutSecretValue", f"{secret}/twenty/redis-password-AbCdEf", {}),
         ("create secret", "secretsmanager:CreateSecret", f"{secret}/new-AbCdEf", {}),
         ("delete secret", "secretsmanager:DeleteSecret", f"{secret}/database/password-AbCdEf", {}),
@@ -356,8 +358,8 @@ def _review_requests(policies: list[dict], s, env: str, key_policies: dict[str, 
         ("delete bucket", "s3:DeleteBucket", f"arn:aws:s3:::{s.apps.files_bucket}", {}),
         ("delete table", "dynamodb:DeleteTable", table, {}),
         ("schedule key deletion", "kms:ScheduleKeyDeletion", db_key, {}),
-        ("start build", "codebuild:StartBuild", f"arn:aws:codebuild:{region}:{ACCOUNT}:project/twentycrm-{env}-ci-runner", {}),
-        ("update project", "codebuild:UpdateProject", f"arn:aws:codebuild:{region}:{ACCOUNT}:project/twentycrm-{env}-ci-runner", {}),
+        ("start build", "codebuild:StartBuild", runner, {}),
+        ("update project", "codebuild:UpdateProject", runner, {}),
         ("delete log group", "logs:DeleteLogGroup", f"arn:aws:logs:{region}:{ACCOUNT}:log-group:x", {}),
         ("delete load balancer", "elasticloadbalancing:DeleteLoadBalancer",
          f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT}:loadbalancer/app/x/0123456789abcdef", {}),
@@ -410,5 +412,6 @@ def test_the_evaluator_catches_a_review_role_that_writes(state_stack, platform_s
     policies = _review_policies(state_stack, settings, env)
     policies[1]["Statement"].append({"Sid": "TooMuch", "Effect": "Allow", "Action": ["ec2:*", "s3:PutObject"],
                                      "Resource": "*"})  # fmt: skip
-    wrong = review_mismatches(policies, boundary, _key_policies(state_stack, platform_stack, settings, env), settings[env], env)
+    keys = _key_policies(state_stack, platform_stack, settings, env)
+    wrong = review_mismatches(policies, boundary, keys, settings[env], env)
     assert "terminate instance: Allowed" in wrong and "write state: Allowed" in wrong

@@ -94,7 +94,8 @@ def test_only_the_ci_roles_get_access_unless_admins_are_listed(platform_stack, s
     (main's plans before approval) view-only access, both in code; people come from cluster.admin_principal_arns,
     empty in the shipped files."""
     assert settings[env].cluster.admin_principal_arns == ()
-    entries = {e["principal_arn"].rsplit("/", 1)[-1]: e for e in platform_stack.resources("aws_eks_access_entry").values()}
+    entries = {e["principal_arn"].rsplit("/", 1)[-1]: e
+               for e in platform_stack.resources("aws_eks_access_entry").values()}  # fmt: skip
     assert set(entries) == {f"twentycrm-{env}-deploy", f"twentycrm-{env}-review"}
     assert {e["type"] for e in entries.values()} == {"STANDARD"}
     by_entry = {a["principal_arn"]: a for a in platform_stack.resources("aws_eks_access_policy_association").values()}

@@ -111,7 +111,7 @@ class CiSettings(_Model):
         default=3,
         ge=1,
         le=12,
-        description="Length of the deploy and plan roles' sessions (max_session_duration and the workflows' "
+        description="Length of the deploy, review and plan roles' sessions (max_session_duration and the workflows' "
         "role-duration-seconds); IAM allows 1 to 12 hours. Must cover the longest apply.",
     )
     apply_timeout_minutes: int = Field(

@@ -51,9 +51,24 @@ from modules.settings import EnvironmentSettings
 
 RUNNER_COMPONENT = "ci-runner"  # not in the document; tagged <env>/ci-runner
 JOB_QUEUED = "WORKFLOW_JOB_QUEUED"
+# Only jobs of the deploy workflow start the runner. WORKFLOW_NAME is the filter CodeBuild evaluates on
+# WORKFLOW_JOB_QUEUED (CodeBuild API reference, WebhookFilter; HEAD_REF is documented for push and pull-request
+# events only). A reusable workflow's jobs may report the caller's name or their own, so both are accepted.
+# A name is not a secret: a same-repository branch could rename its workflow, so this narrows who starts a build;
+# what the build can do is bounded by the runner role (no AWS rights beyond running it) and by the roles' OIDC
+# trust (GitHub environments <env> and <env>-plan, main only) (docs/ci-cd.md).
+DEPLOY_WORKFLOWS = "^(deploy|apply)$"
+# CodeBuild's maximum build timeout (CreateProject timeoutInMinutes: 5 to 2160 minutes).
+MAX_BUILD_TIMEOUT_MINUTES = 2160
+# The build clock starts when the job is queued (network interface, runner registration): CodeBuild must not stop
+# a long apply before GitHub's timeout-minutes does, or the lock row stays behind.
+BUILD_TIMEOUT_MARGIN_MINUTES = 20
 # The network-interface calls CodeBuild makes with the project's role to put a build into the VPC
 # (AWS CodeBuild user guide, "Allow CodeBuild access to AWS services required to create a VPC network interface":
 # docs.aws.amazon.com/codebuild/latest/userguide/auth-and-access-control-iam-identity-based-access-control.html).
+# AWS documents these on "*": the network interface does not exist (no ARN) when CodeBuild creates it, and the
+# Describe calls support no resource-level permissions. CreateNetworkInterfacePermission, which hands the
+# interface to CodeBuild, is the one AWS scopes: to the project's subnets and to codebuild.amazonaws.com.
 VPC_ACTIONS = (
     "ec2:CreateNetworkInterface", "ec2:DescribeDhcpOptions", "ec2:DescribeNetworkInterfaces",
     "ec2:DeleteNetworkInterface", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeVpcs",
@@ -63,6 +78,11 @@ CONNECTION_ACTIONS = (
     "codestar-connections:GetConnection", "codestar-connections:GetConnectionToken",
     "codestar-connections:UseConnection",
 )  # fmt: skip
+
+
+def build_timeout_minutes(job_timeout_minutes: int) -> int:
+    """The runner's build timeout: the job's timeout-minutes plus the queue-time margin, within CodeBuild's cap."""
+    return min(job_timeout_minutes + BUILD_TIMEOUT_MARGIN_MINUTES, MAX_BUILD_TIMEOUT_MINUTES)
 
 
 def connection_name(settings: EnvironmentSettings) -> str:
@@ -162,7 +182,7 @@ class CiRunner(Construct):
             description=f"GitHub Actions runner in the private subnets of {settings.name} (runs-on: "
             f"codebuild-{name}-<run id>-<attempt>)",
             service_role=self.role.arn,
-            build_timeout=ci.apply_timeout_minutes,
+            build_timeout=build_timeout_minutes(ci.apply_timeout_minutes),
             encryption_key=key.arn,
             artifacts=CodebuildProjectArtifacts(type="NO_ARTIFACTS"),
             environment=CodebuildProjectEnvironment(
@@ -192,9 +212,10 @@ class CiRunner(Construct):
             "webhook",
             project_name=self.project.name,
             build_type="BUILD",
-            filter_group=[CodebuildWebhookFilterGroup(
-                filter=[CodebuildWebhookFilterGroupFilter(type="EVENT", pattern=JOB_QUEUED)]
-            )],
+            filter_group=[CodebuildWebhookFilterGroup(filter=[
+                CodebuildWebhookFilterGroupFilter(type="EVENT", pattern=JOB_QUEUED),
+                CodebuildWebhookFilterGroupFilter(type="WORKFLOW_NAME", pattern=DEPLOY_WORKFLOWS),
+            ])],
             depends_on=list(webhook_after) or None,
         )  # fmt: skip
 

@@ -44,6 +44,10 @@ from modules.settings import EnvironmentSettings
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
 ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
+# get/list/watch on every Kubernetes resource, Secrets included (Helm keeps its releases in Secrets
+# sh.helm.release.v1.*, which the helm provider reads while planning); no create, update or delete
+# (https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html, AmazonEKSAdminViewPolicy).
+VIEW_POLICY = "AmazonEKSAdminViewPolicy"
 
 # Control plane -> node ports. The control plane calls the kubelet (logs, exec, metrics) and the
 # admission webhooks that charts install (AWS Load Balancer Controller 9443, metrics-server 4443...).
@@ -327,6 +331,22 @@ class Cluster(Construct):
         EksAccessPolicyAssociation(
             self, "deployer-policy", cluster_name=self.eks.name, principal_arn=entry.principal_arn,
             policy_arn=f"arn:{self.partition}:eks::aws:cluster-access-policy/{ADMIN_POLICY}",
+            access_scope=EksAccessPolicyAssociationAccessScope(type="cluster"),
+        )  # fmt: skip
+
+    def grant_reviewer(self, *, role_name: str) -> None:
+        """View-only access for the CI review role, which plans the apps stack on main before approval: the
+        kubernetes and helm providers read the objects and release Secrets they manage, and write nothing.
+        Like the deployer's, the entry binds to the role's unique ID: recreate it if the role is recreated
+        (docs/ci-cd.md, runbook)."""
+        arn = f"arn:{self.partition}:iam::{self.account_id}:role/{role_name}"
+        entry = EksAccessEntry(
+            self, "reviewer", cluster_name=self.eks.name, principal_arn=arn, type="STANDARD",
+            tags=self._tags(f"{self.name}-reviewer", whole_cluster=True),
+        )  # fmt: skip
+        EksAccessPolicyAssociation(
+            self, "reviewer-policy", cluster_name=self.eks.name, principal_arn=entry.principal_arn,
+            policy_arn=f"arn:{self.partition}:eks::aws:cluster-access-policy/{VIEW_POLICY}",
             access_scope=EksAccessPolicyAssociationAccessScope(type="cluster"),
         )  # fmt: skip
 

@@ -91,6 +91,14 @@ PLAN_STATE_ACTIONS = {
     "key": ("kms:Decrypt", "kms:DescribeKey"),
 }
 
+# The apps stack's ephemeral reads (modules/database.py, modules/apps.py name them <project>/<env>/...).
+REVIEWED_SECRETS = ("database/password", "twenty/encryption-key", "twenty/redis-password")
+# What the review role adds to the plan role's reads: the apps stack's plan opens its ephemeral resources
+# (Terraform opens ephemeral resources in every plan that references them), so it reads the secrets above and
+# asks Secrets Manager for a random password (RedisPassword's generator; a random string, no resource).
+REVIEW_SECRET_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+REVIEW_STATE_LOCK_ACTIONS = ("dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
+
 # The AWS managed policies the stacks attach to their roles; the boundary lets the deploy role
 # attach these and its environment's own policies, nothing else (no AdministratorAccess).
 ATTACHABLE_AWS_POLICIES = (
@@ -107,8 +115,22 @@ def subject(settings: EnvironmentSettings) -> str:
 
 def plan_subject(settings: EnvironmentSettings) -> str:
     """The ``sub`` of the main-branch plan jobs: GitHub environment ``<github_environment>-plan``, which has no
-    reviewers (the plan must exist before the approval) and admits the main branch only (docs/ci-cd.md)."""
+    reviewers (the plan must exist before the approval) and admits the main branch only (docs/ci-cd.md).
+    Only the review role trusts it: a job there runs before anyone approves, so it must not be able to write."""
     return f"{subject(settings)}-plan"
+
+
+def app_secret_arns(settings: EnvironmentSettings, *, partition: str, account: str) -> list[str]:
+    """The Secrets Manager secrets the apps stack reads ephemerally while planning: the database password,
+    Twenty's ENCRYPTION_KEY, Redis's password and, if set, the SMTP password (modules/apps.py TwentySecret).
+    Secrets Manager appends ``-`` and six random characters to a secret's name in its ARN."""
+    prefix = f"arn:{partition}:secretsmanager:{settings.region}:{account}:secret:"
+    names = [f"{settings.project}/{settings.name}/{n}" for n in REVIEWED_SECRETS]
+    arns = [f"{prefix}{n}-??????" for n in names]
+    smtp = settings.apps.email.password_secret if settings.apps.email else None
+    if smtp:
+        arns.append(smtp if smtp.startswith("arn:") else f"{prefix}{smtp}-??????")
+    return arns
 
 
 def _doc(*statements: dict[str, Any]) -> str:
@@ -133,8 +155,9 @@ def _trust(provider_arn: str, sub: str | list[str]) -> str:
 
 
 class DeployRole(Construct):
-    """Exposes ``oidc_provider_arn``, ``role`` (plan + apply, from the GitHub environment),
-    ``plan_role`` (read-only plans of pull requests) and ``boundary``."""
+    """Exposes ``oidc_provider_arn``, ``role`` (applies, from the GitHub environment behind its reviewers),
+    ``plan_role`` (read-only plans of pull requests), ``review_role`` (main's saved plans, before the approval)
+    and ``boundary``."""
 
     def __init__(
         self,
@@ -209,7 +232,9 @@ class DeployRole(Construct):
                     "Sid": "NoTouchingCiIdentity",
                     "Effect": "Deny",
                     "NotAction": ["iam:Get*", "iam:List*"],
-                    "Resource": [deploy_roles, f"{iam}:role/{settings.project}-*-plan", f"{iam}:policy/{settings.project}-*-deploy-boundary",
+                    "Resource": [deploy_roles, f"{iam}:role/{settings.project}-*-plan",
+                                 f"{iam}:role/{settings.project}-*-review",
+                                 f"{iam}:policy/{settings.project}-*-deploy-boundary",
                                  f"{iam}:oidc-provider/{GITHUB_OIDC_HOST}"],
                 },  # fmt: skip
                 {
@@ -272,7 +297,8 @@ class DeployRole(Construct):
             name=name,
             description=f"GitHub Actions deploys {settings.name} from {ci.github_repository} "
             f"(environment {ci.github_environment})",
-            assume_role_policy=_trust(self.oidc_provider_arn, [subject(settings), plan_subject(settings)]),
+            # the apply jobs only, behind the environment's reviewers; main's plan jobs get the review role
+            assume_role_policy=_trust(self.oidc_provider_arn, subject(settings)),
             permissions_boundary=boundary_arn,
             max_session_duration=ci.session_hours * 3600,
             tags={**tags, "Name": name},
@@ -335,16 +361,60 @@ class DeployRole(Construct):
             for bucket in (settings.load_balancer.access_log_bucket, settings.database.dump_bucket,
                            settings.apps.files_bucket)
         })  # fmt: skip
-        IamRolePolicy(
+        reads = [
+            {"Sid": "DescribeManagedServices", "Effect": "Allow", "Action": list(PLAN_READ_ACTIONS), "Resource": "*"},
+            {"Sid": "PublicAmiParameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+             "Resource": f"arn:{partition}:ssm:{settings.region}::parameter/aws/service/*"},
+            {"Sid": "HeadOwnBuckets", "Effect": "Allow", "Action": list(BUCKET_READS), "Resource": own_buckets},
+        ]  # fmt: skip
+        IamRolePolicy(self, "plan-read", role=self.plan_role.id, name="platform-read", policy=_doc(*reads))
+        self.review_role = self._review_role(
+            settings=settings, reads=reads, boundary_arn=boundary_arn, state_objects=state_objects,
+            state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn, state_key=state_key, tags=tags,
+        )  # fmt: skip
+
+    def _review_role(
+        self, *, settings: EnvironmentSettings, reads: list[dict[str, Any]], boundary_arn: str, state_objects: str,
+        state_bucket_arn: str, lock_table_arn: str, state_key: EncryptionKey, tags: dict[str, str],
+    ) -> IamRole:
+        """``<project>-<env>-review``: main's plan jobs (GitHub environment ``<env>-plan``, no reviewers) plan both
+        stacks before anyone approves. The plan role's reads, plus what a saved plan of the apps stack needs: the
+        lock row (a saved plan locks, so it never races an apply), the app's secrets it reads ephemerally, a random
+        password from Secrets Manager, decryption of those secrets through Secrets Manager only, and (in the
+        cluster stack) a view-only EKS access entry. It writes no state and changes nothing."""
+        ci, partition, account = settings.ci, state_key.partition, state_key.account_id
+        name = settings.stack_name("review")
+        role = IamRole(
             self,
-            "plan-read",
-            role=self.plan_role.id,
-            name="platform-read",
-            policy=_doc(
-                {"Sid": "DescribeManagedServices", "Effect": "Allow", "Action": list(PLAN_READ_ACTIONS),
-                 "Resource": "*"},
-                {"Sid": "PublicAmiParameters", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-                 "Resource": f"arn:{partition}:ssm:{settings.region}::parameter/aws/service/*"},
-                {"Sid": "HeadOwnBuckets", "Effect": "Allow", "Action": list(BUCKET_READS), "Resource": own_buckets},
-            ),  # fmt: skip
+            "review-role",
+            name=name,
+            description=f"GitHub Actions plans {settings.name} on main before approval (environment "
+            f"{ci.github_environment}-plan); reads only",
+            assume_role_policy=_trust(self.oidc_provider_arn, plan_subject(settings)),
+            permissions_boundary=boundary_arn,
+            max_session_duration=ci.session_hours * 3600,
+            tags={**tags, "Name": name},
+            depends_on=[self.boundary],
         )
+        secrets = app_secret_arns(settings, partition=partition, account=account)
+        IamRolePolicy(self, "review-state-access", role=role.id, name="terraform-state", policy=_doc(
+            {"Sid": "StateBucket", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["bucket"]),
+             "Resource": state_bucket_arn},
+            {"Sid": "ReadStateObjects", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["objects"]),
+             "Resource": state_objects},
+            {"Sid": "LockRows", "Effect": "Allow", "Action": list(REVIEW_STATE_LOCK_ACTIONS),
+             "Resource": lock_table_arn},
+            {"Sid": "DecryptState", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["key"]),
+             "Resource": state_key.arn},
+        ))  # fmt: skip
+        IamRolePolicy(self, "review-read", role=role.id, name="plan-read", policy=_doc(
+            *reads,
+            {"Sid": "AppSecrets", "Effect": "Allow", "Action": list(REVIEW_SECRET_ACTIONS), "Resource": secrets},
+            {"Sid": "RandomPassword", "Effect": "Allow", "Action": "secretsmanager:GetRandomPassword",
+             "Resource": "*"},
+            # the secrets' key is the platform stack's (unknown here): any key, but only through Secrets Manager in
+            # this region, which decrypts only for a GetSecretValue the statement above allows
+            {"Sid": "DecryptAppSecrets", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{settings.region}.amazonaws.com"}}},
+        ))  # fmt: skip
+        return role

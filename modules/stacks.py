@@ -110,6 +110,8 @@ class StateStack(TerraformStack):
                         f"GitHub environment {settings.ci.github_environment} (docs/ci-cd.md)")
         TerraformOutput(self, "plan_role_arn", value=self.deploy.plan_role.arn,
                         description="Assumed by pull-request plans (docs/ci-cd.md)")
+        TerraformOutput(self, "review_role_arn", value=self.deploy.review_role.arn,
+                        description="Assumed by main's plan jobs before approval (docs/ci-cd.md)")
         TerraformOutput(self, "github_oidc_provider_arn", value=self.deploy.oidc_provider_arn)
 
 
@@ -251,6 +253,8 @@ class PlatformStack(TerraformStack):
         )
         # The deploy role applies the apps stack from that runner: it needs the cluster's API.
         self.cluster.grant_deployer(role_name=settings.stack_name("deploy"))
+        # main's plan of the apps stack (review role, before approval) reads the cluster, never writes it
+        self.cluster.grant_reviewer(role_name=settings.stack_name("review"))
         TerraformOutput(self, "github_connection_arn", value=self.ci_runner.connection.arn,
                         description="Authorise it once in the console during the first apply (README)")
         TerraformOutput(self, "github_connection_status", value=self.ci_runner.connection.connection_status)

@@ -79,11 +79,48 @@ def test_pull_requests_test_synthesize_scan_and_plan_every_environment():
 def test_main_applies_dev_then_qa_then_prod_through_their_environments():
     wf = workflow("deploy.yml")
     assert wf["on"]["push"]["branches"] == ["main"]
-    assert wf["concurrency"] == {"group": "deploy-main", "cancel-in-progress": False}
+    # no run-wide group: a run waiting (up to GitHub's 30 days) for prod's approval must not hold dev and qa
+    assert "concurrency" not in wf
     jobs = wf["jobs"]
     assert [jobs[e]["needs"] for e in ENVIRONMENTS] == ["test", "dev", "qa"]
     for env in ENVIRONMENTS:
         assert jobs[env]["uses"] == "./.github/workflows/apply.yml" and jobs[env]["with"] == {"environment": env}
+        assert jobs[env]["concurrency"] == {"group": f"deploy-{env}", "cancel-in-progress": False}
+
+
+def unprepared_test_jobs(wf: dict) -> list[str]:
+    """Jobs that run ./scripts/test without running ./scripts/ci-prepare before it (CI=true: tools must be there)."""
+    missing = []
+    for name, job in wf["jobs"].items():
+        runs = [s.get("run", "") for s in job.get("steps", [])]
+        tests = [i for i, r in enumerate(runs) if "./scripts/test" in r]
+        prepared = [i for i, r in enumerate(runs) if r.strip() == "./scripts/ci-prepare"]
+        if tests and not (prepared and prepared[0] < tests[0]):
+            missing.append(name)
+    return missing
+
+
+def test_every_job_that_runs_the_tests_prepares_their_tools_first():
+    test_jobs = {f: [n for n, j in workflow(f)["jobs"].items()
+                     if any("./scripts/test" in s.get("run", "") for s in j.get("steps", []))]
+                 for f in ("pull-request.yml", "deploy.yml")}  # fmt: skip
+    assert test_jobs == {"pull-request.yml": ["test"], "deploy.yml": ["test"]}
+    for name in test_jobs:
+        assert unprepared_test_jobs(workflow(name)) == [], name
+
+
+def test_a_test_job_without_the_preparation_is_caught():
+    wf = workflow("deploy.yml")
+    wf["jobs"]["test"]["steps"] = [s for s in wf["jobs"]["test"]["steps"] if s.get("run") != "./scripts/ci-prepare"]
+    assert unprepared_test_jobs(wf) == ["test"]
+
+
+def test_ci_prepare_fetches_the_provider_the_tests_pin():
+    from terraform_support import PROVIDER_VERSION
+
+    text = (ROOT / "scripts" / "ci-prepare").read_text()
+    assert f"TWENTYCRM_AWS_PROVIDER_VERSION:-{PROVIDER_VERSION}" in text
+    assert "sha256sum --check --strict" in text and "TWENTYCRM_PROVIDER_MIRROR=" in text and "cloud-init" in text
 
 
 RUNNER = "codebuild-twentycrm-${{ inputs.environment }}-ci-runner-${{ github.run_id }}-${{ github.run_attempt }}"
@@ -96,6 +133,10 @@ def test_every_apply_is_a_saved_plan_approved_in_between():
         plan, apply = jobs[f"plan-{part}"], jobs[f"apply-{part}"]
         # the plan exists before the approval: its job runs in <env>-plan (no reviewers), the apply in <env>
         assert plan["environment"] == "${{ inputs.environment }}-plan"
+        # kept past GitHub's 30-day approval limit: an approval on day 30 still finds its plan
+        for job in (plan, jobs["synth"]):
+            for upload in [s for s in job["steps"] if "upload-artifact" in s.get("uses", "")]:
+                assert upload["with"]["retention-days"] >= 31
         assert apply["environment"] == "${{ inputs.environment }}"
         assert f"plan-{part}" in apply["needs"]
         runs = [s.get("run", "") for s in plan["steps"]]
@@ -109,14 +150,20 @@ def test_every_apply_is_a_saved_plan_approved_in_between():
         assert apply["concurrency"] == {
             "group": "terraform-apply-${{ inputs.environment }}", "cancel-in-progress": False
         }
-        for job in (plan, apply):
+        # before approval the review role (reads only), after it the deploy role
+        for job, role in ((plan, "review"), (apply, "deploy")):
             assert job["timeout-minutes"] == "${{ fromJSON(needs.synth.outputs.timeout-minutes) }}"
             creds = next(s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", ""))
-            assert creds["with"]["role-to-assume"].endswith(":role/twentycrm-${{ inputs.environment }}-deploy")
+            assert creds["with"]["role-to-assume"].endswith(f":role/twentycrm-${{{{ inputs.environment }}}}-{role}")
             assert creds["with"]["role-duration-seconds"] == "${{ needs.synth.outputs.session-seconds }}"
     # the apps stack talks to the private EKS endpoint: planned and applied on the runner inside the VPC
     assert jobs["plan-apps"]["runs-on"] == jobs["apply-apps"]["runs-on"] == RUNNER
     assert jobs["plan-platform"]["runs-on"] == jobs["apply-platform"]["runs-on"] == "ubuntu-24.04"
+    # the environments' protection is checked before anything is planned
+    runs = [s.get("run", "") for s in jobs["synth"]["steps"]]
+    assert runs.index('./scripts/ci-terraform check-environment "$GITHUB_REPOSITORY" "$ENVIRONMENT"') < runs.index(
+        "./scripts/synth")
+    assert jobs["synth"]["permissions"] == {"contents": "read", "actions": "read"}
     settings_step = next(s for s in jobs["synth"]["steps"] if s.get("id") == "settings")
     assert settings_step["run"] == './scripts/ci-terraform settings "${{ inputs.environment }}" >> "$GITHUB_OUTPUT"'
 
@@ -153,12 +200,23 @@ def test_deploy_role_trusts_only_the_repository_in_the_environments_github_envir
     assert statement["Condition"] == {
         "StringEquals": {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": [
-                f"repo:{ci.github_repository}:environment:{env}",  # apply jobs, behind the environment's reviewers
-                f"repo:{ci.github_repository}:environment:{env}-plan",  # main's plan jobs (main branch only)
-            ],
+            # apply jobs only, behind the environment's reviewers; not <env>-plan, which has none
+            "token.actions.githubusercontent.com:sub": f"repo:{ci.github_repository}:environment:{env}",
         }
     }  # StringEquals, no wildcard: no other repository, branch, environment or fork
+
+
+def test_review_role_trusts_only_mains_plan_environment_and_is_bounded(state_stack, settings, env):
+    ci = settings[env].ci
+    statement = trust(state_stack, "deploy/review-role")
+    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
+        f"repo:{ci.github_repository}:environment:{env}-plan"
+    )
+    role = state_stack.by_path("aws_iam_role", "deploy/review-role")
+    assert role["name"] == f"twentycrm-{env}-review"
+    assert role["permissions_boundary"].endswith(f":policy/twentycrm-{env}-deploy-boundary")
+    boundary = {s["Sid"]: s for s in json.loads(state_stack.only("aws_iam_policy")["policy"])["Statement"]}
+    assert any(r.endswith(":role/twentycrm-*-review") for r in boundary["NoTouchingCiIdentity"]["Resource"])
 
 
 def test_plan_role_trusts_pull_requests_and_reads_only(state_stack, settings, env):
@@ -225,7 +283,14 @@ def test_an_existing_provider_can_be_named_by_arn(settings):
          '"arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"',
          "ci: existing_oidc_provider_arn is set but oidc_provider is 'create'"),
         ('github_environment = "dev"', 'github_environment = "qa"',
-         "ci.github_environment: 'qa' of olhai/twentycrm-infrastructure already deploys"),
+         "dev.toml: (top level): ci.github_environment 'qa' is not the environment's name 'dev': the workflows run its "
+         "jobs in GitHub environments 'dev' and 'dev-plan', so the roles would trust a token no job gets; set "
+         'github_environment = "dev"'),
+        ("admin_principal_arns = []",
+         'admin_principal_arns = ["arn:aws:iam::999988887777:role/ops/twentycrm-dev-deploy"]',
+         "dev.toml: (top level): cluster.admin_principal_arns[0] "
+         "'arn:aws:iam::999988887777:role/ops/twentycrm-dev-deploy' is the environment's deploy role: "
+         "the deploy role gets its access entry in code; remove it from admin_principal_arns"),
     ],
 )  # fmt: skip
 def test_bad_ci_settings_are_named(tmp_path, old, new, message):
@@ -316,7 +381,77 @@ def test_ci_terraform_refuses_a_plan_whose_state_moved_on(ci_workspace):
     assert state["resources"][0]["instances"][0]["attributes"]["input"]["value"] == "v3"
 
 
+def test_another_environments_deploy_role_may_be_an_admin(tmp_path):
+    envs = copy_envs(tmp_path)
+    edit(envs / "dev.toml", "admin_principal_arns = []",
+         'admin_principal_arns = ["arn:aws:iam::111122223333:role/twentycrm-qa-deploy"]')
+    from modules.settings import load_all
+
+    [dev] = [e for e in load_all(envs) if e.name == "dev"]
+    assert dev.cluster.admin_principal_arns == ("arn:aws:iam::111122223333:role/twentycrm-qa-deploy",)
+
+
+def _fake_gh(tmp_path: Path, environments: dict[str, dict]) -> dict:
+    """A `gh` on PATH that answers `gh api repos/<repo>/environments/<name>` from ``environments`` (404 if absent)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "environments.json").write_text(json.dumps(environments))
+    (bin_dir / "gh").write_text(f"""#!{shutil.which("python3")}
+import json, sys
+envs = json.load(open({str(tmp_path / "environments.json")!r}))
+name = sys.argv[2].rsplit("/", 1)[-1]
+if sys.argv[1] != "api" or name not in envs:
+    print("gh: Not Found (HTTP 404)", file=sys.stderr)
+    sys.exit(1)
+print(json.dumps(envs[name]))
+""")
+    (bin_dir / "gh").chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+MAIN_ONLY = {"protected_branches": False, "custom_branch_policies": True}
+PROTECTED = {"protection_rules": [{"type": "required_reviewers", "reviewers": [{"type": "Team"}]},
+                                  {"type": "branch_policy"}],
+             "deployment_branch_policy": MAIN_ONLY}  # fmt: skip
+PLAN_ONLY_MAIN = {"protection_rules": [{"type": "branch_policy"}], "deployment_branch_policy": MAIN_ONLY}
+
+
+def test_ci_terraform_accepts_protected_environments(tmp_path):
+    env = _fake_gh(tmp_path, {"prod": PROTECTED, "prod-plan": PLAN_ONLY_MAIN})
+    result = _ci_terraform("check-environment", "olhai/twentycrm-infrastructure", "prod", cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environments", "message"),
+    [
+        ({"prod-plan": PLAN_ONLY_MAIN}, "GitHub environment 'prod' of olhai/twentycrm-infrastructure cannot be read"),
+        ({"prod": {"protection_rules": [], "deployment_branch_policy": None}, "prod-plan": PLAN_ONLY_MAIN},
+         "GitHub environment 'prod' has no required reviewers"),
+        ({"prod": PROTECTED, "prod-plan": {"protection_rules": [], "deployment_branch_policy": None}},
+         "GitHub environment 'prod-plan' admits every branch"),
+    ],
+    ids=["missing", "no-reviewers", "plan-any-branch"],
+)  # fmt: skip
+def test_ci_terraform_refuses_an_unprotected_environment(tmp_path, environments, message):
+    env = _fake_gh(tmp_path, environments)
+    result = _ci_terraform("check-environment", "olhai/twentycrm-infrastructure", "prod", cwd=ROOT, env=env)
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
 def test_ci_terraform_reads_session_and_timeout_from_the_settings():
     result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "session-seconds=10800\ntimeout-minutes=150\n"
+
+
+def test_the_runbooks_access_entry_addresses_are_the_synthesized_ones(synthesized):
+    """docs/ci-cd.md tells an operator which addresses to -replace after a CI role is recreated."""
+    doc = (ROOT / "docs" / "ci-cd.md").read_text()
+    named = set(re.findall(r"-replace=(aws_eks_access_(?:entry|policy_association)\.[\w-]+)", doc))
+    assert len(named) == 4
+    for env in ENVIRONMENTS:
+        resources = synthesized.stack(f"twentycrm-{env}-platform").json["resource"]
+        present = {f"{t}.{name}" for t in ("aws_eks_access_entry", "aws_eks_access_policy_association")
+                   for name in resources[t]}  # fmt: skip
+        assert named <= present, named - present

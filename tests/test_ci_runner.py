@@ -8,9 +8,10 @@ import re
 import subprocess
 
 import pytest
+import yaml
 from conftest import ROOT, copy_envs, edit, problems_for
 
-from modules.ci_runner import runs_on_label
+from modules.ci_runner import build_timeout_minutes, runs_on_label
 
 ACCOUNT = "111122223333"
 
@@ -37,7 +38,8 @@ def test_runner_is_a_codebuild_project_in_the_private_subnets(platform_stack, se
         "type": "LINUX_CONTAINER", "compute_type": ci.runner_compute_type, "image": ci.runner_image,
         "image_pull_credentials_type": "CODEBUILD", "privileged_mode": False,
     }  # fmt: skip
-    assert project["build_timeout"] == ci.apply_timeout_minutes
+    # the build clock starts at queue time: 20 minutes more than GitHub's job timeout
+    assert project["build_timeout"] == ci.apply_timeout_minutes + 20
     assert project["artifacts"] == {"type": "NO_ARTIFACTS"}
     assert project["encryption_key"].startswith("${aws_kms_key.")
     connection = platform_stack.only("aws_codeconnections_connection")
@@ -57,7 +59,14 @@ def test_runner_takes_jobs_from_the_workflow_job_queued_webhook(platform_stack):
     webhook = platform_stack.only("aws_codebuild_webhook")
     assert webhook["project_name"] == ref(platform_stack.only("aws_codebuild_project"), "aws_codebuild_project", "name")
     assert webhook["build_type"] == "BUILD"
-    assert webhook["filter_group"] == [{"filter": [{"type": "EVENT", "pattern": "WORKFLOW_JOB_QUEUED"}]}]
+    # only jobs of the deploy workflow (or its called apply workflow) start the runner
+    assert webhook["filter_group"] == [{"filter": [
+        {"type": "EVENT", "pattern": "WORKFLOW_JOB_QUEUED"}, {"type": "WORKFLOW_NAME", "pattern": "^(deploy|apply)$"},
+    ]}]  # fmt: skip
+    pattern = re.compile(webhook["filter_group"][0]["filter"][1]["pattern"])
+    names = {f: yaml.safe_load((ROOT / ".github" / "workflows" / f).read_text())["name"]
+             for f in ("deploy.yml", "apply.yml", "pull-request.yml")}  # fmt: skip
+    assert [f for f, n in names.items() if pattern.search(n)] == ["deploy.yml", "apply.yml"]
     # created late in a first apply, when a person has had time to authorise the connection: after the HTTPS
     # listener (which waits for the certificate, i.e. the zone delegation) and the node groups
     https = platform_stack.by_path("aws_lb_listener", "load-balancer/https")["//"]["metadata"]["uniqueId"]
@@ -94,6 +103,11 @@ def test_runner_role_can_only_run_the_build(platform_stack):
     permission = next(s for s in policy["Statement"] if s["Sid"] == "VpcNetworkInterfacePermission")
     assert permission["Condition"]["StringEquals"] == {"ec2:AuthorizedService": "codebuild.amazonaws.com"}
     assert len(permission["Condition"]["ArnEquals"]["ec2:Subnet"]) == 2
+
+
+@pytest.mark.parametrize(("job", "build"), [(60, 80), (150, 170), (720, 740), (2150, 2160), (3000, 2160)])
+def test_the_build_outlasts_the_job_within_codebuilds_maximum(job, build):
+    assert build_timeout_minutes(job) == build
 
 
 def test_the_github_connection_is_the_runners(platform_stack, env):
@@ -277,3 +291,127 @@ def test_the_evaluator_catches_a_plan_role_that_writes_state(state_stack, settin
         {"policies": [deploy_state], "action": "s3:PutObject", "resource": obj, "account": ACCOUNT},
         {"policies": [deploy_state], "action": "dynamodb:PutItem", "resource": table, "account": ACCOUNT},
     ]) == ["Allowed", "Allowed"]  # fmt: skip
+
+
+# --- the review role: main's plans before approval --------------------------------------------------------------
+
+REVIEW_ALLOWED = ("read platform state", "read apps state", "list state", "read digest", "take lock", "drop lock",
+                  "decrypt state", "db password", "encryption key", "redis password", "describe secret",
+                  "random password", "decrypt a secret via secrets manager", "describe cluster", "head files bucket")
+REVIEW_DENIED = (  # a sample of writes across what the stacks manage, and reads beyond the app's secrets
+    "write state", "delete state", "encrypt state", "new data key", "another secret", "another environment's secret",
+    "decrypt outside secrets manager", "decrypt via another region", "put secret value", "create secret",
+    "delete secret", "run instance", "terminate instance", "delete cluster", "create access entry", "create role",
+    "pass role", "put object in files", "delete bucket", "delete table", "schedule key deletion", "start build",
+    "update project", "delete log group", "delete load balancer", "change records", "put parameter", "publish",
+    "read a dump",
+)  # fmt: skip
+
+
+def _review_requests(policies: list[dict], s, env: str, key_policies: dict[str, dict]) -> list[tuple[str, dict]]:
+    region = s.region
+    secret = f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:twentycrm/{env}"
+    state = f"arn:aws:s3:::{s.state.bucket}/twentycrm-{env}"
+    table = f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/{s.state.lock_table}"
+    key = f"arn:aws:kms:{region}:{ACCOUNT}:key/state-key"
+    db_key = f"arn:aws:kms:{region}:{ACCOUNT}:key/db-secrets"
+    via = {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}
+    ec2, eks = f"arn:aws:ec2:{region}:{ACCOUNT}", f"arn:aws:eks:{region}:{ACCOUNT}"
+    runner = f"arn:aws:codebuild:{region}:{ACCOUNT}:project/twentycrm-{env}-ci-runner"
+    calls = [
+        ("read platform state", "s3:GetObject", f"{state}-platform/terraform.tfstate", {}),
+        ("read apps state", "s3:GetObject", f"{state}-apps/terraform.tfstate", {}),
+        ("list state", "s3:ListBucket", f"arn:aws:s3:::{s.state.bucket}", {}),
+        ("read digest", "dynamodb:GetItem", table, {}),
+        ("take lock", "dynamodb:PutItem", table, {}),
+        ("drop lock", "dynamodb:DeleteItem", table, {}),
+        ("decrypt state", "kms:Decrypt", key, {}),
+        ("db password", "secretsmanager:GetSecretValue", f"{secret}/database/password-AbCdEf", {}),
+        ("encryption key", "secretsmanager:GetSecretValue", f"{secret}/twenty/encryption-key-AbCdEf", {}),
+        ("redis password", "secretsmanager:GetSecretValue", f"{secret}/twenty/redis-password-AbCdEf", {}),
+        ("describe secret", "secretsmanager:DescribeSecret", f"{secret}/twenty/redis-password-AbCdEf", {}),
+        ("random password", "secretsmanager:GetRandomPassword", "*", {}),
+        ("decrypt a secret via secrets manager", "kms:Decrypt", db_key, via),
+        ("describe cluster", "eks:DescribeCluster", f"{eks}:cluster/{s.cluster.name}", {}),
+        ("head files bucket", "s3:ListBucket", f"arn:aws:s3:::{s.apps.files_bucket}", {}),
+        ("write state", "s3:PutObject", f"{state}-apps/terraform.tfstate", {}),
+        ("delete state", "s3:DeleteObject", f"{state}-apps/terraform.tfstate", {}),
+        ("encrypt state", "kms:Encrypt", key, {}),
+        ("new data key", "kms:GenerateDataKey", key, {}),
+        ("another secret", "secretsmanager:GetSecretValue",
+         f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:somebody/else-AbCdEf", {}),
+        ("another environment's secret", "secretsmanager:GetSecretValue",
+         f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:twentycrm/other/database/password-AbCdEf", {}),
+        ("decrypt outside secrets manager", "kms:Decrypt", db_key, {}),
+        ("decrypt via another region", "kms:Decrypt", db_key,
+         {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}),
+        ("put secret value", "secretsmanager:PutSecretValue", f"{secret}/twenty/redis-password-AbCdEf", {}),
+        ("create secret", "secretsmanager:CreateSecret", f"{secret}/new-AbCdEf", {}),
+        ("delete secret", "secretsmanager:DeleteSecret", f"{secret}/database/password-AbCdEf", {}),
+        ("run instance", "ec2:RunInstances", f"{ec2}:instance/*", {}),
+        ("terminate instance", "ec2:TerminateInstances", f"{ec2}:instance/i-0123456789abcdef0", {}),
+        ("delete cluster", "eks:DeleteCluster", f"{eks}:cluster/{s.cluster.name}", {}),
+        ("create access entry", "eks:CreateAccessEntry", f"{eks}:cluster/{s.cluster.name}", {}),
+        ("create role", "iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/twentycrm-{env}-x", {}),
+        ("pass role", "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/twentycrm-{env}-deploy", {}),
+        ("put object in files", "s3:PutObject", f"arn:aws:s3:::{s.apps.files_bucket}/x", {}),
+        ("delete bucket", "s3:DeleteBucket", f"arn:aws:s3:::{s.apps.files_bucket}", {}),
+        ("delete table", "dynamodb:DeleteTable", table, {}),
+        ("schedule key deletion", "kms:ScheduleKeyDeletion", db_key, {}),
+        ("start build", "codebuild:StartBuild", runner, {}),
+        ("update project", "codebuild:UpdateProject", runner, {}),
+        ("delete log group", "logs:DeleteLogGroup", f"arn:aws:logs:{region}:{ACCOUNT}:log-group:x", {}),
+        ("delete load balancer", "elasticloadbalancing:DeleteLoadBalancer",
+         f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT}:loadbalancer/app/x/0123456789abcdef", {}),
+        ("change records", "route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/Z0123456789", {}),
+        ("put parameter", "ssm:PutParameter", f"arn:aws:ssm:{region}:{ACCOUNT}:parameter/x", {}),
+        ("publish", "sns:Publish", f"arn:aws:sns:{region}:{ACCOUNT}:x", {}),
+        ("read a dump", "s3:GetObject", f"arn:aws:s3:::{s.database.dump_bucket}/dumps/twenty.dump", {}),
+    ]  # fmt: skip
+    # KMS always consults the key's own policy: the state key's and the database key's, as synthesized
+    keys = {key: key_policies["state"], db_key: key_policies["database"]}
+    return [(name, {"policies": policies, "action": action, "resource": resource, "account": ACCOUNT,
+                    "context": {"aws:RequestedRegion": region, **context},
+                    **({"resourcePolicy": keys[resource]} if resource in keys else {})})
+            for name, action, resource, context in calls]  # fmt: skip
+
+
+def _review_policies(state_stack, settings, env: str) -> list[dict]:
+    return [_concrete(state_stack.by_path("aws_iam_role_policy", f"deploy/{p}")["policy"], env, settings)
+            for p in ("review-state-access", "review-read")]  # fmt: skip
+
+
+def review_mismatches(policies: list[dict], boundary: dict, key_policies: dict[str, dict], s, env: str) -> list[str]:
+    """Names whose decision differs from REVIEW_ALLOWED / REVIEW_DENIED: the identity policies must allow exactly the
+    former, and the boundary (the role's ceiling) must allow the former too."""
+    requests = _review_requests(policies, s, env, key_policies)
+    assert {n for n, _ in requests} == set(REVIEW_ALLOWED) | set(REVIEW_DENIED)
+    bounded = [(n, {**r, "policies": [boundary]}) for n, r in requests if n in REVIEW_ALLOWED]
+    decisions = decide([r for _, r in requests] + [r for _, r in bounded])
+    wrong = []
+    for (name, _), decision in zip(requests + bounded, decisions, strict=True):
+        if (decision == "Allowed") != (name in REVIEW_ALLOWED):
+            wrong.append(f"{name}: {decision}")
+    return wrong
+
+
+def _key_policies(state_stack, platform_stack, settings, env: str) -> dict[str, dict]:
+    return {"state": _concrete(state_stack.by_path("aws_kms_key", "state/key/key")["policy"], env, settings),
+            "database": _concrete(platform_stack.by_path("aws_kms_key", "database/key/key")["policy"], env, settings)}
+
+
+def test_the_review_role_reads_the_app_secrets_and_locks_and_writes_nothing(state_stack, platform_stack, settings, env):
+    boundary = _concrete(state_stack.by_path("aws_iam_policy", "deploy/boundary")["policy"], env, settings)
+    keys = _key_policies(state_stack, platform_stack, settings, env)
+    wrong = review_mismatches(_review_policies(state_stack, settings, env), boundary, keys, settings[env], env)
+    assert not wrong, "; ".join(wrong)
+
+
+def test_the_evaluator_catches_a_review_role_that_writes(state_stack, platform_stack, settings, env):
+    boundary = _concrete(state_stack.by_path("aws_iam_policy", "deploy/boundary")["policy"], env, settings)
+    policies = _review_policies(state_stack, settings, env)
+    policies[1]["Statement"].append({"Sid": "TooMuch", "Effect": "Allow", "Action": ["ec2:*", "s3:PutObject"],
+                                     "Resource": "*"})  # fmt: skip
+    keys = _key_policies(state_stack, platform_stack, settings, env)
+    wrong = review_mismatches(policies, boundary, keys, settings[env], env)
+    assert "terminate instance: Allowed" in wrong and "write state: Allowed" in wrong

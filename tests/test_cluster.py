@@ -89,18 +89,30 @@ def test_cluster_role_is_for_eks_only_and_may_use_its_key(platform_stack):
     assert "kms:*" not in key_policy["Statement"][0]["Action"]
 
 
-def test_only_the_deploy_role_gets_access_unless_admins_are_listed(platform_stack, settings, env):
-    """The CI deploy role (it applies the apps stack from the in-VPC runner) is the one access entry in code;
-    people come from cluster.admin_principal_arns, empty in the shipped files."""
+def test_only_the_ci_roles_get_access_unless_admins_are_listed(platform_stack, settings, env):
+    """The CI deploy role (it applies the apps stack from the in-VPC runner) gets cluster admin and the CI review role
+    (main's plans before approval) view-only access, both in code; people come from cluster.admin_principal_arns,
+    empty in the shipped files."""
     assert settings[env].cluster.admin_principal_arns == ()
-    [entry] = platform_stack.resources("aws_eks_access_entry").values()
-    assert entry["principal_arn"].endswith(f":role/twentycrm-{env}-deploy") and entry["type"] == "STANDARD"
-    [association] = platform_stack.resources("aws_eks_access_policy_association").values()
-    entry_id = entry["//"]["metadata"]["uniqueId"]
-    assert association["principal_arn"] == f"${{aws_eks_access_entry.{entry_id}.principal_arn}}"
+    entries = {e["principal_arn"].rsplit("/", 1)[-1]: e
+               for e in platform_stack.resources("aws_eks_access_entry").values()}  # fmt: skip
+    assert set(entries) == {f"twentycrm-{env}-deploy", f"twentycrm-{env}-review"}
+    assert {e["type"] for e in entries.values()} == {"STANDARD"}
+    by_entry = {a["principal_arn"]: a for a in platform_stack.resources("aws_eks_access_policy_association").values()}
+    assert len(by_entry) == 2
+
+    def association(role: str) -> dict:
+        return by_entry[f"${{aws_eks_access_entry.{entries[role]['//']['metadata']['uniqueId']}.principal_arn}}"]
+
     # CRDs, ClusterRoles, an APIService, webhooks and a StorageClass: cluster-scoped, so cluster admin
-    assert association["policy_arn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
-    assert association["access_scope"] == {"type": "cluster"}
+    deploy = association(f"twentycrm-{env}-deploy")
+    assert deploy["policy_arn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+    # get/list/watch everything (the helm provider reads its release Secrets), no writes
+    review = association(f"twentycrm-{env}-review")
+    assert review["policy_arn"].endswith(":cluster-access-policy/AmazonEKSAdminViewPolicy")
+    assert deploy["access_scope"] == review["access_scope"] == {"type": "cluster"}
+    assert platform_stack.by_path("aws_eks_access_entry", "cluster/reviewer")["principal_arn"].endswith(
+        f":role/twentycrm-{env}-review")
 
 
 # --- node groups --------------------------------------------------------------------------
@@ -282,9 +294,11 @@ def test_admins_get_cluster_admin_through_access_entries(varied):
     stack = varied[0]
     entries = {e["principal_arn"]: e for e in stack.resources("aws_eks_access_entry").values()}
     deployer = next(arn for arn in entries if arn.endswith(":role/twentycrm-qa-deploy"))
-    assert set(entries) == {ADMIN_A, ADMIN_B, deployer}
+    reviewer = next(arn for arn in entries if arn.endswith(":role/twentycrm-qa-review"))
+    assert set(entries) == {ADMIN_A, ADMIN_B, deployer, reviewer}
     assert {e["type"] for e in entries.values()} == {"STANDARD"}
-    policies = list(stack.resources("aws_eks_access_policy_association").values())
+    policies = [p for p in stack.resources("aws_eks_access_policy_association").values()
+                if not p["policy_arn"].endswith("/AmazonEKSAdminViewPolicy")]  # fmt: skip
     assert len(policies) == 3
     for p in policies:
         assert p["policy_arn"].endswith(":eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy")

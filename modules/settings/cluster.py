@@ -148,3 +148,15 @@ class ClusterSettings(_Model):
     def addons(self) -> dict[str, str]:
         """EKS add-on name -> version: the pins for ``kubernetes_version`` with this file's overrides."""
         return {**KUBERNETES_VERSIONS[self.kubernetes_version], **self.addon_versions}
+
+
+def deploy_role_admin_problems(cluster: ClusterSettings, *, deploy_role_name: str) -> list[str]:
+    """The deploy role gets its cluster-admin access entry in code (Cluster.grant_deployer); listing it in
+    admin_principal_arns as well would create a second entry for the same principal, which EKS refuses
+    (ResourceInUseException). Matched by role name, in any account or partition."""
+    return [
+        f"cluster.admin_principal_arns[{i}] '{arn}' is the environment's deploy role: the deploy role gets its access "
+        "entry in code; remove it from admin_principal_arns"
+        for i, arn in enumerate(cluster.admin_principal_arns)
+        if arn.split(":", 5)[-1].startswith("role/") and arn.rsplit("/", 1)[-1] == deploy_role_name
+    ]

@@ -15,12 +15,12 @@ from modules.settings.apps import (
     MAINTENANCE_CONNECTIONS, POOLS_PER_PROCESS, SERVER_MAX_SURGE, WORKER_MAX_SURGE, AppsSettings, connection_budget,
     twenty_connections,
 )  # fmt: skip
-from modules.settings.cluster import ClusterSettings
+from modules.settings.cluster import ClusterSettings, deploy_role_admin_problems
 from modules.settings.database import DatabaseSettings
 from modules.settings.edge import DnsSettings, LoadBalancerSettings
 from modules.settings.fields import _ENV_NAME, _REGION, DomainName, SettingsError, _Model, _pattern
 from modules.settings.network import NetworkSettings, StateSettings
-from modules.settings.operations import CiSettings, MonitoringSettings
+from modules.settings.operations import CiSettings, MonitoringSettings, github_environment_problems
 
 
 class EnvironmentSettings(_Model):
@@ -119,6 +119,16 @@ class EnvironmentSettings(_Model):
     @property
     def certificate_names(self) -> tuple[str, ...]:
         return (self.domain, *self.dns.extra_certificate_names)
+
+    @model_validator(mode="after")
+    def _ci_identity_fits(self) -> "EnvironmentSettings":
+        problems = [
+            *github_environment_problems(self.ci, environment=self.name),
+            *deploy_role_admin_problems(self.cluster, deploy_role_name=self.stack_name("deploy")),
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _ids_unique(self) -> "EnvironmentSettings":

@@ -84,7 +84,10 @@ class CiSettings(_Model):
     )
     github_environment: Annotated[
         str, _pattern(_GITHUB_ENVIRONMENT, "a GitHub environment name (letters, digits, - and _)")
-    ] = Field(description="The GitHub environment a job must run in to assume the role (the token's sub claim).")
+    ] = Field(
+        description="The GitHub environment a job must run in to assume the deploy role (the token's sub claim); "
+        "must be the environment's name, as the workflows use it (with its '-plan' twin for the review role)."
+    )
     oidc_provider: Literal["create", "existing"] = Field(
         default="create",
         description="'create' the account's GitHub OIDC provider here, or use the 'existing' one (one per account).",
@@ -108,15 +111,15 @@ class CiSettings(_Model):
         default=3,
         ge=1,
         le=12,
-        description="Length of the deploy and plan roles' sessions (max_session_duration and the workflows' "
+        description="Length of the deploy, review and plan roles' sessions (max_session_duration and the workflows' "
         "role-duration-seconds); IAM allows 1 to 12 hours. Must cover the longest apply.",
     )
     apply_timeout_minutes: int = Field(
         default=150,
         ge=60,
         le=720,
-        description="timeout-minutes of the plan and apply jobs and the CI runner's build timeout (1 to 12 hours; "
-        "GitHub-hosted jobs stop at 6 hours whatever this says). At most session_hours.",
+        description="timeout-minutes of the plan and apply jobs (1 to 12 hours; GitHub-hosted jobs stop at 6 hours "
+        "whatever this says); the CI runner's build timeout is this plus 20 minutes. At most session_hours.",
     )
     runner_compute_type: Literal[
         "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"
@@ -149,3 +152,16 @@ class CiSettings(_Model):
                 "to use that provider, or remove the ARN"
             )
         return self
+
+
+def github_environment_problems(ci: CiSettings, *, environment: str) -> list[str]:
+    """The workflows run environment <env> in GitHub environments ``<env>`` and ``<env>-plan`` and assume
+    ``<project>-<env>-*`` roles; the roles trust ``ci.github_environment``. They must agree, or every
+    AssumeRoleWithWebIdentity of that environment fails."""
+    if ci.github_environment == environment:
+        return []
+    return [
+        f"ci.github_environment '{ci.github_environment}' is not the environment's name '{environment}': the workflows "
+        f"run its jobs in GitHub environments '{environment}' and '{environment}-plan', so the roles would trust a "
+        f"token no job gets; set github_environment = \"{environment}\""
+    ]

@@ -682,7 +682,14 @@ FAKE_YARN = """#!/bin/sh
 printf '%s\\n' "$*" >> "$CALLS"
 if [ "$*" = "${FAIL_STEP:-}" ]; then echo "stand-in: $* failed" >&2; exit 1; fi
 case "$*" in
-  "database:init:prod") psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -qc "CREATE SCHEMA core" ;;
+  "database:init:prod")
+    # setup-db creates the schema first; HALF_INIT stops there, as a set-up that dies half-way does
+    psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -qc "CREATE SCHEMA core"
+    if [ -n "${HALF_INIT:-}" ]; then echo "stand-in: setup-db died" >&2; exit 1; fi
+    psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -qc "CREATE TABLE core._typeorm_migrations
+      (id serial PRIMARY KEY, timestamp bigint NOT NULL, name varchar NOT NULL);
+      CREATE TABLE core.workspace (id uuid PRIMARY KEY);
+      INSERT INTO core._typeorm_migrations (timestamp, name) VALUES (1700000000000, 'Setup1700000000000')" ;;
   "command:prod upgrade:status") cat "$STATUS_FILE" ;;
 esac
 """
@@ -788,16 +795,21 @@ def run_migrations(rendered, postgres, tmp_path):
     (fake / "yarn").chmod(0o755)
     script = _migration_script(rendered)
 
-    def run(status: str = UP_TO_DATE, fail_step: str = "", port: int | None = None) -> tuple[int, str, list[str]]:
+    def run(status: str = UP_TO_DATE, fail_step: str = "", port: int | None = None,
+            half_init: bool = False) -> tuple[int, str, list[str]]:
         calls, status_file = tmp_path / "calls", tmp_path / "status"
         calls.write_text("")
         status_file.write_text(status)
         url = f"postgres://twenty:Tw3nty0nly@127.0.0.1:{port or postgres['port']}/{database}"
         env = {"PATH": f"{fake}:{postgres['bin']}:/usr/bin:/bin", "CALLS": str(calls), "STATUS_FILE": str(status_file),
-               "FAIL_STEP": fail_step, "TWENTY_IMAGE_TAG": "v2.45.6", "HOME": str(tmp_path), "PG_DATABASE_URL": url}
+               "FAIL_STEP": fail_step, "TWENTY_IMAGE_TAG": "v2.45.6", "HOME": str(tmp_path), "PG_DATABASE_URL": url,
+               "HALF_INIT": "1" if half_init else ""}
         result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
         return result.returncode, result.stdout + result.stderr, calls.read_text().splitlines()
 
+    run.sql = lambda sql: subprocess.run(  # as the database's owner, as an operator would
+        [psql, f"postgres://twenty:Tw3nty0nly@127.0.0.1:{postgres['port']}/{database}", "-v", "ON_ERROR_STOP=1",
+         "-qc", sql], check=True)  # fmt: skip
     return run
 
 
@@ -814,6 +826,32 @@ def test_an_empty_database_is_set_up_then_migrated_and_checked(run_migrations):
     code, log, calls = run_migrations()  # the next release: the core schema now exists
     assert code == 0, log
     assert calls == STEPS_AFTER_SETUP, "set-up runs only on an empty database"
+
+
+def test_a_set_up_that_died_half_way_is_refused_until_the_schema_is_dropped(run_migrations):
+    """setup-db creates the core schema first: a set-up that dies after it leaves a schema without Twenty's
+    TypeORM migrations. A second run must not take that for a set-up database and upgrade it."""
+    code, log, calls = run_migrations(half_init=True)
+    assert code != 0 and calls == ["database:init:prod"], log
+    code, log, calls = run_migrations()  # the next apply (the Job itself no longer retries: backoffLimit 0)
+    assert code != 0 and calls == [], log
+    assert "the core schema exists but Twenty's set-up never finished" in log and "DROP SCHEMA core CASCADE" in log
+    run_migrations.sql("CREATE TABLE core._typeorm_migrations (id serial, timestamp bigint, name varchar)")
+    code, log, calls = run_migrations()  # an empty migrations table is no finished set-up either
+    assert code != 0 and calls == [], log
+    run_migrations.sql("DROP SCHEMA core CASCADE")  # the documented recovery (docs/failure-recovery.md)
+    code, log, calls = run_migrations()
+    assert code == 0 and calls == ["database:init:prod", *STEPS_AFTER_SETUP], log
+
+
+def test_the_migration_job_does_not_retry_nor_expire(rendered, env):
+    """A retry would start on what the failed run left; a TTL would delete a failed Job and its log (the TTL
+    controller deletes failed Jobs too). Helm deletes the successful hook Jobs itself."""
+    backend = rendered[env, "backend"]
+    assert one(backend, "Job", "-migrate")["spec"]["backoffLimit"] == 0
+    for job in of_kind(backend, "Job"):
+        assert "ttlSecondsAfterFinished" not in job["spec"], job["metadata"]["name"]
+        assert "hook-succeeded" in job["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
 
 
 @pytest.mark.parametrize("step", ["database:init:prod", "database:migrate:prod", "command:prod upgrade",

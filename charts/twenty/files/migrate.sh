@@ -18,7 +18,8 @@ case "$has_core" in
     yarn database:init:prod
     ;;
   t)
-    tables=$(q "SELECT to_regclass('core._typeorm_migrations') IS NOT NULL AND to_regclass('core.workspace') IS NOT NULL")
+    tables=$(q "SELECT to_regclass('core._typeorm_migrations') IS NOT NULL
+                  AND to_regclass('core.workspace') IS NOT NULL")
     migrations=0
     if [ "$tables" = t ]; then
       migrations=$(q "SELECT count(*) FROM core._typeorm_migrations")

@@ -79,11 +79,13 @@ AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 
 
 def chart_values(
-    settings: EnvironmentSettings, tier: str, *, target_group_arn: str, database: dict[str, Any]
+    settings: EnvironmentSettings, tier: str, *, target_group_arn: str, database: dict[str, Any],
+    backend_revision: Any = 0,
 ) -> dict[str, Any]:
     """The values of one Twenty release (``tier`` is 'redis', 'backend' or 'frontend') in one environment.
 
-    ``database`` holds host, port, name and user (the platform stack's db_* outputs).
+    ``database`` holds host, port, name and user (the platform stack's db_* outputs). ``backend_revision``
+    (frontend only): the backend release's revision, so every backend upgrade upgrades the frontend after it.
     """
     apps = settings.apps
     return {
@@ -129,6 +131,7 @@ def chart_values(
             "strategy": apps.upgrade_strategy,
             "kubectlImage": KUBECTL_IMAGES[settings.cluster.kubernetes_version],
             "stopTimeoutSeconds": 600,
+            "backendRevision": backend_revision if tier == "frontend" else 0,
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
         },
     }
@@ -327,9 +330,14 @@ class TwentySecret(Construct):
 
 
 def twenty_release(scope: Construct, construct_id: str, *, settings: EnvironmentSettings, tier: str, chart_path: str,
-                   target_group_arn: str, database: dict[str, Any],
-                   depends_on: list[ITerraformDependable]) -> Release:  # fmt: skip
-    values = chart_values(settings, tier, target_group_arn=target_group_arn, database=database)
+                   target_group_arn: str, database: dict[str, Any], depends_on: list[ITerraformDependable],
+                   backend: Release | None = None) -> Release:  # fmt: skip
+    """One Twenty release. ``backend`` (for the frontend): the backend release, whose revision goes into the
+    frontend's values. A "stop" upgrade of the backend scales the server to 0 and only a frontend upgrade sets
+    it back; Terraform upgrades a release only when its values change, and a new backend revision (unknown
+    in the plan while the backend changes) makes them change every time."""
+    values = chart_values(settings, tier, target_group_arn=target_group_arn, database=database,
+                          backend_revision=backend.metadata.revision if backend is not None else 0)
     return Release(
         scope, construct_id, name=release_name(tier), chart=chart_path, namespace=settings.apps.namespace,
         values=[Fn.yamlencode(values)],

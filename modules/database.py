@@ -38,7 +38,6 @@ from constructs import Construct
 from modules.database_backup import DatabaseBackup
 from modules.kms import EncryptionKey
 from modules.settings import EnvironmentSettings
-from modules.settings.apps import MAINTENANCE_CONNECTIONS
 
 PORT = 5432
 MOUNT_POINT = "/srv/pgsql"
@@ -87,8 +86,9 @@ def postgresql_conf(settings: EnvironmentSettings) -> str:
 def role_connection_limit(settings: EnvironmentSettings) -> int:
     """The Twenty role's CONNECTION LIMIT: max_connections less the maintenance headroom the connection
     budget reserves (superuser slots, the nightly pg_dump, operators), so surging or lingering pods can
-    never take the connections an operator needs to repair things."""
-    return settings.database.max_connections - MAINTENANCE_CONNECTIONS
+    never take the connections an operator needs to repair things. One value with the settings' own
+    (``EnvironmentSettings.twenty_connection_limit``), so the budget check and the host cannot disagree."""
+    return settings.twenty_connection_limit
 
 
 def render_cloud_init(settings: EnvironmentSettings, *, volume_id: str, secret_arn: str, encryption_key_secret_arn: str,

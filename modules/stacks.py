@@ -354,6 +354,7 @@ class AppsStack(TerraformStack):
             self.releases[tier] = twenty_release(
                 self, f"twenty-{tier}", settings=settings, tier=tier, chart_path=chart.path,
                 target_group_arn=target_group_arn, database=database, depends_on=list(before),
+                backend=self.releases["backend"] if tier == "frontend" else None,
             )  # fmt: skip
             before.append(self.releases[tier])
 

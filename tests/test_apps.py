@@ -456,3 +456,16 @@ def test_the_redis_password_is_generated_once_and_read_back_unchanged(synthesize
         assert client.get_secret_value(SecretId=secret["name"])["SecretString"] == stored, "generated only once"
         state = (work / "terraform.tfstate").read_text()
         assert stored not in state, "write-only: the password is not in the state"
+
+
+def test_every_backend_upgrade_upgrades_the_frontend_after_it(apps_stack):
+    """A "stop" upgrade of the backend scales the server to 0; only an upgrade of the frontend release sets its
+    replicas back. The frontend's values carry the backend release's revision, so they change (unknown in the
+    plan) whenever the backend is upgraded, even when nothing of the frontend's own changed (e.g. the old tag set
+    back after a failed migration). Redis and the backend carry no such reference."""
+    found = releases(apps_stack)
+    revision = '"backendRevision" = helm_release.twenty-backend.metadata.revision'
+    assert revision in found["twenty-frontend"]["values"][0], found["twenty-frontend"]["values"][0]
+    assert address("helm_release", found["twenty-backend"]) in found["twenty-frontend"]["depends_on"]
+    for name in ("twenty-redis", "twenty-backend"):
+        assert '"backendRevision" = 0' in found[name]["values"][0]

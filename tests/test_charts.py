@@ -449,8 +449,9 @@ def test_the_stop_hook_check_catches_a_late_or_broad_hook(rendered, env):
 
 def test_stopped_pods_come_back_at_the_new_version(rendered, settings, env):
     """Helm's three-way merge sets a live 0 back to the replicas a manifest states: the worker states its count;
-    the server states the HPA minimum (an HPA does not scale a Deployment at 0). The frontend release upgrades
-    whenever the backend does, because their values differ only in what the tier decides."""
+    the server states the HPA minimum (an HPA does not scale a Deployment at 0). The two releases' values differ
+    only in what the tier decides and in the backend's revision, which the frontend carries on its Deployment so
+    that every backend upgrade upgrades it too (tests/test_apps.py checks the wiring)."""
     from modules.apps import chart_values
 
     assert one(rendered[env, "backend"], "Deployment")["spec"]["replicas"] == settings[env].apps.worker_replicas
@@ -464,6 +465,62 @@ def test_stopped_pods_come_back_at_the_new_version(rendered, settings, env):
         return {k: v for k, v in values.items() if k not in tier_keys}
 
     assert shared("backend") == shared("frontend")
+    annotations = server["metadata"]["annotations"]
+    assert annotations["twentycrm/backend-revision"] == "0", "placeholder; the stack sets the live revision"
+    assert "twentycrm/backend-revision" not in (server["spec"]["template"]["metadata"].get("annotations") or {}), \
+        "on the Deployment only: a new backend revision must not roll the server's pods"
+
+
+# A chart that includes the real _helpers.tpl and asks "twenty.stopNeeded" about a given live worker: Helm's
+# lookup returns nothing under `helm template`, so this is how the decision is rendered for a running cluster.
+STOP_NEEDED_PROBE = """{{- range .Values.cases }}
+{{ .name }}: {{ include "twenty.stopNeeded" (dict "worker" .worker "tag" $.Values.tag) | quote }}
+{{- end }}
+"""
+
+
+def stop_needed(helm, tmp_path, cases: dict[str, dict]) -> dict[str, str]:
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    shutil.copy(render_charts.CHART_DIR / "templates" / "_helpers.tpl", chart / "templates" / "_helpers.tpl")
+    (chart / "templates" / "probe.yaml").write_text(STOP_NEEDED_PROBE)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"tag": "v2.46.0", "cases": [{"name": k, "worker": v} for k, v in cases.items()]}))
+    result = render_charts.helm("template", "probe", str(chart), "--values", str(values))
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout.split("---", 1)[1].split("\n", 2)[2])
+
+
+def test_only_a_new_twenty_tag_stops_the_server_and_worker(helm, rendered, env, tmp_path):
+    """The stop hook exists in an upgrade only when the live worker runs another tag than the one installed;
+    with no worker to look up (first install, `helm template`) it is rendered, the safe side."""
+    def worker(tag: str) -> dict:
+        return {"kind": "Deployment", "metadata": {"name": "twenty-backend-worker",
+                                                   "labels": {"app.kubernetes.io/version": tag}}}  # fmt: skip
+
+    decisions = stop_needed(helm, tmp_path, {"older": worker("v2.45.6"), "same": worker("v2.46.0"), "none": {},
+                                             "unlabelled": {"metadata": {"name": "x"}}})  # fmt: skip
+    assert decisions == {"older": "true", "same": "", "none": "true", "unlabelled": "true"}
+    assert one(rendered[env, "backend"], "Job", "-stop"), "helm template (nothing to look up) renders the hook"
+    stop = (render_charts.CHART_DIR / "templates" / "stop.yaml").read_text()
+    assert 'lookup "apps/v1" "Deployment" .Release.Namespace (printf "%s-worker"' in stop
+    assert '(dict "worker" $worker "tag" .Values.image.tag)' in stop and "$stopNeeded }}" in stop
+    labels = one(rendered[env, "backend"], "Deployment")["metadata"]["labels"]
+    assert labels["app.kubernetes.io/version"] == one(rendered[env, "backend"], "Deployment")["spec"]["template"][
+        "spec"]["containers"][0]["image"].rsplit(":", 1)[1], "the label the decision reads is the running tag"
+
+
+def test_a_crashing_worker_never_counts_as_ready(rendered, env):
+    """The worker has no port: its pod turns Ready only after startupSeconds without a restart, so Helm's wait
+    (Ready replicas of the new ReplicaSet) fails the release on a crash loop instead of passing at once."""
+    deployment = one(rendered[env, "backend"], "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    probe = container["startupProbe"]
+    assert probe["initialDelaySeconds"] >= 60 and probe["exec"]["command"] == ["/bin/sh", "-c", "true"]
+    assert "readinessProbe" not in container and "livenessProbe" not in container
+    assert deployment["spec"]["minReadySeconds"] >= 30
+    assert deployment["spec"]["progressDeadlineSeconds"] >= 600
 
 
 def test_rolling_upgrades_have_no_stop_hook_and_the_hpa_owns_the_server(helm, settings, tmp_path):
@@ -682,7 +739,14 @@ FAKE_YARN = """#!/bin/sh
 printf '%s\\n' "$*" >> "$CALLS"
 if [ "$*" = "${FAIL_STEP:-}" ]; then echo "stand-in: $* failed" >&2; exit 1; fi
 case "$*" in
-  "database:init:prod") psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -qc "CREATE SCHEMA core" ;;
+  "database:init:prod")
+    # setup-db creates the schema first; HALF_INIT stops there, as a set-up that dies half-way does
+    psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -qc "CREATE SCHEMA core"
+    if [ -n "${HALF_INIT:-}" ]; then echo "stand-in: setup-db died" >&2; exit 1; fi
+    psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -qc "CREATE TABLE core._typeorm_migrations
+      (id serial PRIMARY KEY, timestamp bigint NOT NULL, name varchar NOT NULL);
+      CREATE TABLE core.workspace (id uuid PRIMARY KEY);
+      INSERT INTO core._typeorm_migrations (timestamp, name) VALUES (1700000000000, 'Setup1700000000000')" ;;
   "command:prod upgrade:status") cat "$STATUS_FILE" ;;
 esac
 """
@@ -788,16 +852,21 @@ def run_migrations(rendered, postgres, tmp_path):
     (fake / "yarn").chmod(0o755)
     script = _migration_script(rendered)
 
-    def run(status: str = UP_TO_DATE, fail_step: str = "", port: int | None = None) -> tuple[int, str, list[str]]:
+    def run(status: str = UP_TO_DATE, fail_step: str = "", port: int | None = None,
+            half_init: bool = False) -> tuple[int, str, list[str]]:
         calls, status_file = tmp_path / "calls", tmp_path / "status"
         calls.write_text("")
         status_file.write_text(status)
         url = f"postgres://twenty:Tw3nty0nly@127.0.0.1:{port or postgres['port']}/{database}"
         env = {"PATH": f"{fake}:{postgres['bin']}:/usr/bin:/bin", "CALLS": str(calls), "STATUS_FILE": str(status_file),
-               "FAIL_STEP": fail_step, "TWENTY_IMAGE_TAG": "v2.45.6", "HOME": str(tmp_path), "PG_DATABASE_URL": url}
+               "FAIL_STEP": fail_step, "TWENTY_IMAGE_TAG": "v2.45.6", "HOME": str(tmp_path), "PG_DATABASE_URL": url,
+               "HALF_INIT": "1" if half_init else ""}
         result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
         return result.returncode, result.stdout + result.stderr, calls.read_text().splitlines()
 
+    run.sql = lambda sql: subprocess.run(  # as the database's owner, as an operator would
+        [psql, f"postgres://twenty:Tw3nty0nly@127.0.0.1:{postgres['port']}/{database}", "-v", "ON_ERROR_STOP=1",
+         "-qc", sql], check=True)  # fmt: skip
     return run
 
 
@@ -814,6 +883,32 @@ def test_an_empty_database_is_set_up_then_migrated_and_checked(run_migrations):
     code, log, calls = run_migrations()  # the next release: the core schema now exists
     assert code == 0, log
     assert calls == STEPS_AFTER_SETUP, "set-up runs only on an empty database"
+
+
+def test_a_set_up_that_died_half_way_is_refused_until_the_schema_is_dropped(run_migrations):
+    """setup-db creates the core schema first: a set-up that dies after it leaves a schema without Twenty's
+    TypeORM migrations. A second run must not take that for a set-up database and upgrade it."""
+    code, log, calls = run_migrations(half_init=True)
+    assert code != 0 and calls == ["database:init:prod"], log
+    code, log, calls = run_migrations()  # the next apply (the Job itself no longer retries: backoffLimit 0)
+    assert code != 0 and calls == [], log
+    assert "the core schema exists but Twenty's set-up never finished" in log and "DROP SCHEMA core CASCADE" in log
+    run_migrations.sql("CREATE TABLE core._typeorm_migrations (id serial, timestamp bigint, name varchar)")
+    code, log, calls = run_migrations()  # an empty migrations table is no finished set-up either
+    assert code != 0 and calls == [], log
+    run_migrations.sql("DROP SCHEMA core CASCADE")  # the documented recovery (docs/failure-recovery.md)
+    code, log, calls = run_migrations()
+    assert code == 0 and calls == ["database:init:prod", *STEPS_AFTER_SETUP], log
+
+
+def test_the_migration_job_does_not_retry_nor_expire(rendered, env):
+    """A retry would start on what the failed run left; a TTL would delete a failed Job and its log (the TTL
+    controller deletes failed Jobs too). Helm deletes the successful hook Jobs itself."""
+    backend = rendered[env, "backend"]
+    assert one(backend, "Job", "-migrate")["spec"]["backoffLimit"] == 0
+    for job in of_kind(backend, "Job"):
+        assert "ttlSecondsAfterFinished" not in job["spec"], job["metadata"]["name"]
+        assert "hook-succeeded" in job["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
 
 
 @pytest.mark.parametrize("step", ["database:init:prod", "database:migrate:prod", "command:prod upgrade",

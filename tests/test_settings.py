@@ -220,6 +220,8 @@ _EMAIL = '\n[apps.email]\nhost = "email-smtp.sa-east-1.amazonaws.com"\nuser = "c
         pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL + 'password = "hunter2"\npassword_secret = "twentycrm/dev/smtp"', r"dev\.toml: apps\.email: 'password' holds the SMTP password as a literal; remove it, store the password in Secrets Manager and set password_secret", id="smtp-literal-password"),
         pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL + 'smtp_password = "hunter2"', r"dev\.toml: apps\.email: 'smtp_password' holds the SMTP password as a literal", id="smtp-literal-smtp-password"),
         pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL, r"dev\.toml: apps\.email\.password_secret: required field is missing", id="smtp-without-secret"),
+        pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL + 'password_secret = "Hunter2hunter2"', r"dev\.toml: apps\.email\.password_secret: is not a Secrets Manager secret ARN .* nor a path-like secret name with a '/' \(e\.g\. 'twentycrm/<env>/smtp'\); a literal password must not be in this file", id="smtp-secret-bare-word"),
+        pytest.param("secret_revision = 1", "secret_revision = 1" + _EMAIL + 'password_secret = "arn:aws:secretsmanager:sa-east-1:123456789012:secret:"', r"dev\.toml: apps\.email\.password_secret: is not a Secrets Manager secret ARN", id="smtp-secret-arn-without-name"),
         pytest.param("pg_pool_max_connections = 5", "pg_pool_max_connections = 10", r"dev\.toml: \(top level\): database\.max_connections \(100\) is below Twenty's worst case of 186 connections: \(apps\.server_max_replicas 5 \+ 1 rollout surge \+ apps\.worker_replicas 1 \+ 1 rollout surge \+ 1 migration Job\) x 2 pools x apps\.pg_pool_max_connections 10 \+ 6 for maintenance; raise database\.max_connections or lower those apps fields", id="pool-budget-over"),
         pytest.param("server_max_replicas = 5", "server_max_replicas = 6", r"dev\.toml: \(top level\): database\.max_connections \(100\) is below Twenty's worst case of 106", id="replicas-over-budget"),
     ],
@@ -238,12 +240,19 @@ def test_the_budget_is_met_exactly_at_the_limit(envs):
     assert load_environment(envs / "dev.toml").database.max_connections == 114
 
 
-def test_the_role_connection_limit_is_twentys_worst_case(envs):
-    """EnvironmentSettings.twenty_connection_limit (for ALTER ROLE ... CONNECTION LIMIT on the host): Twenty's
-    pods at their worst, two pools each, without the maintenance connections of other roles."""
-    dev = load_environment(envs / "dev.toml")
-    assert dev.twenty_connection_limit == (5 + 1 + 1 + 1 + 1) * 2 * 5 == 90
-    assert dev.twenty_connection_limit + 6 <= dev.database.max_connections
+def test_the_role_connection_limit_is_the_hosts_and_fits_twentys_worst_case(envs):
+    """EnvironmentSettings.twenty_connection_limit is the CONNECTION LIMIT the database host renders into its
+    cloud-init (modules/database.py role_connection_limit): max_connections less the 6 maintenance connections,
+    and at least Twenty's worst case (every pod the HPA, the surges and the migration Job allow, two pools each)."""
+    from modules.database import role_connection_limit
+    from modules.settings.apps import twenty_connections
+
+    for name, limit in (("dev", 94), ("qa", 94), ("prod", 144)):
+        env = load_environment(envs / f"{name}.toml")
+        assert env.twenty_connection_limit == role_connection_limit(env) == env.database.max_connections - 6 == limit
+        assert twenty_connections(env.apps) <= env.twenty_connection_limit
+    edit(envs / "dev.toml", 'username = "twenty"', 'username = "twenty"\nmax_connections = 120')
+    assert load_environment(envs / "dev.toml").twenty_connection_limit == 114
 
 
 @pytest.mark.parametrize("tag", ["7.2.11", "7.4.6-alpine", "8.0.4", "8.2.2-bookworm", "8.2.3"])

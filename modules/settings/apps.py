@@ -21,9 +21,21 @@ TWENTY_MAJOR = 2
 # not listed here is refused until it is added.
 REDIS_FIXED = {(7, 2): (7, 2, 11), (7, 4): (7, 4, 6), (8, 0): (8, 0, 4), (8, 2): (8, 2, 2)}
 _REDIS_TAG = re.compile(r"^([0-9]+)\.([0-9]+)\.([0-9]+)(-[a-z0-9.]+)?$")
-# Where the SMTP password must not be: a literal in the file. Secrets Manager holds it.
-_SECRET_REF = r"^(arn:aws:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:)?[A-Za-z0-9/_+=.@-]+$"
+# Where the SMTP password must not be: a literal in the file. Secrets Manager holds it, and the setting names it
+# by ARN or by a path-like name (at least one '/', e.g. twentycrm/<env>/smtp): a bare word could be the password.
+_SECRET_ARN = re.compile(r"^arn:aws:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_+=.@-]+(/[A-Za-z0-9_+=.@-]+)+$")
 _LITERAL_PASSWORD_KEYS = ("password", "smtp_password", "email_smtp_password")
+
+
+def _secret_reference(value: str) -> str:
+    if _SECRET_ARN.match(value) or _SECRET_NAME.match(value):
+        return value
+    raise ValueError(
+        "is not a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>) nor a "
+        "path-like secret name with a '/' (e.g. 'twentycrm/<env>/smtp'); a literal password must not be in this "
+        "file: store it in Secrets Manager and name that secret here (docs/apps.md, E-mail)"
+    )
 
 
 def _image_tag(value: str) -> str:
@@ -102,8 +114,9 @@ class EmailSettings(_Model):
         description="Sender address of Twenty's mails."
     )
     from_name: str = Field(default="Twenty", min_length=1, description="Sender name of Twenty's mails.")
-    password_secret: Annotated[str, Field(pattern=_SECRET_REF)] = Field(
-        description="ARN or name of the Secrets Manager secret whose plain-text value is the SMTP password."
+    password_secret: Annotated[str, AfterValidator(_secret_reference)] = Field(
+        description="ARN or path-like name (e.g. 'twentycrm/prod/smtp') of the Secrets Manager secret whose "
+        "plain-text value is the SMTP password."
     )
 
     @model_validator(mode="before")

@@ -13,7 +13,6 @@ from pydantic import Field, ValidationError, model_validator
 
 from modules.settings.apps import (
     MAINTENANCE_CONNECTIONS, POOLS_PER_PROCESS, SERVER_MAX_SURGE, WORKER_MAX_SURGE, AppsSettings, connection_budget,
-    twenty_connections,
 )  # fmt: skip
 from modules.settings.cluster import ClusterSettings, deploy_role_admin_problems
 from modules.settings.database import DatabaseSettings
@@ -102,9 +101,11 @@ class EnvironmentSettings(_Model):
 
     @property
     def twenty_connection_limit(self) -> int:
-        """Most connections Twenty's database role can need at once (every pod the HPA, the rollout surge and the
-        migration Job allow, two pools each): the role's CONNECTION LIMIT on the database host."""
-        return twenty_connections(self.apps)
+        """The CONNECTION LIMIT of Twenty's database role on the host (modules/database.py uses this one value):
+        max_connections less the maintenance headroom (superuser slots, the nightly pg_dump, operators), so
+        surging or lingering pods can never take the connections an operator needs. ``_apps_fit`` has checked
+        that Twenty's worst case (``twenty_connections``) fits under it."""
+        return self.database.max_connections - MAINTENANCE_CONNECTIONS
 
     @property
     def server_min_replicas(self) -> int:

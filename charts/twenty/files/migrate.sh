@@ -4,14 +4,33 @@ set -eu
 export NO_COLOR=1 FORCE_COLOR=0   # plain text, so the status check below can read it
 log() { printf '%s migrate %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${TWENTY_IMAGE_TAG:-?}" "$*"; }
 
-log "checking for the core schema through PG_DATABASE_URL"
-has_core=$(psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -tAc \
-  "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = 'core')" | tr -d '[:space:]')
+# Three states. No core schema: a new database, set it up. Core schema with Twenty's TypeORM migrations table
+# (core._typeorm_migrations, filled by database:migrate:prod, the last step of database:init:prod) and a core
+# table of the migrations (core.workspace): set up, upgrade it. Core schema without them: an earlier set-up died
+# half-way (setup-db creates the schema first); running the upgrade on it would build on a broken base, so stop
+# and say how to recover (docs/failure-recovery.md, "Half-initialised database").
+q() { psql "$PG_DATABASE_URL" -v ON_ERROR_STOP=1 -tAc "$1" | tr -d '[:space:]'; }
+log "checking the core schema through PG_DATABASE_URL"
+has_core=$(q "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = 'core')")
 case "$has_core" in
-  t) log "core schema present" ;;
   f)
     log "empty database: database:init:prod (setup-db, then every instance command)"
     yarn database:init:prod
+    ;;
+  t)
+    tables=$(q "SELECT to_regclass('core._typeorm_migrations') IS NOT NULL
+                  AND to_regclass('core.workspace') IS NOT NULL")
+    migrations=0
+    if [ "$tables" = t ]; then
+      migrations=$(q "SELECT count(*) FROM core._typeorm_migrations")
+    fi
+    if [ "$tables" != t ] || [ "$migrations" = 0 ]; then
+      log "FAILED: the core schema exists but Twenty's set-up never finished (no core._typeorm_migrations rows or" \
+        "no core.workspace): a set-up that died half-way. If this database never held data, drop the schema" \
+        "(DROP SCHEMA core CASCADE) and apply again; otherwise restore the last dump (docs/failure-recovery.md)"
+      exit 1
+    fi
+    log "core schema set up ($migrations TypeORM migrations recorded)"
     ;;
   *) log "unexpected answer from PostgreSQL: '$has_core'"; exit 1 ;;
 esac

@@ -185,6 +185,15 @@ twentycrm/tier: {{ .Values.tier }}
 app.kubernetes.io/part-of=twenty,app.kubernetes.io/component in (server,worker)
 {{- end -}}
 
+{{/* Whether an upgrade must stop the old pods: "true" unless the live worker Deployment ("worker", from Helm's
+lookup; an empty map when there is none or no cluster to ask, as in `helm template`) already carries the Twenty
+tag being installed ("tag"). So only a new Twenty version stops the server and worker; a change of anything else
+(SMTP, replicas, database host, a chart edit) rolls them as usual. */}}
+{{- define "twenty.stopNeeded" -}}
+{{- $running := dig "metadata" "labels" "app.kubernetes.io/version" "" .worker -}}
+{{- if ne $running .tag }}true{{ end -}}
+{{- end -}}
+
 {{/* Hook annotations of the "stop" hook's objects; call with the weight. Deleted once every pre-upgrade hook
 succeeded (Helm runs the hooks, then deletes those with hook-succeeded), or before the next one is created. */}}
 {{- define "twenty.stopHookAnnotations" -}}

@@ -182,8 +182,9 @@ def iam_requests(calls: list[AwsCall], *, tags_by_name: dict | None = None, prof
         requests.append({"action": call.action, "resource": resource_arn(call, ACCOUNT),
                          "context": context_for(call, tags_by_name), "call": call.describe()})  # fmt: skip
         for role, service in passed_roles(call, profile_roles or {}):
+            context = {"aws:RequestedRegion": "us-east-1", "iam:PassedToService": service}
             requests.append({"action": "iam:PassRole", "resource": role, "call": f"{call.describe()} passes it",
-                             "context": {"aws:RequestedRegion": "us-east-1", "iam:PassedToService": service}})  # fmt: skip
+                             "context": context})  # fmt: skip
         requests += kms_calls_by_s3(call, kms_keys_by_bucket or {})
     return requests
 
@@ -482,17 +483,18 @@ def tags_by_name(state: dict) -> dict[str, dict[str, str]]:
 
 def state_key_arn(state_stack: dict, env_prefix: str) -> str:
     """The state key's ARN, as the state stack applied it (the key its alias alias/<env prefix>-tfstate names)."""
-    aliases = [i["attributes"] for r in state_stack["resources"] if r["type"] == "aws_kms_alias" for i in r["instances"]]
+    aliases = [i["attributes"] for r in state_stack["resources"] if r["type"] == "aws_kms_alias"
+               for i in r["instances"]]  # fmt: skip
     return next(a["target_key_arn"] for a in aliases if a["name"] == f"alias/{env_prefix}-tfstate")
 
 
 def judged_requests(platform_applied, calls: list[AwsCall], tags: dict | None = None) -> list[dict]:
     """The IAM requests of recorded calls, with everything the applied platform and state stack tell."""
-    env_prefix = f"twentycrm-{BOOTSTRAP_ENV}"
+    state_key = state_key_arn(platform_applied["state_stack"], f"twentycrm-{BOOTSTRAP_ENV}")
     return iam_requests(
         calls, tags_by_name=tags if tags is not None else tags_by_name(platform_applied["applied_state"]),
         profile_roles=profile_roles(platform_applied["applied_state"]),
-        kms_keys_by_bucket={platform_applied["state_bucket"]: state_key_arn(platform_applied["state_stack"], env_prefix)},
+        kms_keys_by_bucket={platform_applied["state_bucket"]: state_key},
     )  # fmt: skip
 
 
@@ -598,7 +600,7 @@ def test_the_deploy_role_may_create_what_moto_cannot_emulate(platform_applied, r
     requests = left_out_requests(platform_applied["left_out_plan"], platform_applied["applied_state"], left_out,
                                  platform_applied["region"], ACCOUNT)  # fmt: skip
     used = {a.split(".")[0] for a in left_out}
-    assert not set(PROVIDER_CALLS) - used, f"PROVIDER_CALLS rows no left-out resource needs: {set(PROVIDER_CALLS) - used}"
+    assert not set(PROVIDER_CALLS) - used, f"unused PROVIDER_CALLS rows: {set(PROVIDER_CALLS) - used}"
     passed = sorted({r["resource"].rsplit("/", 1)[-1] for r in requests if r["action"] == "iam:PassRole"})
     record_property("moto_not_emulated_calls", f"{len(requests)} provider calls of {len(left_out)} left-out resources "
                     f"judged from the provider's source; roles passed: {', '.join(passed)} (plan of the left-out "
@@ -644,7 +646,8 @@ def test_the_boundary_denies_a_resource_of_another_environment(synthesized):
     own, foreign = _delete_group("sg-own"), _delete_group("sg-foreign")
     assert context_for(foreign, tags)["aws:ResourceTag/Environment"] == "prod"
     principal, identity = f"arn:aws:iam::{ACCOUNT}:role/x", _deploy_policy(synthesized)
-    results = evaluate(iam_requests([own, foreign], tags_by_name=tags), principal, identity, _boundary_policy(synthesized))
+    requests = iam_requests([own, foreign], tags_by_name=tags)
+    results = evaluate(requests, principal, identity, _boundary_policy(synthesized))
     assert [r["result"] for r in results] == ["Allowed", "ExplicitlyDenied"]
     assert denied(results) == {("ec2:DeleteSecurityGroup", "*"): "ExplicitlyDenied: POST / (ec2 DeleteSecurityGroup)"}
 
@@ -719,7 +722,8 @@ def platform_changed(platform_applied, terraform, local_aws) -> dict:
                       timeout=600)  # fmt: skip
     destroy_seconds = time.monotonic() - started
     return {"changed": changed, "replaced": replaced, "destroyed": destroyed,
-            "update_calls": read_recording("\n".join(update_log)), "destroy_calls": read_recording("\n".join(destroy_log)),
+            "update_calls": read_recording("\n".join(update_log)),
+            "destroy_calls": read_recording("\n".join(destroy_log)),
             "update_seconds": update_seconds, "destroy_seconds": destroy_seconds,
             "listed": terraform.run(work, "state", "list").stdout.split()}  # fmt: skip
 
@@ -737,8 +741,9 @@ def test_the_deploy_role_may_update_replace_and_destroy(platform_applied, platfo
     assert platform_changed["destroyed"] not in platform_changed["listed"]
     requests = judged_requests(platform_applied, update + destroy)
     # the changed resources are existing ones: their environment's tag is in the context the boundary judges
-    tagged = [r for r in requests if r["action"] in ("ec2:CreateTags", "logs:TagResource", "eks:TagResource",
-                                                     "ec2:RevokeSecurityGroupIngress", "ec2:DeleteFlowLogs")]  # fmt: skip
+    on_existing = ("ec2:CreateTags", "logs:TagResource", "eks:TagResource", "ec2:RevokeSecurityGroupIngress",
+                   "ec2:DeleteFlowLogs")  # fmt: skip
+    tagged = [r for r in requests if r["action"] in on_existing]
     assert tagged and all(r["context"].get("aws:ResourceTag/Environment") == BOOTSTRAP_ENV for r in tagged), tagged
     compare_with_known_gaps(denied(judge_requests(platform_applied, requests, "deploy")), "deploy")
 

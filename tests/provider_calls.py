@@ -35,6 +35,10 @@ class Planned:
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
 
+    def get(self, name: str) -> str:
+        """A planned value, or ``*`` while it is unknown (it names a resource that is not applied either)."""
+        return self.values.get(name) or "*"
+
     def tags(self) -> dict[str, str]:
         return {k: str(v) for k, v in (self.values.get("tags_all") or self.values.get("tags") or {}).items()}
 
@@ -93,7 +97,7 @@ def dlm_policy(p: Planned) -> list[dict]:
     """internal/service/dlm/lifecycle_policy.go: resourceLifecyclePolicyCreate calls CreateLifecyclePolicy
     (ExecutionRoleArn, Tags) and the read GetLifecyclePolicy."""
     return [
-        _request(p, "dlm:CreateLifecyclePolicy", p.arn("dlm", "policy/*"), tags=p.tags()),
+        _request(p, "dlm:CreateLifecyclePolicy", tags=p.tags()),  # IAM knows no resource for it
         *_pass_role(p, p.values.get("execution_role_arn"), "dlm.amazonaws.com"),
         _request(p, "dlm:GetLifecyclePolicy", p.arn("dlm", "policy/*"), resource_tags=p.tags()),
     ]
@@ -103,10 +107,10 @@ def eks_addon(p: Planned) -> list[dict]:
     """internal/service/eks/addon.go: resourceAddonCreate calls CreateAddon (addonName, addonVersion,
     configurationValues, podIdentityAssociations, resolveConflicts, tags), waits with DescribeAddon; a pod
     identity association hands its role to EKS (iam:PassRole, as CreatePodIdentityAssociation needs)."""
-    cluster = p.values["cluster_name"]
+    cluster = p.get("cluster_name")
     requests = [
         _request(p, "eks:CreateAddon", p.arn("eks", f"cluster/{cluster}"), tags=p.tags()),
-        _request(p, "eks:DescribeAddon", p.arn("eks", f"addon/{cluster}/{p.values['addon_name']}/*"),
+        _request(p, "eks:DescribeAddon", p.arn("eks", f"addon/{cluster}/{p.get('addon_name')}/*"),
                  resource_tags=p.tags()),  # fmt: skip
     ]
     for association in p.values.get("pod_identity_association") or []:
@@ -117,7 +121,7 @@ def eks_addon(p: Planned) -> list[dict]:
 def eks_access_entry(p: Planned) -> list[dict]:
     """internal/service/eks/access_entry.go: resourceAccessEntryCreate calls CreateAccessEntry (principalArn,
     type, tags) and the read DescribeAccessEntry."""
-    cluster, principal = p.values["cluster_name"], p.values["principal_arn"]
+    cluster, principal = p.get("cluster_name"), p.get("principal_arn")
     role = principal.rsplit("/", 1)[-1]
     return [
         _request(p, "eks:CreateAccessEntry", p.arn("eks", f"cluster/{cluster}"), tags=p.tags()),
@@ -129,7 +133,7 @@ def eks_access_entry(p: Planned) -> list[dict]:
 def eks_access_policy_association(p: Planned) -> list[dict]:
     """internal/service/eks/access_policy_association.go: resourceAccessPolicyAssociationCreate calls
     AssociateAccessPolicy (accessScope, policyArn, principalArn), then ListAssociatedAccessPolicies to read."""
-    cluster, principal = p.values["cluster_name"], p.values["principal_arn"]
+    cluster, principal = p.get("cluster_name"), p.get("principal_arn")
     entry = p.arn("eks", f"access-entry/{cluster}/role/{p.account}/{principal.rsplit('/', 1)[-1]}/*")
     return [
         _request(p, "eks:AssociateAccessPolicy", entry),
@@ -142,7 +146,7 @@ def codeconnections_connection(p: Planned) -> list[dict]:
     (ConnectionName, ProviderType, Tags) and reads it back with GetConnection."""
     connection = p.arn("codeconnections", "connection/*")
     return [
-        _request(p, "codeconnections:CreateConnection", connection, tags=p.tags()),
+        _request(p, "codeconnections:CreateConnection", tags=p.tags()),  # no resource type in IAM
         _request(p, "codeconnections:GetConnection", connection, resource_tags=p.tags()),
         _request(p, "codeconnections:ListTagsForResource", connection, resource_tags=p.tags()),
     ]
@@ -153,7 +157,7 @@ def codebuild_project(p: Planned) -> list[dict]:
     encryptionKey, source.auth naming the connection, tags) and the read BatchGetProjects. CodeBuild takes the
     service role (iam:PassRole) and, for a CodeConnections source, the connection (codeconnections:UseConnection,
     codeconnections:GetConnectionToken: AWS CodeBuild user guide, "Access to CodeConnections")."""
-    project = p.arn("codebuild", f"project/{p.values['name']}")
+    project = p.arn("codebuild", f"project/{p.get('name')}")
     requests = [
         _request(p, "codebuild:CreateProject", project, tags=p.tags()),
         *_pass_role(p, p.values.get("service_role"), "codebuild.amazonaws.com"),
@@ -170,7 +174,7 @@ def codebuild_project(p: Planned) -> list[dict]:
 def codebuild_webhook(p: Planned) -> list[dict]:
     """internal/service/codebuild/webhook.go: resourceWebhookCreate calls CreateWebhook (projectName, buildType,
     filterGroups), and the read BatchGetProjects (the webhook is a property of the project)."""
-    project = p.arn("codebuild", f"project/{p.values['project_name']}")
+    project = p.arn("codebuild", f"project/{p.values.get('project_name') or '*'}")  # unknown: the project is left out
     return [
         _request(p, "codebuild:CreateWebhook", project),
         _request(p, "codebuild:BatchGetProjects", project),
@@ -192,7 +196,7 @@ def volume_attachment(p: Planned) -> list[dict]:
 def metric_alarm(p: Planned) -> list[dict]:
     """internal/service/cloudwatch/metric_alarm.go: resourceMetricAlarmCreate calls PutMetricAlarm (Tags),
     then DescribeAlarms and ListTagsForResource to read."""
-    alarm = p.arn("cloudwatch", f"alarm:{p.values['alarm_name']}")
+    alarm = p.arn("cloudwatch", f"alarm:{p.get('alarm_name')}")
     return [
         _request(p, "cloudwatch:PutMetricAlarm", alarm, tags=p.tags()),
         _request(p, "cloudwatch:DescribeAlarms", alarm),
@@ -204,7 +208,7 @@ def eks_node_group(p: Planned) -> list[dict]:
     """internal/service/eks/node_group.go: resourceNodeGroupCreate calls CreateNodegroup (NodeRole, Subnets,
     LaunchTemplate id and version, ScalingConfig, Tags) and waits with DescribeNodegroup. EKS takes the node
     role (iam:PassRole); the launch template it names is applied (its own calls are recorded)."""
-    cluster, name = p.values["cluster_name"], p.values.get("node_group_name") or "*"
+    cluster, name = p.get("cluster_name"), p.values.get("node_group_name") or "*"
     return [
         _request(p, "eks:CreateNodegroup", p.arn("eks", f"cluster/{cluster}"), tags=p.tags()),
         *_pass_role(p, p.values.get("node_role_arn"), "eks.amazonaws.com"),
@@ -215,13 +219,13 @@ def eks_node_group(p: Planned) -> list[dict]:
 
 def dashboard(p: Planned) -> list[dict]:
     """internal/service/cloudwatch/dashboard.go: resourceDashboardPut calls PutDashboard, then GetDashboard."""
-    board = f"arn:aws:cloudwatch::{p.account}:dashboard/{p.values['dashboard_name']}"
+    board = f"arn:aws:cloudwatch::{p.account}:dashboard/{p.get('dashboard_name')}"
     return [_request(p, "cloudwatch:PutDashboard", board), _request(p, "cloudwatch:GetDashboard", board)]
 
 
 def role_policy(p: Planned) -> list[dict]:
     """internal/service/iam/role_policy.go: resourceRolePolicyPut calls PutRolePolicy, then GetRolePolicy."""
-    role = _role_arn(p, p.values["role"])
+    role = _role_arn(p, p.get("role"))
     return [_request(p, "iam:PutRolePolicy", role), _request(p, "iam:GetRolePolicy", role)]
 
 

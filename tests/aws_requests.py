@@ -333,6 +333,8 @@ def kms_calls_by_s3(call: AwsCall, keys_by_bucket: dict[str, str]) -> list[dict]
     bucket, key = call.params.get("Bucket"), call.params.get("Key")
     if not action or not key or bucket not in keys_by_bucket:
         return []
+    if action == "kms:GenerateDataKey" and call.headers.get("x-amz-server-side-encryption") != "aws:kms":
+        return []  # written SSE-S3 (no kms_key_id in the backend): S3 asks KMS nothing
     context = {"aws:RequestedRegion": call.region, "aws:SecureTransport": "true",
                "kms:ViaService": f"s3.{call.region}.amazonaws.com"}  # fmt: skip
     return [{"action": action, "resource": keys_by_bucket[bucket], "context": context,

@@ -323,11 +323,13 @@ S3_KMS_ACTIONS = {"PutObject": "kms:GenerateDataKey", "CopyObject": "kms:Generat
                   "HeadObject": "kms:Decrypt"}  # fmt: skip
 
 
-def kms_calls_by_s3(call: AwsCall, keys_by_bucket: dict[str, str]) -> list[dict]:
+def kms_calls_by_s3(call: AwsCall, keys_by_bucket: dict[str, tuple[str, dict]]) -> list[dict]:
     """The KMS requests S3 makes on the caller's behalf for an object call in a bucket whose objects are SSE-KMS.
 
-    ``keys_by_bucket``: bucket → the ARN of the key its objects are encrypted with (the state bucket and
-    state key: the backend writes every state object with ``kms_key_id``).
+    ``keys_by_bucket``: bucket → (ARN, key policy) of the key its objects are encrypted with (the state
+    bucket and state key: the backend writes every state object with ``kms_key_id``). A KMS key's own
+    policy must allow as well as the caller's (AWS KMS developer guide, "Key policies"), so it goes with
+    each request as its resource policy.
     """
     action = S3_KMS_ACTIONS.get(call.operation) if call.service == "s3" else None
     bucket, key = call.params.get("Bucket"), call.params.get("Key")
@@ -337,5 +339,6 @@ def kms_calls_by_s3(call: AwsCall, keys_by_bucket: dict[str, str]) -> list[dict]
         return []  # written SSE-S3 (no kms_key_id in the backend): S3 asks KMS nothing
     context = {"aws:RequestedRegion": call.region, "aws:SecureTransport": "true",
                "kms:ViaService": f"s3.{call.region}.amazonaws.com"}  # fmt: skip
-    return [{"action": action, "resource": keys_by_bucket[bucket], "context": context,
+    key_arn, key_policy = keys_by_bucket[bucket]
+    return [{"action": action, "resource": key_arn, "context": context, "resourcePolicy": key_policy,
              "call": f"{call.describe()}: S3 asks KMS on the caller's behalf"}]  # fmt: skip

@@ -473,20 +473,21 @@ def tags_by_name(state: dict) -> dict[str, dict[str, str]]:
     return found
 
 
-def state_key_arn(state_stack: dict, env_prefix: str) -> str:
-    """The state key's ARN, as the state stack applied it (the key its alias alias/<env prefix>-tfstate names)."""
-    aliases = [i["attributes"] for r in state_stack["resources"] if r["type"] == "aws_kms_alias"
-               for i in r["instances"]]  # fmt: skip
-    return next(a["target_key_arn"] for a in aliases if a["name"] == f"alias/{env_prefix}-tfstate")
+def state_key(state_stack: dict, env_prefix: str) -> tuple[str, dict]:
+    """The state key's (ARN, key policy), as the state stack applied it (the key alias/<env prefix>-tfstate names)."""
+    attributes = [i["attributes"] for r in state_stack["resources"] if r["type"] in ("aws_kms_alias", "aws_kms_key")
+                  for i in r["instances"]]  # fmt: skip
+    arn = next(a["target_key_arn"] for a in attributes if a.get("name") == f"alias/{env_prefix}-tfstate")
+    return arn, json.loads(next(a["policy"] for a in attributes if a.get("arn") == arn))
 
 
 def judged_requests(platform_applied, calls: list[AwsCall], tags: dict | None = None) -> list[dict]:
     """The IAM requests of recorded calls, with everything the applied platform and state stack tell."""
-    state_key = state_key_arn(platform_applied["state_stack"], f"twentycrm-{BOOTSTRAP_ENV}")
+    key = state_key(platform_applied["state_stack"], f"twentycrm-{BOOTSTRAP_ENV}")
     return iam_requests(
         calls, tags_by_name=tags if tags is not None else tags_by_name(platform_applied["applied_state"]),
         profile_roles=profile_roles(platform_applied["applied_state"]),
-        kms_keys_by_bucket={platform_applied["state_bucket"]: state_key},
+        kms_keys_by_bucket={platform_applied["state_bucket"]: key},
     )  # fmt: skip
 
 

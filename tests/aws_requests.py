@@ -255,7 +255,41 @@ def request_tags(call: AwsCall) -> dict[str, str]:
     return tags
 
 
-def context_for(call: AwsCall) -> dict[str, object]:
+def named_values(call: AwsCall) -> set[str]:
+    """Every string a call names (ids, names, ARNs), from its parameters, path and query."""
+    found: set[str] = set()
+
+    def collect(value) -> None:
+        if isinstance(value, str):
+            found.add(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    collect(call.params)
+    collect(call.query)
+    if call.service in ("eks", "dlm", "codebuild") and call.body:
+        collect(_json_params(call.body))
+    return found
+
+
+def existing_resource_tags(call: AwsCall, tags_by_name: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The tags of the existing resources a call names (``tags_by_name``: id, name or ARN → tags).
+
+    A call that creates a resource names no tagged resource of its own (its parent's id, a VPC's,
+    is looked up like any other); when it names several, the first in sorted order with tags wins
+    (in this stack every resource carries its own environment's tag, so they agree).
+    """
+    for value in sorted(named_values(call)):
+        if value in tags_by_name and tags_by_name[value]:
+            return tags_by_name[value]
+    return {}
+
+
+def context_for(call: AwsCall, tags_by_name: dict[str, dict[str, str]] | None = None) -> dict[str, object]:
     """Condition keys from what the request itself carried (the only source an evaluator may use).
 
     - ``aws:RequestedRegion``: the region of the SigV4 credential scope (us-east-1 for IAM and
@@ -263,11 +297,14 @@ def context_for(call: AwsCall) -> dict[str, object]:
     - ``aws:SecureTransport``: true, every call went over TLS to moto;
     - ``aws:RequestTag/<key>`` and ``aws:TagKeys``: the tags in the request (``request_tags``);
     - ``iam:PolicyARN``: the policy an Attach/Detach call names.
-    ``aws:ResourceTag/*`` is the tag of an existing resource, which the request does not carry;
-    it is left unset, so the boundary's "other environment's resources" deny (which requires the
-    tag to be present) does not apply; no resource in this account belongs to another environment.
+    - ``aws:ResourceTag/<key>``: the tags of the existing resource the call names, which the
+      request does not carry: looked up in ``tags_by_name`` (built from the applied state's
+      ``tags_all``, as AWS would read them), so the boundary's "other environment's resources"
+      deny is judged on every call that names a tagged resource.
     """
     context: dict[str, object] = {"aws:RequestedRegion": call.region, "aws:SecureTransport": "true"}
+    if tags_by_name:
+        context.update({f"aws:ResourceTag/{k}": v for k, v in existing_resource_tags(call, tags_by_name).items()})
     tags = request_tags(call)
     if tags:
         context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
@@ -275,3 +312,33 @@ def context_for(call: AwsCall) -> dict[str, object]:
     if call.service == "iam" and call.params.get("PolicyArn"):
         context["iam:PolicyARN"] = call.params["PolicyArn"]
     return context
+
+
+# S3 encrypts and decrypts SSE-KMS objects with the caller's KMS permissions: PutObject makes S3 call
+# kms:GenerateDataKey, GetObject (and HeadObject) kms:Decrypt, on the object's key, with
+# kms:ViaService = s3.<region>.amazonaws.com (Amazon S3 user guide, "Using server-side encryption with
+# AWS KMS keys": "Permissions", and AWS KMS developer guide, "kms:ViaService").
+S3_KMS_ACTIONS = {"PutObject": "kms:GenerateDataKey", "CopyObject": "kms:GenerateDataKey",
+                  "CreateMultipartUpload": "kms:GenerateDataKey", "GetObject": "kms:Decrypt",
+                  "HeadObject": "kms:Decrypt"}  # fmt: skip
+
+
+def kms_calls_by_s3(call: AwsCall, keys_by_bucket: dict[str, tuple[str, dict]]) -> list[dict]:
+    """The KMS requests S3 makes on the caller's behalf for an object call in a bucket whose objects are SSE-KMS.
+
+    ``keys_by_bucket``: bucket → (ARN, key policy) of the key its objects are encrypted with (the state
+    bucket and state key: the backend writes every state object with ``kms_key_id``). A KMS key's own
+    policy must allow as well as the caller's (AWS KMS developer guide, "Key policies"), so it goes with
+    each request as its resource policy.
+    """
+    action = S3_KMS_ACTIONS.get(call.operation) if call.service == "s3" else None
+    bucket, key = call.params.get("Bucket"), call.params.get("Key")
+    if not action or not key or bucket not in keys_by_bucket:
+        return []
+    if action == "kms:GenerateDataKey" and call.headers.get("x-amz-server-side-encryption") != "aws:kms":
+        return []  # written SSE-S3 (no kms_key_id in the backend): S3 asks KMS nothing
+    context = {"aws:RequestedRegion": call.region, "aws:SecureTransport": "true",
+               "kms:ViaService": f"s3.{call.region}.amazonaws.com"}  # fmt: skip
+    key_arn, key_policy = keys_by_bucket[bucket]
+    return [{"action": action, "resource": key_arn, "context": context, "resourcePolicy": key_policy,
+             "call": f"{call.describe()}: S3 asks KMS on the caller's behalf"}]  # fmt: skip

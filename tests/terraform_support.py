@@ -310,14 +310,29 @@ def bootstrapped(terraform, local_aws, synthesized, settings, tmp_path_factory) 
     targets = [f"-target={a}" for a in addresses if a.split(".")[0] not in STATE_STACK_NOT_APPLIED]
     terraform.run(work, "apply", "-input=false", "-auto-approve", "-parallelism=32", *targets, timeout=600)
 
-    # README step: switch the state stack's backend to its own bucket and migrate.
-    write_json(
-        work / "backend_override.tf.json",
-        {"terraform": {"backend": {"s3": {"key": f"{env.stack_name('state')}/terraform.tfstate", "region": env.region, "encrypt": True}}}},
-    )  # fmt: skip
+    # README step: switch the state stack's backend to its own bucket (own_backend = "s3") and migrate.
+    backend = s3_backend_after_bootstrap(env)
+    write_json(work / "backend_override.tf.json", {"terraform": {"backend": {"s3": backend}}})
     flags = local_aws.backend_config_flags(bucket=env.state.bucket, lock_table=env.state.lock_table)
     terraform.run(work, "init", "-input=false", "-migrate-state", "-force-copy", *flags)
-    return {"state_dir": work, "planned": addresses, "flags": flags}
+    return {"state_dir": work, "planned": addresses, "flags": flags, "backend": backend}
+
+
+def s3_backend_after_bootstrap(env) -> dict:
+    """The state stack's S3 backend block as the code synthesizes it once ``state.own_backend = "s3"``.
+
+    Synthesized, not written out here, so the migration runs with exactly what the README's step
+    synthesizes: its ``kms_key_id`` (the state key's alias) included. The bucket and lock table,
+    which ``backend_config_flags`` repeats, and the lock file setting are kept as synthesized.
+    """
+    from conftest import build_stack, with_changes
+
+    from modules.stacks import StateStack
+
+    after = build_stack(StateStack, with_changes(env, state={"own_backend": "s3"}))
+    backend = after.json["terraform"]["backend"]
+    assert list(backend) == ["s3"], f"the state stack's own backend is not S3 after the switch: {backend}"
+    return backend["s3"]
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

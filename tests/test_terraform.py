@@ -83,6 +83,35 @@ def test_migrated_state_is_readable_with_the_terraform_cli(bootstrapped, terrafo
     assert json.loads(body)["lineage"] == pulled["lineage"]
 
 
+def test_migrated_state_object_is_encrypted_with_the_state_key(bootstrapped, terraform, local_aws, settings):
+    """The README's migration: the state object is SSE-KMS with the state key, not SSE-S3 (review 12, item 10)."""
+    env = settings[ENV]
+    assert bootstrapped["backend"]["kms_key_id"] == f"alias/{env.stack_name('tfstate')}"
+    key = f"{env.stack_name('state')}/terraform.tfstate"
+    head = local_aws.client("s3").head_object(Bucket=env.state.bucket, Key=key)
+    assert head["ServerSideEncryption"] == "aws:kms", head
+    pulled = json.loads(terraform.run(bootstrapped["state_dir"], "state", "pull").stdout)
+    aliases = [i["attributes"] for r in pulled["resources"] if r["type"] == "aws_kms_alias" for i in r["instances"]]
+    state_key = next(a["target_key_arn"] for a in aliases if a["name"] == f"alias/{env.stack_name('tfstate')}")
+    # AWS answers with the key's ARN; moto keeps what the request named (the alias): both must be the state key
+    used = local_aws.client("kms").describe_key(KeyId=head["SSEKMSKeyId"])["KeyMetadata"]["Arn"]
+    assert used == state_key, f"state object encrypted with {head['SSEKMSKeyId']} ({used}), not the state key"
+
+
+def test_an_s3_backend_without_kms_key_id_writes_sse_s3(bootstrapped, terraform, local_aws, settings, tmp_path):
+    """The check above on a deliberately bad input: the old override (no kms_key_id) leaves the object SSE-S3."""
+    env = settings[ENV]
+    work = tmp_path / "no-kms"
+    work.mkdir()
+    backend = {k: v for k, v in bootstrapped["backend"].items() if k != "kms_key_id"}
+    backend["key"] = "review12-item10/no-kms.tfstate"
+    write_json(work / "main.tf.json", {"terraform": {"backend": {"s3": backend}}, "output": {"x": {"value": 1}}})
+    terraform.run(work, "init", "-input=false", *bootstrapped["flags"])
+    terraform.run(work, "apply", "-input=false", "-auto-approve")
+    head = local_aws.client("s3").head_object(Bucket=env.state.bucket, Key=backend["key"])
+    assert head["ServerSideEncryption"] == "AES256" and "SSEKMSKeyId" not in head, head
+
+
 def test_state_stack_has_no_drift_after_apply(bootstrapped, terraform, record_property):
     """Re-planning changes nothing but the bucket policy that moto cannot enforce (see the fixture)."""
     listed = [a for a in terraform.run(bootstrapped["state_dir"], "state", "list").stdout.split() if not a.startswith("data.")]

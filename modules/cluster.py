@@ -323,30 +323,25 @@ class Cluster(Construct):
         webhook configurations, a StorageClass and a namespace; all cluster-scoped, and binding a ClusterRole
         needs the rights it grants. AmazonEKSAdminPolicy is namespaced admin and creates none of these
         (https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html)."""
-        arn = f"arn:{self.partition}:iam::{self.account_id}:role/{role_name}"
-        entry = EksAccessEntry(
-            self, "deployer", cluster_name=self.eks.name, principal_arn=arn, type="STANDARD",
-            tags=self._tags(f"{self.name}-deployer", whole_cluster=True),
-        )  # fmt: skip
-        EksAccessPolicyAssociation(
-            self, "deployer-policy", cluster_name=self.eks.name, principal_arn=entry.principal_arn,
-            policy_arn=f"arn:{self.partition}:eks::aws:cluster-access-policy/{ADMIN_POLICY}",
-            access_scope=EksAccessPolicyAssociationAccessScope(type="cluster"),
-        )  # fmt: skip
+        self._grant_ci_role("deployer", role_name=role_name, policy=ADMIN_POLICY)
 
     def grant_reviewer(self, *, role_name: str) -> None:
         """View-only access for the CI review role, which plans the apps stack on main before approval: the
         kubernetes and helm providers read the objects and release Secrets they manage, and write nothing.
         Like the deployer's, the entry binds to the role's unique ID: recreate it if the role is recreated
         (docs/ci-cd.md, runbook)."""
+        self._grant_ci_role("reviewer", role_name=role_name, policy=VIEW_POLICY)
+
+    def _grant_ci_role(self, construct_id: str, *, role_name: str, policy: str) -> None:
+        """An access entry for a CI role of this environment's account, with one cluster-wide access policy."""
         arn = f"arn:{self.partition}:iam::{self.account_id}:role/{role_name}"
         entry = EksAccessEntry(
-            self, "reviewer", cluster_name=self.eks.name, principal_arn=arn, type="STANDARD",
-            tags=self._tags(f"{self.name}-reviewer", whole_cluster=True),
+            self, construct_id, cluster_name=self.eks.name, principal_arn=arn, type="STANDARD",
+            tags=self._tags(f"{self.name}-{construct_id}", whole_cluster=True),
         )  # fmt: skip
         EksAccessPolicyAssociation(
-            self, "reviewer-policy", cluster_name=self.eks.name, principal_arn=entry.principal_arn,
-            policy_arn=f"arn:{self.partition}:eks::aws:cluster-access-policy/{VIEW_POLICY}",
+            self, f"{construct_id}-policy", cluster_name=self.eks.name, principal_arn=entry.principal_arn,
+            policy_arn=f"arn:{self.partition}:eks::aws:cluster-access-policy/{policy}",
             access_scope=EksAccessPolicyAssociationAccessScope(type="cluster"),
         )  # fmt: skip
 

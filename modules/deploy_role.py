@@ -291,19 +291,12 @@ class DeployRole(Construct):
             tags=tags,
         )
 
-        self.role = IamRole(
-            self,
-            "role",
-            name=name,
+        # the apply jobs only, behind the environment's reviewers; main's plan jobs get the review role
+        self.role = self._github_role(
+            "role", name=name, settings=settings, sub=subject(settings), tags=tags, boundary_arn=boundary_arn,
             description=f"GitHub Actions deploys {settings.name} from {ci.github_repository} "
             f"(environment {ci.github_environment})",
-            # the apply jobs only, behind the environment's reviewers; main's plan jobs get the review role
-            assume_role_policy=_trust(self.oidc_provider_arn, subject(settings)),
-            permissions_boundary=boundary_arn,
-            max_session_duration=ci.session_hours * 3600,
-            tags={**tags, "Name": name},
-            depends_on=[self.boundary],
-        )
+        )  # fmt: skip
         state_policy = _doc(
                 {"Sid": "StateBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketVersioning"],
                  "Resource": state_bucket_arn},
@@ -333,15 +326,10 @@ class DeployRole(Construct):
         # no secret versions and no ephemeral password (the host seeds its secrets; Redis's password is the
         # apps stack's, which only the deploy role plans).
         plan_name = settings.stack_name("plan")
-        self.plan_role = IamRole(
-            self,
-            "plan-role",
-            name=plan_name,
+        self.plan_role = self._github_role(
+            "plan-role", name=plan_name, settings=settings, sub=pull_request_subject(settings), tags=tags,
             description=f"GitHub Actions plans {settings.name} for pull requests of {ci.github_repository}",
-            assume_role_policy=_trust(self.oidc_provider_arn, pull_request_subject(settings)),
-            max_session_duration=ci.session_hours * 3600,
-            tags={**tags, "Name": plan_name},
-        )
+        )  # fmt: skip
         state_objects = f"{state_bucket_arn}/{settings.project}-{settings.name}-*"
         plan_state_policy = _doc(
                 {"Sid": "StateBucket", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["bucket"]),
@@ -373,6 +361,17 @@ class DeployRole(Construct):
             state_bucket_arn=state_bucket_arn, lock_table_arn=lock_table_arn, state_key=state_key, tags=tags,
         )  # fmt: skip
 
+    def _github_role(self, construct_id: str, *, name: str, settings: EnvironmentSettings, sub: str | list[str],
+                     description: str, tags: dict[str, str], boundary_arn: str | None = None) -> IamRole:  # fmt: skip
+        """A role GitHub Actions assumes through OIDC from the subject(s) ``sub``, for a session as long as
+        ``ci.session_hours``; under the deploy boundary when ``boundary_arn`` is given."""
+        bounded = {"permissions_boundary": boundary_arn, "depends_on": [self.boundary]} if boundary_arn else {}
+        return IamRole(
+            self, construct_id, name=name, description=description,
+            assume_role_policy=_trust(self.oidc_provider_arn, sub),
+            max_session_duration=settings.ci.session_hours * 3600, tags={**tags, "Name": name}, **bounded,
+        )  # fmt: skip
+
     def _review_role(
         self, *, settings: EnvironmentSettings, reads: list[dict[str, Any]], boundary_arn: str, state_objects: str,
         state_bucket_arn: str, lock_table_arn: str, state_key: EncryptionKey, tags: dict[str, str],
@@ -384,18 +383,11 @@ class DeployRole(Construct):
         cluster stack) a view-only EKS access entry. It writes no state and changes nothing."""
         ci, partition, account = settings.ci, state_key.partition, state_key.account_id
         name = settings.stack_name("review")
-        role = IamRole(
-            self,
-            "review-role",
-            name=name,
-            description=f"GitHub Actions plans {settings.name} on main before approval (environment "
-            f"{ci.github_environment}-plan); reads only",
-            assume_role_policy=_trust(self.oidc_provider_arn, plan_subject(settings)),
-            permissions_boundary=boundary_arn,
-            max_session_duration=ci.session_hours * 3600,
-            tags={**tags, "Name": name},
-            depends_on=[self.boundary],
-        )
+        role = self._github_role(
+            "review-role", name=name, settings=settings, sub=plan_subject(settings), tags=tags,
+            boundary_arn=boundary_arn, description=f"GitHub Actions plans {settings.name} on main before approval "
+            f"(environment {ci.github_environment}-plan); reads only",
+        )  # fmt: skip
         secrets = app_secret_arns(settings, partition=partition, account=account)
         IamRolePolicy(self, "review-state-access", role=role.id, name="terraform-state", policy=_doc(
             {"Sid": "StateBucket", "Effect": "Allow", "Action": list(PLAN_STATE_ACTIONS["bucket"]),

@@ -37,11 +37,11 @@ and every entry must still match a finding. Run: ``./scripts/test tests/test_iam
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -68,7 +68,9 @@ ARN_FORMATS = {
         "arn:{partition}:codeconnections:{region}:{account}:connection/1234abcd-12ab-34cd-56ef-1234567890ab"
     ),
     "aws_sns_topic": "arn:{partition}:sns:{region}:{account}:{name}",
-    "aws_lb_target_group": "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{name}/73e2d6bc24d8a067",
+    "aws_lb_target_group": (
+        "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{name}/73e2d6bc24d8a067"
+    ),
     "aws_lb": "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/app/{name}/50dc6c495c0c9188",
     "aws_eks_cluster": "arn:{partition}:eks:{region}:{account}:cluster/{name}",
     "aws_instance": "arn:{partition}:ec2:{region}:{account}:instance/i-0123456789abcdef0",
@@ -210,8 +212,14 @@ def _policy_strings(value: Any, attribute: str = "") -> Iterator[tuple[str, str]
             yield attribute, value
 
 
+def _string_list(values: list[str]) -> str | list[str]:
+    """As the provider renders a list: one value as a string, more in reverse sorted order."""
+    return values[0] if len(values) == 1 else sorted(values, reverse=True)
+
+
 def render_policy_document(data: dict) -> str:
-    """The JSON of a ``data.aws_iam_policy_document`` (the provider's rendering of its statement blocks)."""
+    """The JSON of a ``data.aws_iam_policy_document``, rendered as hashicorp/aws renders its statement blocks
+    (internal/service/iam/policy_model.go, policyDecodeConfigStringList)."""
     statements = []
     for block in data.get("statement", []):
         statement: dict[str, Any] = {}
@@ -221,13 +229,14 @@ def render_policy_document(data: dict) -> str:
         for key, element in (("actions", "Action"), ("not_actions", "NotAction"), ("resources", "Resource"),
                              ("not_resources", "NotResource")):
             if key in block:
-                statement[element] = block[key]
+                statement[element] = _string_list(block[key])
         for key, element in (("principals", "Principal"), ("not_principals", "NotPrincipal")):
             for principal in block.get(key, []):
-                statement.setdefault(element, {}).setdefault(principal["type"], []).extend(principal["identifiers"])
+                principals = statement.setdefault(element, {})
+                principals[principal["type"]] = _string_list(principal["identifiers"])
         for condition in block.get("condition", []):
             statement.setdefault("Condition", {}).setdefault(condition["test"], {})[condition["variable"]] = (
-                condition["values"]
+                _string_list(condition["values"])
             )
         statements.append(statement)
     return json.dumps({"Version": data.get("version", "2012-10-17"), "Statement": statements})
@@ -332,14 +341,15 @@ def _detail_of(issue: str, parliament_finding) -> str:
     return str(parliament_finding.detail or parliament_finding.title)
 
 
-def _findings_of(parliament, document: PolicyDocument, text: str, issues: set[str] | None = None) -> list[Finding]:
-    policy = parliament.analyze_policy_string(text, document.location, include_community_auditors=True)
+def _findings_of(parliament, document: PolicyDocument, text: str) -> list[Finding]:
+    try:
+        policy = parliament.analyze_policy_string(text, document.location, include_community_auditors=True)
+    except Exception as err:  # parliament crashes on some valid shapes (a list under Bool); say where
+        return [Finding("EXCEPTION", document.location, None, (), f"parliament raised {err!r}")]
     raw = [(None, f) for f in policy._findings] + [(s.sid, f) for s in policy.statements for f in s.findings]
     found = []
     for sid, item in raw:
         item = parliament.enhance_finding(item)
-        if issues is not None and item.issue not in issues:
-            continue
         for actions in _actions_of(item.issue, item):
             found.append(Finding(item.issue, document.location, sid, actions, _detail_of(item.issue, item)))
     return found
@@ -484,7 +494,12 @@ def explain(finding: Finding) -> str:
 
 @pytest.fixture(scope="module")
 def parliament():
-    return _parliament()
+    try:
+        return _parliament()
+    except ImportError as err:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"parliament is not installed ({err}): run ./scripts/test, which installs Pipfile.lock")
 
 
 @pytest.fixture(scope="module")
@@ -606,17 +621,20 @@ def test_a_policy_document_data_source_is_rendered_and_linted(parliament):
                            "resources": ["arn:aws:s3:::bucket/*"],
                            "principals": [{"type": "AWS", "identifiers": ["arn:aws:iam::111122223333:root"]}],
                            "condition": [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["true"]}]}]}
-    rendered = json.loads(render_policy_document(data))
-    assert rendered["Statement"][0] == {
-        "Sid": "Read", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::bucket/*"],
-        "Principal": {"AWS": ["arn:aws:iam::111122223333:root"]}, "Condition": {"Bool": {"aws:SecureTransport": ["true"]}},
+    rendered = render_policy_document(data)
+    assert json.loads(rendered)["Statement"][0] == {
+        "Sid": "Read", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket/*",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Condition": {"Bool": {"aws:SecureTransport": "true"}},
     }  # fmt: skip
+    document = PolicyDocument("twentycrm-bad-apps", "data.aws_iam_policy_document.x", "statement", "resource", rendered)
+    assert lint_all(parliament, [document]) == []  # a well-formed bucket read: parliament has nothing to say
 
 
 def test_an_entry_without_a_reason_is_refused(tmp_path, known_issues):
     path = tmp_path / "parliament-allowlist.yaml"
+    source = "https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html"
     path.write_text(yaml.safe_dump([{"issue": "RESOURCE_STAR", "location": "aws_kms_key.*", "reason": "",
-                                     "source": "https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html"}]))
+                                     "source": source}]))
     with pytest.raises(AllowlistError) as refused:
         load_allowlist(path, known_issues)
     assert "entry 1 (RESOURCE_STAR at aws_kms_key.*): field 'reason' is missing or empty" in str(refused.value)

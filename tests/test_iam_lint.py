@@ -18,8 +18,8 @@ How:
   the stack's region and account; ``data.terraform_remote_state`` outputs are followed into the
   stack that writes them. No statement is dropped. A reference with no known rendering fails the
   test (add it to ``ARN_FORMATS`` or ``ID_FORMATS``) instead of being guessed.
-- **Trust policies.** parliament requires a ``Resource`` in every statement, and a role's trust
-  policy has none: the role it is attached to is the resource (IAM User Guide, "Roles terms and
+- **Trust policies** (``aws_iam_role.assume_role_policy``, or the ``data.aws_iam_policy_document`` it
+  names). parliament requires a ``Resource`` in every statement, and a role's trust policy has none: the role it is attached to is the resource (IAM User Guide, "Roles terms and
   concepts": the trust policy is the resource-based policy of the role). So a trust policy is
   linted with ``Resource`` set to its own role's ARN; its principals are then checked like any
   resource policy's.
@@ -164,12 +164,12 @@ class StackReferences:
             block = self.tf.get("data", {}).get(parts[1], {}).get(parts[2])  # a looked-up resource, same ARN
             if block is None:
                 raise UnresolvedReference(f"{self.name}: ${{{expression}}} names no data source of this stack")
-            return self.substitute(self._arn(parts[1], parts[2], block), depth + 1)
+            return self.substitute(self.arn_of(parts[1], parts[2], block), depth + 1)
         if len(parts) == 3 and parts[2] == "arn" and parts[0] in ARN_FORMATS:
             resource = self.tf.get("resource", {}).get(parts[0], {}).get(parts[1])
             if resource is None:
                 raise UnresolvedReference(f"{self.name}: ${{{expression}}} names no resource of this stack")
-            return self.substitute(self._arn(parts[0], parts[1], resource), depth + 1)
+            return self.substitute(self.arn_of(parts[0], parts[1], resource), depth + 1)
         if len(parts) == 3 and parts[2] == "id" and parts[0] in ID_FORMATS:
             return ID_FORMATS[parts[0]]
         raise UnresolvedReference(
@@ -177,7 +177,7 @@ class StackReferences:
             "or ID_FORMATS in tests/test_iam_lint.py (the format of the Service Authorization Reference)"
         )
 
-    def _arn(self, resource_type: str, construct_id: str, resource: dict) -> str:
+    def arn_of(self, resource_type: str, construct_id: str, resource: dict) -> str:
         name = next((resource[a] for a in NAME_ATTRIBUTES if isinstance(resource.get(a), str)), construct_id)
         if resource_type == "aws_iam_openid_connect_provider":
             name = name.removeprefix("https://")
@@ -259,11 +259,17 @@ def collect_policies(stacks: dict[str, dict], prefixes: list[str]) -> tuple[list
         refs = StackReferences(stack, tf, stacks)
         blocks = [(t, n, b) for t, bs in tf.get("resource", {}).items() for n, b in bs.items()]
         blocks += [(f"data.{t}", n, b) for t, bs in tf.get("data", {}).items() for n, b in bs.items()]
+        # a role whose trust policy is a policy document data source: that document is a trust policy
+        trusting = {m.group(1): (n, r) for n, r in tf.get("resource", {}).get("aws_iam_role", {}).items()
+                    if (m := re.fullmatch(r"\$\{data\.aws_iam_policy_document\.([\w-]+)\.json\}",
+                                          str(r.get(TRUST_ATTRIBUTE, ""))))}
         for block_type, name, block in blocks:
             path = block.get("//", {}).get("metadata", {}).get("path", f"{stack}/{name}")
             location = f"{block_type}.{_stack_part(path.split('/')[0], prefixes)}/{path.split('/', 1)[1]}"
+            role = (name, block)
             if block_type == "data.aws_iam_policy_document":
-                found = [("statement", render_policy_document(block))]
+                found = [(TRUST_ATTRIBUTE if name in trusting else "json", render_policy_document(block))]
+                role = trusting.get(name, role)
             else:
                 found = list(_policy_strings(block))
             for attribute, text in found:
@@ -275,7 +281,7 @@ def collect_policies(stacks: dict[str, dict], prefixes: list[str]) -> tuple[list
                 statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
                 if attribute == TRUST_ATTRIBUTE:
                     kind = "trust"
-                    role_arn = refs.substitute(refs._arn("aws_iam_role", path.split("/")[-1], block))
+                    role_arn = refs.substitute(refs.arn_of("aws_iam_role", *role))
                     for statement in statements:
                         statement.setdefault("Resource", role_arn)
                 elif any("Principal" in s or "NotPrincipal" in s for s in statements):
@@ -655,8 +661,21 @@ def test_a_policy_document_data_source_is_rendered_and_linted(parliament):
         "Sid": "Read", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket/*",
         "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Condition": {"Bool": {"aws:SecureTransport": "true"}},
     }  # fmt: skip
-    document = PolicyDocument("twentycrm-bad-apps", "data.aws_iam_policy_document.x", "statement", "resource", rendered)
+    document = PolicyDocument("twentycrm-bad-apps", "data.aws_iam_policy_document.x", "json", "resource", rendered)
     assert lint_all(parliament, [document]) == []  # a well-formed bucket read: parliament has nothing to say
+
+
+def test_a_trust_policy_from_a_policy_document_data_source_is_linted_as_one():
+    trust = {"statement": [{"effect": "Allow", "actions": ["sts:AssumeRole"],
+                            "principals": [{"type": "Service", "identifiers": ["ec2.amazonaws.com"]}]}]}
+    stacks = {"twentycrm-bad-platform": {"provider": {"aws": [{"region": "sa-east-1"}]},
+        "data": {"aws_iam_policy_document": {"trust": trust}},
+        "resource": {"aws_iam_role": {"r": {"name": "twentycrm-bad-node",
+                                            "assume_role_policy": "${data.aws_iam_policy_document.trust.json}"}}}}}
+    documents, unresolved = collect_policies(stacks, ["twentycrm-bad-"])
+    assert not unresolved and [(d.location, d.kind) for d in documents] == [
+        ("data.aws_iam_policy_document.platform/trust", "trust")]
+    assert '"Resource": "arn:aws:iam::111122223333:role/twentycrm-bad-node"' in documents[0].text
 
 
 def test_an_entry_without_a_reason_is_refused(tmp_path, known_issues):

@@ -19,10 +19,10 @@ How:
   stack that writes them. No statement is dropped. A reference with no known rendering fails the
   test (add it to ``ARN_FORMATS`` or ``ID_FORMATS``) instead of being guessed.
 - **Trust policies** (``aws_iam_role.assume_role_policy``, or the ``data.aws_iam_policy_document`` it
-  names). parliament requires a ``Resource`` in every statement, and a role's trust policy has none: the role it is attached to is the resource (IAM User Guide, "Roles terms and
-  concepts": the trust policy is the resource-based policy of the role). So a trust policy is
-  linted with ``Resource`` set to its own role's ARN; its principals are then checked like any
-  resource policy's.
+  names). parliament requires a ``Resource`` in every statement, and a trust policy has none: the
+  role it is attached to is the resource (IAM User Guide, "Roles terms and concepts": a role trust
+  policy is a resource-based policy attached to the role). So a trust policy is linted with
+  ``Resource`` set to its own role's ARN; its principals are then checked like any resource policy's.
 - **Resource policies** (key, bucket, topic policies) are linted as they are: parliament checks the
   ``Principal`` element of any statement that has one.
 - **Actions parliament does not know.** parliament stops analysing a statement (and the policy's
@@ -30,6 +30,7 @@ How:
   reported as ``UNKNOWN_ACTION`` and must be justified; then the policy is linted again without
   those actions, so the statement's other actions still get every check.
 - **Community auditors** are on (privilege escalation, permissions management, credentials exposure).
+- parliament 1.6.4 imports ``pkg_resources``, which setuptools 82 removed: see ``_provide_pkg_resources``.
 
 Every finding must match an entry of ``security/parliament-allowlist.yaml`` (see security/README.md),
 and every entry must still match a finding. Run: ``./scripts/test tests/test_iam_lint.py``.

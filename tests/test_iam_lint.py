@@ -30,7 +30,7 @@ How:
   reported as ``UNKNOWN_ACTION`` and must be justified; then the policy is linted again without
   those actions, so the statement's other actions still get every check.
 - **Community auditors** are on (privilege escalation, permissions management, credentials exposure).
-- parliament 1.6.4 imports ``pkg_resources``, which setuptools 82 removed: see ``_provide_pkg_resources``.
+- parliament 1.6.4 imports ``pkg_resources``, which setuptools 82 removed: the Pipfile pins setuptools 81.
 
 Every finding must match an entry of ``security/parliament-allowlist.yaml`` (see security/README.md),
 and every entry must still match a finding. Run: ``./scripts/test tests/test_iam_lint.py``.
@@ -296,28 +296,8 @@ def collect_policies(stacks: dict[str, dict], prefixes: list[str]) -> tuple[list
 # --- linting -----------------------------------------------------------------------------------
 
 
-def _provide_pkg_resources() -> None:
-    """parliament 1.6.4 imports ``pkg_resources`` for one call, ``resource_filename``, that finds its own
-    data files (iam_definition.json, config.yaml). setuptools 82 removed ``pkg_resources``
-    (https://setuptools.pypa.io/en/stable/history.html#v82-0-0) and the virtualenv's setuptools is newer.
-    Until the Pipfile pins ``setuptools<82``, that one function is supplied from importlib.resources,
-    which gives the same path for a package installed as files; parliament itself runs unchanged."""
-    import importlib.util
-
-    if importlib.util.find_spec("pkg_resources") is not None:
-        return
-    import importlib.resources
-    import sys
-    import types
-
-    module = types.ModuleType("pkg_resources")
-    module.resource_filename = lambda package, name: str(importlib.resources.files(package) / name)
-    sys.modules["pkg_resources"] = module
-
-
 def _parliament():
-    _provide_pkg_resources()
-    import parliament
+    import parliament  # needs pkg_resources: setuptools is pinned below 82 in the Pipfile
 
     community = Path(parliament.__file__).parent / "community_auditors" / "config_override.yaml"
     parliament.override_config(str(community))  # their issue codes, as `parliament --include-community-auditors`

@@ -48,6 +48,11 @@ from modules.settings import EnvironmentSettings
 from modules.state import TerraformState
 
 
+# Where the state stack held the account's GitHub OIDC provider before it moved to the account stack
+# (construct path <state stack>/deploy/github-oidc; the construct ID hash is cdktf's, the same in every state stack).
+FORMER_OIDC_PROVIDER_ADDRESS = "aws_iam_openid_connect_provider.deploy_github-oidc_D1604D37"
+
+
 def _aws_provider(stack: TerraformStack, settings: EnvironmentSettings) -> AwsProvider:
     return AwsProvider(
         stack,
@@ -121,6 +126,10 @@ class StateStack(TerraformStack):
         TerraformOutput(self, "review_role_arn", value=self.deploy.review_role.arn,
                         description="Assumed by main's plan jobs before approval (docs/ci-cd.md)")
         TerraformOutput(self, "github_oidc_provider_arn", value=self.deploy.oidc_provider_arn)
+        # Before the account stack existed, the first environment of an account created the GitHub OIDC provider
+        # here. Terraform forgets it without deleting it (a no-op where it never was); the account stack imports
+        # it (README, "Move the GitHub OIDC provider"). cdktf 0.21 has no construct for a removed block.
+        self.add_override("removed", [{"from": FORMER_OIDC_PROVIDER_ADDRESS, "lifecycle": [{"destroy": False}]}])
 
 
 class PlatformStack(TerraformStack):

@@ -298,8 +298,8 @@ def _shared_account_problems(a: EnvironmentSettings, b: EnvironmentSettings) -> 
     if b.region == b.account.region and b.state.lock_table == b.account.lock_table:
         problems.append(f"{b.source}: state.lock_table: '{b.state.lock_table}' is the account stack's lock table "
                         f"(account.lock_table); pick another")
-    for mine in b.iam_name_prefixes():
-        for theirs in a.iam_name_prefixes():
+    for mine in sorted(set(b.iam_name_prefixes())):
+        for theirs in sorted(set(a.iam_name_prefixes())):
             if mine.startswith(theirs) or theirs.startswith(mine):
                 problems.append(
                     f"{b.source}: IAM names '{mine}*' and '{theirs}*' of {a.source} overlap in account {account}: one "

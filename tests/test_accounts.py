@@ -23,6 +23,9 @@ OIDC_HOST = "token.actions.githubusercontent.com"
 # terraform internal/backend/remote-state/s3/backend.go adds the summary "Invalid account ID").
 NOT_ALLOWED = "AWS account ID not allowed: {}"
 READS = ("Get", "List", "Describe", "Head")
+# How the provider and the backend learn the account (aws-sdk-go-base GetAwsAccountIDAndPartition: IAM's GetUser,
+# then STS's GetCallerIdentity): the only calls a wrong-account run may make.
+ACCOUNT_LOOKUPS = {"iam:GetUser", "sts:GetCallerIdentity"}
 
 
 def _account_stacks(settings) -> dict[str, str]:
@@ -171,7 +174,7 @@ def _mutations(lines: list[str]) -> list[str]:
 def test_a_stack_in_the_wrong_account_stops_at_plan_having_created_nothing(terraform, local_aws, synthesized,
                                                                             settings, tmp_path):  # fmt: skip
     """qa's state stack (local backend), run with credentials of dev's account: the provider's own account check
-    fails the plan, and moto saw no call that changes anything (only STS's GetCallerIdentity)."""
+    fails the plan, and moto saw no call that changes anything (only the account lookups)."""
     moto_account = local_aws.account_id
     assert settings["qa"].account.id != moto_account == settings[BOOTSTRAP_ENV].account.id
     work = terraform.stack_copy(synthesized.outdir / "stacks" / "twentycrm-qa-state", tmp_path / "qa-state")
@@ -183,7 +186,7 @@ def test_a_stack_in_the_wrong_account_stops_at_plan_having_created_nothing(terra
     assert result.returncode == 1
     assert NOT_ALLOWED.format(moto_account) in result.stderr, result.stderr
     assert _mutations(lines) == [], _mutations(lines)
-    assert {c.action for c in read_recording("\n".join(lines))} <= {"sts:GetCallerIdentity"}
+    assert {c.action for c in read_recording("\n".join(lines))} <= ACCOUNT_LOOKUPS
     assert not (work / "qa.tfstate").exists() or not json.loads((work / "qa.tfstate").read_text())["resources"]
 
 
@@ -197,7 +200,7 @@ def test_an_s3_backend_in_the_wrong_account_stops_at_init(terraform, local_aws, 
         result = terraform.run(work, "init", "-input=false", *flags, check=False)
     assert result.returncode == 1
     assert "Invalid account ID" in result.stderr and NOT_ALLOWED.format(local_aws.account_id) in result.stderr
-    assert {c.action for c in read_recording("\n".join(lines))} <= {"sts:GetCallerIdentity"}
+    assert {c.action for c in read_recording("\n".join(lines))} <= ACCOUNT_LOOKUPS
 
 
 @pytest.mark.slow

@@ -253,21 +253,13 @@ def test_deploy_role_is_fenced(state_stack, settings, env):
     assert objects["Resource"].endswith(f"/twentycrm-{env}-*")
 
 
-def test_the_oidc_provider_is_created_once_and_looked_up_elsewhere(synthesized):
-    created = {e: synthesized.stack(f"twentycrm-{e}-state").resources("aws_iam_openid_connect_provider") for e in ENVIRONMENTS}
-    assert [e for e, found in created.items() if found] == ["dev"]
-    [provider] = created["dev"].values()
-    assert provider["url"] == "https://token.actions.githubusercontent.com" and provider["client_id_list"] == ["sts.amazonaws.com"]
-    qa = synthesized.stack("twentycrm-qa-state").json["data"]["aws_iam_openid_connect_provider"]
-    assert [d["url"] for d in qa.values()] == ["https://token.actions.githubusercontent.com"]
-
-
-def test_an_existing_provider_can_be_named_by_arn(settings):
-    arn = "arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"
-    stack = build_stack(StateStack, with_changes(settings["qa"], ci={"existing_oidc_provider_arn": arn}))
-    assert "aws_iam_openid_connect_provider" not in json.dumps(stack.json.get("data", {}))
-    [deploy] = [r for r in stack.resources("aws_iam_role").values() if r["name"] == "twentycrm-qa-deploy"]
-    assert json.loads(deploy["assume_role_policy"])["Statement"][0]["Principal"]["Federated"] == arn
+def test_the_roles_trust_the_account_stacks_provider(synthesized, settings, env):
+    """The OIDC provider is the account stack's (tests/test_accounts.py); the roles name it by its ARN."""
+    state = synthesized.stack(f"twentycrm-{env}-state")
+    assert not state.resources("aws_iam_openid_connect_provider")
+    [deploy] = [r for r in state.resources("aws_iam_role").values() if r["name"] == f"twentycrm-{env}-deploy"]
+    federated = json.loads(deploy["assume_role_policy"])["Statement"][0]["Principal"]["Federated"]
+    assert federated.endswith(f":iam::{settings[env].account.id}:oidc-provider/token.actions.githubusercontent.com")
 
 
 # --- bad settings -------------------------------------------------------------------------
@@ -278,10 +270,6 @@ def test_an_existing_provider_can_be_named_by_arn(settings):
     [
         ('github_repository = "olhai/twentycrm-infrastructure"', 'github_repository = "twentycrm-infrastructure"',
          "ci.github_repository: 'twentycrm-infrastructure' is not a GitHub repository 'owner/name'"),
-        ('oidc_provider = "create"', 'oidc_provider = "maybe"', "ci.oidc_provider: allowed values are 'create' or 'existing'"),
-        ('oidc_provider = "create"', 'oidc_provider = "create"\nexisting_oidc_provider_arn = '
-         '"arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"',
-         "ci: existing_oidc_provider_arn is set but oidc_provider is 'create'"),
         ('github_environment = "dev"', 'github_environment = "qa"',
          "dev.toml: (top level): ci.github_environment 'qa' is not the environment's name 'dev': the workflows run its "
          "jobs in GitHub environments 'dev' and 'dev-plan', so the roles would trust a token no job gets; set "

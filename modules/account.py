@@ -39,7 +39,9 @@ class AccountStack(TerraformStack):
             "aws",
             region=account.region,
             allowed_account_ids=[account.id],
-            default_tags=[AwsProviderDefaultTags(tags={"Project": project, "Scope": ACCOUNT_SCOPE, "ManagedBy": "cdktf"})],
+            default_tags=[
+                AwsProviderDefaultTags(tags={"Project": project, "Scope": ACCOUNT_SCOPE, "ManagedBy": "cdktf"})
+            ],
         )
         key_alias = f"{project}-account-tfstate"
         if account.own_backend == "s3":

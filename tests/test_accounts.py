@@ -236,7 +236,8 @@ def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(terr
         # here only the provider is applied, the rest is the bootstrap the state tests already prove)
         terraform.run(account, "init", "-input=false")
         terraform.run(account, "import", "-input=false", "aws_iam_openid_connect_provider.github-oidc", arn)
-        terraform.run(account, "apply", "-input=false", "-auto-approve", "-target=aws_iam_openid_connect_provider.github-oidc")
+        terraform.run(account, "apply", "-input=false", "-auto-approve",
+                      "-target=aws_iam_openid_connect_provider.github-oidc")
         # README step 2: dev's state stack forgets it (the removed block), destroying nothing
         terraform.run(state, "plan", "-input=false", "-out=forget.tfplan", f"-target={FORMER_OIDC_PROVIDER_ADDRESS}")
         planned = json.loads(terraform.run(state, "show", "-json", "forget.tfplan").stdout)

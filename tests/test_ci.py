@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENVIRONMENTS, ROOT, build_stack, copy_envs, edit, problems_for, with_changes
-
-from modules.stacks import StateStack
+from conftest import ENVIRONMENTS, ROOT, copy_envs, edit, problems_for
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")

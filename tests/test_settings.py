@@ -209,7 +209,8 @@ def test_overlapping_iam_names_are_refused_in_one_account(envs):
 
 
 def test_account_state_buckets_are_apart(envs):
-    edit(envs / "qa.toml", f"olhai-twentycrm-account-{QA_ACCOUNT}-tfstate", f"olhai-twentycrm-account-{DEV_ACCOUNT}-tfstate")
+    edit(envs / "qa.toml", f"olhai-twentycrm-account-{QA_ACCOUNT}-tfstate",
+         f"olhai-twentycrm-account-{DEV_ACCOUNT}-tfstate")
     assert f"qa.toml: account.state_bucket: 'olhai-twentycrm-account-{DEV_ACCOUNT}-tfstate' is already the state " \
         f"bucket of account {DEV_ACCOUNT}" in problems_for(envs)
     edit(envs / "qa.toml", f"olhai-twentycrm-account-{DEV_ACCOUNT}-tfstate", "olhai-twentycrm-dev-tfstate")

@@ -81,6 +81,22 @@ def test_the_oidc_provider_lives_only_in_account_stacks(synthesized, settings):
         assert stack.json["terraform"]["backend"] == {"local": {"path": f"../../../terraform.{name}.tfstate"}}
 
 
+def test_the_account_stack_moves_into_its_own_bucket_when_told(settings):
+    from cdktf import Testing
+
+    from modules.account import AccountStack
+
+    account = settings["prod"].account.model_copy(update={"own_backend": "s3"})
+    stack = AccountStack(Testing.app(), project="twentycrm", account=account)
+    backend = json.loads(Testing.synth(stack))["terraform"]["backend"]
+    assert backend == {"s3": {
+        "bucket": "olhai-twentycrm-account-777788889999-tfstate",
+        "key": "twentycrm-account-777788889999/terraform.tfstate",
+        "region": "sa-east-1", "encrypt": True, "kms_key_id": "alias/twentycrm-account-tfstate",
+        "dynamodb_table": "twentycrm-account-tflock", "allowed_account_ids": ["777788889999"],
+    }}  # fmt: skip
+
+
 def test_the_former_provider_address_is_the_one_cdktf_gave_it():
     """The removed block and the README's runbook name the address cdktf gave <state stack>/deploy/github-oidc."""
     from cdktf import App, TerraformStack

@@ -229,6 +229,11 @@ def test_an_invalid_file_name_is_rejected(envs):
     assert re.search(r"Dev Env\.toml: file name: 'Dev Env' is not a valid environment name", problems_for(envs))
 
 
+def test_the_account_stacks_name_is_no_environment_name(envs):
+    (envs / "qa.toml").rename(envs / "account.toml")
+    assert re.search(r"account\.toml: file name: 'account' is reserved", problems_for(envs))
+
+
 def test_an_empty_directory_is_rejected(tmp_path):
     assert "no environment files (*.toml) found" in problems_for(tmp_path)
 

@@ -224,6 +224,10 @@ def load_environment(path: Path) -> EnvironmentSettings:
     for reserved in ("name", "source"):
         if reserved in data:
             raise SettingsError([f"{source}: {reserved}: do not set it; the environment name is the file name"])
+    if path.stem == "account":
+        raise SettingsError([f"{source}: file name: 'account' is reserved: the account stack's names "
+                             "(<project>-account-<id>, alias/<project>-account-tfstate) would collide with this "
+                             "environment's; name the file after the environment (e.g. envs/staging.toml)"])
     if not _ENV_NAME.match(path.stem):
         raise SettingsError(
             [f"{source}: file name: '{path.stem}' is not a valid environment name; use 1-12 lower-case letters, "

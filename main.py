@@ -25,13 +25,15 @@ def synth(envs_dir: Path, outdir: Path) -> list[str]:
 
     from cdktf import App  # the slow import (jsii + providers) happens only for valid input
 
-    from modules.stacks import build_environment
+    from modules.stacks import build_accounts, build_environment
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
     try:
         app = App(outdir=str(scratch))
-        names = [stack.node.id for env in environments for stack in build_environment(app, env)]
+        # Account stacks first: each is applied once per account, before any environment of it (README).
+        stacks = [*build_accounts(app, environments), *(s for env in environments for s in build_environment(app, env))]
+        names = [stack.node.id for stack in stacks]
         app.synth()
         old = outdir.with_name(f".{outdir.name}-old")
         shutil.rmtree(old, ignore_errors=True)

@@ -1,8 +1,8 @@
-"""GitHub Actions' way into one environment: the account's GitHub OIDC provider and a deploy role.
+"""GitHub Actions' way into one environment: its deploy, review and plan roles.
 
-- The OIDC provider (``token.actions.githubusercontent.com``) exists once per AWS account, so
-  ``ci.oidc_provider`` says whether this environment creates it or uses the existing one (by ARN,
-  or looked up by its URL).
+- They trust the account's GitHub OIDC provider (``token.actions.githubusercontent.com``), which
+  exists once per AWS account and belongs to the account stack (modules/account.py), so that no
+  environment's stacks create, look up or destroy it.
 - The role ``<project>-<env>-deploy`` trusts only tokens for audience ``sts.amazonaws.com`` whose
   subject is ``repo:<owner>/<name>:environment:<env>``: a job of that repository running in that
   GitHub environment (so behind its approval rules). Pull requests, other branches' jobs without
@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
-from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
 from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -168,6 +166,7 @@ class DeployRole(Construct):
         state_bucket_arn: str,
         lock_table_arn: str,
         state_key: EncryptionKey,
+        oidc_provider_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
         ci = settings.ci
@@ -176,22 +175,9 @@ class DeployRole(Construct):
         name = settings.stack_name("deploy")
         env_prefix = settings.stack_name("")[:-1]  # twentycrm-dev
 
-        if ci.oidc_provider == "create":
-            provider = IamOpenidConnectProvider(
-                self,
-                "github-oidc",
-                url=GITHUB_OIDC_URL,
-                client_id_list=[AUDIENCE],
-                # IAM trusts GitHub's certificate through its own CA store; the thumbprint is only
-                # required by the API, AWS documents this value for GitHub.
-                thumbprint_list=["6938fd4d98bab03faadb97b34396831e3780aea1"],
-                tags={**tags, "Name": GITHUB_OIDC_HOST},
-            )
-            self.oidc_provider_arn = provider.arn
-        elif ci.existing_oidc_provider_arn:
-            self.oidc_provider_arn = ci.existing_oidc_provider_arn
-        else:
-            self.oidc_provider_arn = DataAwsIamOpenidConnectProvider(self, "github-oidc", url=GITHUB_OIDC_URL).arn
+        # The account's GitHub OIDC provider belongs to the account stack (modules/account.py), never to an
+        # environment: its ARN follows from the account ID, so no environment creates or looks it up.
+        self.oidc_provider_arn = oidc_provider_arn
 
         iam = f"arn:{partition}:iam::{account}"
         # IAM names this environment's constructs use: <project>-<env>-* and <cluster name>-*.

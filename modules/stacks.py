@@ -1,7 +1,9 @@
 """The stacks of one environment and the constructs each one holds.
 
-``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend), the GitHub
-                           OIDC provider and the CI deploy/plan roles
+``twentycrm-account-<id>``  once per AWS account (modules/account.py): the GitHub OIDC provider and the
+                           account stack's own state bucket and lock table
+``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend) and the CI
+                           deploy/review/plan roles
 ``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB, EKS cluster and node groups,
                            the PostgreSQL host and its backups, alarms, dashboard and Container Insights
 ``twentycrm-<env>-apps``     what runs on the cluster: Twenty's three Helm releases, their secret, file bucket
@@ -30,6 +32,7 @@ from cdktf_cdktf_provider_kubernetes.namespace_v1 import NamespaceV1, NamespaceV
 from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, KubernetesProviderExec
 from constructs import Construct
 
+from modules.account import AccountStack
 from modules.apps import CHART_DIR, RELEASES, ClusterAddons, FilesBucket, TwentySecret, twenty_release
 from modules.ci_runner import CiRunner
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
@@ -45,11 +48,18 @@ from modules.settings import EnvironmentSettings
 from modules.state import TerraformState
 
 
+# Where the state stack held the account's GitHub OIDC provider before it moved to the account stack
+# (construct path <state stack>/deploy/github-oidc; the construct ID hash is cdktf's, the same in every state stack).
+FORMER_OIDC_PROVIDER_ADDRESS = "aws_iam_openid_connect_provider.deploy_github-oidc_D1604D37"
+
+
 def _aws_provider(stack: TerraformStack, settings: EnvironmentSettings) -> AwsProvider:
     return AwsProvider(
         stack,
         "aws",
         region=settings.region,
+        # a wrong profile or role fails before any change: the provider refuses every other account
+        allowed_account_ids=[settings.account.id],
         default_tags=[
             AwsProviderDefaultTags(
                 tags={"Project": settings.project, "Environment": settings.name, "ManagedBy": "cdktf"}
@@ -74,6 +84,8 @@ def _s3_backend(stack: TerraformStack, settings: EnvironmentSettings, stack_name
         # state key's alias (Terraform 1.11 accepts alias/...), state is SSE-KMS and readable only with Decrypt on it.
         kms_key_id=state_key_alias(settings),
         dynamodb_table=settings.state.lock_table,
+        # Terraform's S3 backend (1.6+) asks STS for the account and refuses any other at init
+        allowed_account_ids=[settings.account.id],
     )
     if settings.state.use_lockfile:
         # cdktf 0.21's S3Backend predates Terraform 1.10's S3-native locking; set it directly.
@@ -81,8 +93,8 @@ def _s3_backend(stack: TerraformStack, settings: EnvironmentSettings, stack_name
 
 
 class StateStack(TerraformStack):
-    """``<project>-<env>-state``: exposes ``state`` (a TerraformState) and ``deploy`` (the GitHub
-    OIDC provider and the environment's deploy and plan roles)."""
+    """``<project>-<env>-state``: exposes ``state`` (a TerraformState) and ``deploy`` (the environment's
+    deploy, review and plan roles, which trust the account stack's GitHub OIDC provider)."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("state")
@@ -94,7 +106,7 @@ class StateStack(TerraformStack):
             # Relative to cdktf.out/stacks/<stack>/: the file lives in the project root, outside
             # cdktf.out, so a re-synth never deletes the only copy of the bootstrap state.
             LocalBackend(self, path=f"../../../terraform.{name}.tfstate")
-        self.state = TerraformState(self, "state", settings=settings)
+        self.state = TerraformState.for_environment(self, "state", settings=settings)
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
         TerraformOutput(self, "state_key_arn", value=self.state.key.arn)
@@ -105,6 +117,7 @@ class StateStack(TerraformStack):
             state_bucket_arn=self.state.bucket.arn,
             lock_table_arn=self.state.lock_table.arn,
             state_key=self.state.key,
+            oidc_provider_arn=settings.account.oidc_provider_arn(self.state.key.partition),
         )
         TerraformOutput(self, "deploy_role_arn", value=self.deploy.role.arn, description="AWS_DEPLOY_ROLE_ARN of the "
                         f"GitHub environment {settings.ci.github_environment} (docs/ci-cd.md)")
@@ -113,6 +126,10 @@ class StateStack(TerraformStack):
         TerraformOutput(self, "review_role_arn", value=self.deploy.review_role.arn,
                         description="Assumed by main's plan jobs before approval (docs/ci-cd.md)")
         TerraformOutput(self, "github_oidc_provider_arn", value=self.deploy.oidc_provider_arn)
+        # Before the account stack existed, the first environment of an account created the GitHub OIDC provider
+        # here. Terraform forgets it without deleting it (a no-op where it never was); the account stack imports
+        # it (README, "Move the GitHub OIDC provider"). cdktf 0.21 has no construct for a removed block.
+        self.add_override("removed", [{"from": FORMER_OIDC_PROVIDER_ADDRESS, "lifecycle": [{"destroy": False}]}])
 
 
 class PlatformStack(TerraformStack):
@@ -302,7 +319,7 @@ class AppsStack(TerraformStack):
         _s3_backend(self, settings, name)
         platform = DataTerraformRemoteStateS3(
             self, "platform", bucket=settings.state.bucket, key=f"{settings.stack_name('platform')}/terraform.tfstate",
-            region=settings.region, encrypt=True,
+            region=settings.region, encrypt=True, allowed_account_ids=[settings.account.id],
         )  # fmt: skip
         endpoint = platform.get_string("cluster_endpoint")
         ca = Fn.base64decode(platform.get_string("cluster_certificate_authority_data"))
@@ -365,6 +382,15 @@ class AppsStack(TerraformStack):
         TerraformOutput(self, "files_bucket", value=self.files.bucket.bucket)
         TerraformOutput(self, "files_role_arn", value=self.files.role.role.arn)
         TerraformOutput(self, "twenty_image", value=f"twentycrm/twenty:{apps.twenty_image_tag}")
+
+
+def build_accounts(scope: Construct, environments: list[EnvironmentSettings]) -> list[TerraformStack]:
+    """One account stack per distinct ``account.id``, from the first environment of that account (check_across
+    has made every environment of an account agree on its [account] values and project)."""
+    first: dict[str, EnvironmentSettings] = {}
+    for env in environments:
+        first.setdefault(env.account.id, env)
+    return [AccountStack(scope, project=env.project, account=env.account) for env in first.values()]
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

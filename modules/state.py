@@ -22,41 +22,61 @@ STATE_COMPONENT = "terraform-state"  # not in the document; the tag still pairs 
 
 
 class TerraformState(Construct):
-    """The state bucket, its lock table and the key that encrypts both.
+    """A state bucket, its lock table and the key that encrypts both: an environment's (``for_environment``)
+    or an account stack's (modules/account.py).
 
     Exposes ``bucket``, ``lock_table`` and ``key`` for the stacks that use them.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket_name: str,
+        lock_table_name: str,
+        key_alias: str,
+        description: str,
+        noncurrent_days: int,
+        deletion_protection: bool,
+        tags: dict[str, str],
+    ) -> None:
         super().__init__(scope, construct_id)
-        state = settings.state
-        tags = {"Component": settings.component(STATE_COMPONENT)}
-        self.key = EncryptionKey(
-            self,
-            "key",
-            alias=settings.stack_name("tfstate"),
-            description=f"Encrypts the Terraform state and locks of {settings.name}",
-            tags=tags,
-        )
+        self.key = EncryptionKey(self, "key", alias=key_alias, description=description, tags=tags)
         self.bucket = private_bucket(
             self,
             "bucket",
-            bucket_name=state.bucket,
+            bucket_name=bucket_name,
             tags=tags,
             kms_key_arn=self.key.arn,
             lifecycle_rule_id="expire-old-state-versions",
-            noncurrent_days=state.noncurrent_version_expiration_days,
+            noncurrent_days=noncurrent_days,
         ).bucket
 
         self.lock_table = DynamodbTable(
             self,
             "lock-table",
-            name=state.lock_table,
+            name=lock_table_name,
             billing_mode="PAY_PER_REQUEST",
             hash_key="LockID",
             attribute=[DynamodbTableAttribute(name="LockID", type="S")],
             point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),
             server_side_encryption=DynamodbTableServerSideEncryption(enabled=True, kms_key_arn=self.key.arn),
-            deletion_protection_enabled=state.deletion_protection,
+            deletion_protection_enabled=deletion_protection,
             tags=tags,
+        )
+
+    @classmethod
+    def for_environment(cls, scope: Construct, construct_id: str, *, settings: EnvironmentSettings) -> "TerraformState":
+        state = settings.state
+        return cls(
+            scope,
+            construct_id,
+            bucket_name=state.bucket,
+            lock_table_name=state.lock_table,
+            key_alias=settings.stack_name("tfstate"),
+            description=f"Encrypts the Terraform state and locks of {settings.name}",
+            noncurrent_days=state.noncurrent_version_expiration_days,
+            deletion_protection=state.deletion_protection,
+            tags={"Component": settings.component(STATE_COMPONENT)},
         )

@@ -148,8 +148,12 @@ def to_hcl(config: dict, schemas: dict) -> str:
         parts.append(f'variable "{name}" {{\n{_body(body, None, "  ")}}}\n')
     if config.get("locals"):
         parts.append(f"locals {{\n{_body(config['locals'], None, '  ')}}}\n")
+    for removed in config.get("removed", []):
+        # `from` is an address (a traversal), not a string; lifecycle is a block
+        destroy = str(removed["lifecycle"][0]["destroy"]).lower()
+        parts.append(f"removed {{\n  from = {removed['from']}\n  lifecycle {{\n    destroy = {destroy}\n  }}\n}}\n")
     unknown = set(config) - {"//", "terraform", "provider", "data", "ephemeral", "resource", "output", "variable",
-                             "locals"}  # fmt: skip
+                             "locals", "removed"}  # fmt: skip
     if unknown:
         raise ValueError(f"top-level blocks this converter does not know: {sorted(unknown)}")
     return "\n".join(parts)

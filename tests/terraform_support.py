@@ -151,8 +151,11 @@ class LocalAws:
         "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
     }
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, *, account_id: str = "123456789012"):
         self.workdir = workdir
+        # moto answers every request as this account (moto/core/responses.py reads MOTO_ACCOUNT_ID), so a stack
+        # whose allowed_account_ids names it plans, and any other stack stops at its provider's account check
+        self.account_id = account_id
         self.port = _free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.ca_bundle, self._key = _self_signed(workdir)
@@ -166,7 +169,8 @@ class LocalAws:
             [str(server), "-H", "127.0.0.1", "-p", str(self.port), "-c", str(self.ca_bundle), "-k", str(self._key)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.SETTINGS, "MOTO_RECORDER_FILEPATH": str(self.recording_file)},
+            env={**os.environ, **self.SETTINGS, "MOTO_ACCOUNT_ID": self.account_id,
+                 "MOTO_RECORDER_FILEPATH": str(self.recording_file)},
         )
         self._tls = context = ssl.create_default_context(cafile=str(self.ca_bundle))
         deadline = time.monotonic() + 30
@@ -249,7 +253,8 @@ class LocalAws:
             "access_key": "test",
             "secret_key": "test",
             "skip_credentials_validation": "true",
-            "skip_requesting_account_id": "true",
+            # the backend's allowed_account_ids check needs the account: ask moto's STS, as the backend asks AWS's
+            "skip_requesting_account_id": "false",
             "skip_metadata_api_check": "true",
             "use_path_style": "true",
             "custom_ca_bundle": str(self.ca_bundle),
@@ -280,9 +285,11 @@ def terraform(tmp_path_factory) -> Terraform:
 
 
 @pytest.fixture(scope="session")
-def local_aws(tmp_path_factory, terraform) -> Iterator[LocalAws]:
-    """One moto server for the session: the bootstrap tests and the platform apply share it."""
-    with LocalAws(tmp_path_factory.mktemp("moto")) as aws:
+def local_aws(tmp_path_factory, terraform, settings) -> Iterator[LocalAws]:
+    """One moto server for the session: the bootstrap tests and the platform apply share it. It plays the
+    bootstrapped environment's account (envs/dev.toml ``account.id``), so that environment's stacks plan against
+    it unchanged and any other environment's stacks meet their own provider's account check."""
+    with LocalAws(tmp_path_factory.mktemp("moto"), account_id=settings[BOOTSTRAP_ENV].account.id) as aws:
         yield aws
 
 
@@ -354,7 +361,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 # `-n 2 --dist loadscope` (pyproject.toml) they form one scope, so one worker runs them, in order,
 # on one server, while the other worker runs the rest. (xdist's own `xdist_group` marks do nothing
 # with pytest 9: xdist 3.8 renames items through `item._nodeid`, which pytest 9 no longer reads.)
-MOTO_MODULES = ("tests/test_terraform.py", "tests/test_platform_apply.py")
+MOTO_MODULES = ("tests/test_terraform.py", "tests/test_platform_apply.py", "tests/test_accounts.py")
 
 
 def pytest_xdist_make_scheduler(config, log):

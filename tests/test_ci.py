@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENVIRONMENTS, ROOT, build_stack, copy_envs, edit, problems_for, with_changes
-
-from modules.stacks import StateStack
+from conftest import ENVIRONMENTS, ROOT, copy_envs, edit, problems_for
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
@@ -253,21 +251,13 @@ def test_deploy_role_is_fenced(state_stack, settings, env):
     assert objects["Resource"].endswith(f"/twentycrm-{env}-*")
 
 
-def test_the_oidc_provider_is_created_once_and_looked_up_elsewhere(synthesized):
-    created = {e: synthesized.stack(f"twentycrm-{e}-state").resources("aws_iam_openid_connect_provider") for e in ENVIRONMENTS}
-    assert [e for e, found in created.items() if found] == ["dev"]
-    [provider] = created["dev"].values()
-    assert provider["url"] == "https://token.actions.githubusercontent.com" and provider["client_id_list"] == ["sts.amazonaws.com"]
-    qa = synthesized.stack("twentycrm-qa-state").json["data"]["aws_iam_openid_connect_provider"]
-    assert [d["url"] for d in qa.values()] == ["https://token.actions.githubusercontent.com"]
-
-
-def test_an_existing_provider_can_be_named_by_arn(settings):
-    arn = "arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"
-    stack = build_stack(StateStack, with_changes(settings["qa"], ci={"existing_oidc_provider_arn": arn}))
-    assert "aws_iam_openid_connect_provider" not in json.dumps(stack.json.get("data", {}))
-    [deploy] = [r for r in stack.resources("aws_iam_role").values() if r["name"] == "twentycrm-qa-deploy"]
-    assert json.loads(deploy["assume_role_policy"])["Statement"][0]["Principal"]["Federated"] == arn
+def test_the_roles_trust_the_account_stacks_provider(synthesized, settings, env):
+    """The OIDC provider is the account stack's (tests/test_accounts.py); the roles name it by its ARN."""
+    state = synthesized.stack(f"twentycrm-{env}-state")
+    assert not state.resources("aws_iam_openid_connect_provider")
+    [deploy] = [r for r in state.resources("aws_iam_role").values() if r["name"] == f"twentycrm-{env}-deploy"]
+    federated = json.loads(deploy["assume_role_policy"])["Statement"][0]["Principal"]["Federated"]
+    assert federated.endswith(f":iam::{settings[env].account.id}:oidc-provider/token.actions.githubusercontent.com")
 
 
 # --- bad settings -------------------------------------------------------------------------
@@ -278,10 +268,6 @@ def test_an_existing_provider_can_be_named_by_arn(settings):
     [
         ('github_repository = "olhai/twentycrm-infrastructure"', 'github_repository = "twentycrm-infrastructure"',
          "ci.github_repository: 'twentycrm-infrastructure' is not a GitHub repository 'owner/name'"),
-        ('oidc_provider = "create"', 'oidc_provider = "maybe"', "ci.oidc_provider: allowed values are 'create' or 'existing'"),
-        ('oidc_provider = "create"', 'oidc_provider = "create"\nexisting_oidc_provider_arn = '
-         '"arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"',
-         "ci: existing_oidc_provider_arn is set but oidc_provider is 'create'"),
         ('github_environment = "dev"', 'github_environment = "qa"',
          "dev.toml: (top level): ci.github_environment 'qa' is not the environment's name 'dev': the workflows run its "
          "jobs in GitHub environments 'dev' and 'dev-plan', so the roles would trust a token no job gets; set "
@@ -442,7 +428,71 @@ def test_ci_terraform_refuses_an_unprotected_environment(tmp_path, environments,
 def test_ci_terraform_reads_session_and_timeout_from_the_settings():
     result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ})
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "session-seconds=10800\ntimeout-minutes=150\n"
+    assert result.stdout == "session-seconds=10800\ntimeout-minutes=150\naccount-id=444455556666\n"
+
+
+# --- the AWS account of each job -----------------------------------------------------------------------
+
+
+def test_every_job_in_a_github_environment_checks_its_account_before_credentials():
+    """Jobs in GitHub environment <env> or <env>-plan take the account from that environment's AWS_ACCOUNT_ID,
+    after checking it against envs/<env>.toml (the synth job's output), and build the role ARN from the checked
+    value; the synth job reads account.id through the settings model."""
+    jobs = workflow("apply.yml")["jobs"]
+    assert jobs["synth"]["outputs"]["account-id"] == "${{ steps.settings.outputs.account-id }}"
+    in_environment = [name for name, job in jobs.items() if "environment" in job]
+    assert in_environment == ["plan-platform", "apply-platform", "plan-apps", "apply-apps"]
+    for name in in_environment:
+        steps = jobs[name]["steps"]
+        check = next(i for i, s in enumerate(steps) if s.get("id") == "account")
+        creds = next(i for i, s in enumerate(steps) if "configure-aws-credentials" in s.get("uses", ""))
+        assert check < creds, name
+        assert steps[check]["run"] == ('./scripts/ci-terraform check-account "${{ inputs.environment }}" '
+                                       '"$FILE_ACCOUNT_ID" "$GITHUB_ACCOUNT_ID"')  # fmt: skip
+        assert steps[check]["env"] == {"FILE_ACCOUNT_ID": "${{ needs.synth.outputs.account-id }}",
+                                       "GITHUB_ACCOUNT_ID": "${{ vars.AWS_ACCOUNT_ID }}"}  # fmt: skip
+        assert steps[creds]["with"]["role-to-assume"].startswith("arn:aws:iam::${{ steps.account.outputs.id }}:role/")
+
+
+def test_pull_request_plans_take_the_account_from_the_env_file():
+    steps = workflow("pull-request.yml")["jobs"]["plan"]["steps"]
+    settings = next(i for i, s in enumerate(steps) if s.get("id") == "settings")
+    creds = next(i for i, s in enumerate(steps) if "configure-aws-credentials" in s.get("uses", ""))
+    assert settings < creds
+    assert steps[settings]["run"] == './scripts/ci-terraform settings "${{ matrix.environment }}" >> "$GITHUB_OUTPUT"'
+    assert steps[creds]["with"]["role-to-assume"] == (
+        "arn:aws:iam::${{ steps.settings.outputs.account-id }}:role/twentycrm-${{ matrix.environment }}-plan")
+
+
+def test_no_workflow_builds_a_role_arn_from_an_unchecked_account():
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        assert "iam::${{ vars.AWS_ACCOUNT_ID }}" not in path.read_text(), path.name
+
+
+def test_check_account_passes_a_matching_account_and_hands_it_on(tmp_path):
+    output = tmp_path / "github_output"
+    result = _ci_terraform("check-account", "prod", "777788889999", "777788889999", cwd=ROOT,
+                           env={**os.environ, "GITHUB_OUTPUT": str(output)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert output.read_text() == "id=777788889999\n"
+
+
+@pytest.mark.parametrize(
+    ("github_account", "message"),
+    [
+        ("", "::error::the GitHub environment of prod has no variable AWS_ACCOUNT_ID; set it to prod's AWS account "
+             "('777788889999', account.id in envs/prod.toml)"),
+        ("111122223333", "::error::AWS_ACCOUNT_ID of the GitHub environment is '111122223333' but envs/prod.toml says "
+                         "account.id = '777788889999'; one of them is wrong"),
+    ],
+    ids=["missing", "differs"],
+)  # fmt: skip
+def test_check_account_stops_a_missing_or_different_account(tmp_path, github_account, message):
+    output = tmp_path / "github_output"
+    result = _ci_terraform("check-account", "prod", "777788889999", github_account, cwd=ROOT,
+                           env={**os.environ, "GITHUB_OUTPUT": str(output)})  # fmt: skip
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert not output.exists(), "no account may reach the credentials step"
 
 
 def test_the_runbooks_access_entry_addresses_are_the_synthesized_ones(synthesized):

@@ -32,11 +32,14 @@ from aws_requests import AwsCall, context_for, kms_calls_by_s3, read_recording, 
 from provider_calls import PROVIDER_CALLS, left_out_requests, profile_roles
 from terraform_support import BOOTSTRAP_ENV, write_json
 
+from modules.settings import load_environment
+
 # under xdist this module and test_terraform.py run on one worker (terraform_support.MOTO_MODULES)
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-ACCOUNT = "123456789012"  # moto's default account (moto/core/models.py DEFAULT_ACCOUNT_ID)
+# the account the session's moto server plays: the bootstrapped environment's (terraform_support.local_aws)
+ACCOUNT = load_environment(ROOT / "envs" / f"{BOOTSTRAP_ENV}.toml").account.id
 MOTO = "moto 5.2.5"
 
 # What moto cannot emulate: resource type → the reason, from moto's own source. Each of these, and

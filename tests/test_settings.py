@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, copy_envs, edit, problems_for
 
-from modules.settings import load_environment
+from modules.settings import load_all, load_environment
 
 
 @pytest.fixture
@@ -99,6 +99,14 @@ def test_region_defaults_to_sao_paulo(envs):
         pytest.param('instance_type = "t3.medium"', 'instance_type = "large"', r"dev\.toml: cluster\.frontend\.instance_type: 'large' is not an EC2 instance type", id="bad-instance-type"),
         pytest.param('domain = "mGenialDev.olhai.app.br"', 'domain = "mGenialDev.olhai.app.br"\nname = "staging"', r"dev\.toml: name: do not set it; the environment name is the file name", id="reserved-name"),
         pytest.param("[state]", "[state", r"dev\.toml: not valid TOML", id="bad-toml"),
+        pytest.param('id = "111122223333"', "id = 111122223333", r"dev\.toml: account\.id: 111122223333 is not a string; write the 12-digit AWS account ID in quotes, e\.g\. id = \"111122223333\" \(TOML integers drop leading zeros\)", id="account-id-integer"),
+        pytest.param('id = "111122223333"', 'id = "11112222333"', r"dev\.toml: account\.id: '11112222333' is not an AWS account ID; use exactly 12 digits in quotes", id="account-id-11-digits"),
+        pytest.param('id = "111122223333"', 'id = "1111-2222-3333"', r"dev\.toml: account\.id: '1111-2222-3333' is not an AWS account ID", id="account-id-dashes"),
+        pytest.param('id = "111122223333"\n', "", r"dev\.toml: account\.id: required field is missing", id="account-id-missing"),
+        pytest.param('github_environment = "dev"', 'github_environment = "dev"\noidc_provider = "create"', r"dev\.toml: ci\.oidc_provider: moved to \[account\] github_oidc_provider", id="moved-oidc-provider"),
+        pytest.param('github_environment = "dev"', 'github_environment = "dev"\nexisting_oidc_provider_arn = "arn:aws:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"', r"dev\.toml: ci\.existing_oidc_provider_arn: no longer needed: the provider's ARN follows from \[account\] id", id="moved-oidc-arn"),
+        pytest.param('github_oidc_provider = "create"', 'github_oidc_provider = "maybe"', r"dev\.toml: account\.github_oidc_provider: allowed values are 'create' or 'existing'", id="oidc-provider-choice"),
+        pytest.param('state_bucket = "olhai-twentycrm-account-111122223333-tfstate"', 'state_bucket = "olhai-twentycrm-dev-tfstate"', r"dev\.toml: \(top level\): account\.state_bucket must differ from state\.bucket", id="account-bucket-is-state-bucket"),
         pytest.param('# existing_zone = "olhai.app.br"', 'existing_zone = "example.com"', r"dev\.toml: \(top level\): dns\.existing_zone 'example\.com' must be the domain 'mgenialdev\.olhai\.app\.br' or a parent of it", id="zone-not-a-parent"),
         pytest.param('# existing_zone = "olhai.app.br"', 'existing_zone = "olhai..app.br"', r"dev\.toml: dns\.existing_zone: 'olhai\.\.app\.br' is not a valid DNS name", id="invalid-existing-zone"),
         pytest.param("extra_certificate_names = []", 'extra_certificate_names = ["www.example.com"]', r"dev\.toml: \(top level\): dns\.extra_certificate_names\[0\] 'www\.example\.com' lies outside the zone 'mgenialdev\.olhai\.app\.br'; use a name ending in '\.mgenialdev\.olhai\.app\.br'", id="certificate-name-outside-zone"),
@@ -131,13 +139,82 @@ def test_vpc_ranges_must_not_overlap_across_environments(envs):
     [
         ("domain", 'domain = "mGenialQA.olhai.app.br"', 'domain = "MGENIALDEV.olhai.app.br"'),
         ("state.bucket", "olhai-twentycrm-qa-tfstate", "olhai-twentycrm-dev-tfstate"),
-        ("cluster.name", 'name = "twentycrm-qa"', 'name = "twentycrm-dev"'),
         ("load_balancer.access_log_bucket", "olhai-twentycrm-qa-alb-logs", "olhai-twentycrm-dev-alb-logs"),
     ],
 )
-def test_names_must_be_unique_across_environments(envs, field, old, new):
+def test_global_names_must_be_unique_across_environments_and_accounts(envs, field, old, new):
+    """S3 bucket names and domains are global: separate accounts do not make them free."""
     edit(envs / "qa.toml", old, new)
     assert re.search(rf"qa\.toml: {re.escape(field)}: '.*' is already used by .*dev\.toml", problems_for(envs))
+
+
+DEV_ACCOUNT, QA_ACCOUNT = "111122223333", "444455556666"
+
+
+def _share_devs_account(envs: Path) -> None:
+    """qa moves into dev's account, agreeing on every [account] value (the account stack is shared)."""
+    edit(envs / "qa.toml", QA_ACCOUNT, DEV_ACCOUNT, count=99)
+
+
+def test_per_account_names_are_free_in_separate_accounts(envs):
+    """Cluster names and lock tables are named per account: qa may reuse dev's while they are apart."""
+    edit(envs / "qa.toml", 'name = "twentycrm-qa"', 'name = "twentycrm-dev"')
+    edit(envs / "qa.toml", 'lock_table = "twentycrm-qa-tflock"', 'lock_table = "twentycrm-dev-tflock"')
+    assert [e.cluster.name for e in load_all(envs)][:2] == ["twentycrm-dev", "twentycrm-prod"]  # no SettingsError
+    _share_devs_account(envs)
+    message = problems_for(envs)
+    assert f"qa.toml: cluster.name: 'twentycrm-dev' is already used by {envs / 'dev.toml'} in the same account " \
+        f"{DEV_ACCOUNT}; pick another" in message
+    assert "qa.toml: state.lock_table: 'twentycrm-dev-tflock' is already used by" in message
+
+
+def test_a_shared_account_is_accepted_when_names_are_apart(envs):
+    _share_devs_account(envs)
+    assert {e.account.id for e in load_all(envs) if e.name in ("dev", "qa")} == {DEV_ACCOUNT}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('github_oidc_provider = "create"', 'github_oidc_provider = "existing"', "account.github_oidc_provider"),
+        ('own_backend = "local"   # switch to "s3" after the account', 'own_backend = "s3"   # the account',
+         "account.own_backend"),
+        ('lock_table = "twentycrm-account-tflock"', 'lock_table = "other-account-tflock"', "account.lock_table"),
+    ],
+)  # fmt: skip
+def test_environments_sharing_an_account_must_agree_on_it(envs, old, new, field):
+    _share_devs_account(envs)
+    edit(envs / "qa.toml", old, new)
+    message = problems_for(envs)
+    assert re.search(rf"qa\.toml: {re.escape(field)}: '.*' differs from '.*' in .*dev\.toml; both are in account "
+                     rf"{DEV_ACCOUNT}, whose one account stack needs one value: make them equal", message), message
+
+
+def test_a_domain_inside_another_environments_domain_is_refused_in_one_account(envs):
+    edit(envs / "qa.toml", 'domain = "mGenialQA.olhai.app.br"', 'domain = "qa.mGenialDev.olhai.app.br"')
+    load_all(envs)  # separate accounts: each deploy role writes only its own account's zones
+    _share_devs_account(envs)
+    assert re.search(r"qa\.toml: domain: 'qa\.mgenialdev\.olhai\.app\.br' lies inside 'mgenialdev\.olhai\.app\.br' "
+                     r"of .*dev\.toml in the same account 111122223333", problems_for(envs))
+
+
+def test_overlapping_iam_names_are_refused_in_one_account(envs):
+    """twentycrm-dev-* (dev's deploy role's IAM rights) would match the roles of an environment 'dev-2'."""
+    text = (envs / "qa.toml").read_text().replace(QA_ACCOUNT, DEV_ACCOUNT)
+    (envs / "dev-2.toml").write_text(text.replace('github_environment = "qa"', 'github_environment = "dev-2"'))
+    (envs / "qa.toml").unlink()
+    message = problems_for(envs)
+    assert re.search(r"dev\.toml: IAM names 'twentycrm-dev-\*' and 'twentycrm-dev-2-\*' of .*dev-2\.toml overlap in "
+                     r"account 111122223333", message), message
+
+
+def test_account_state_buckets_are_apart(envs):
+    edit(envs / "qa.toml", f"olhai-twentycrm-account-{QA_ACCOUNT}-tfstate",
+         f"olhai-twentycrm-account-{DEV_ACCOUNT}-tfstate")
+    assert f"qa.toml: account.state_bucket: 'olhai-twentycrm-account-{DEV_ACCOUNT}-tfstate' is already the state " \
+        f"bucket of account {DEV_ACCOUNT}" in problems_for(envs)
+    edit(envs / "qa.toml", f"olhai-twentycrm-account-{DEV_ACCOUNT}-tfstate", "olhai-twentycrm-dev-tfstate")
+    assert "qa.toml: account.state_bucket: 'olhai-twentycrm-dev-tfstate' is state.bucket of" in problems_for(envs)
 
 
 def test_every_problem_of_every_file_is_reported_at_once(envs):
@@ -150,6 +227,11 @@ def test_every_problem_of_every_file_is_reported_at_once(envs):
 def test_an_invalid_file_name_is_rejected(envs):
     (envs / "dev.toml").rename(envs / "Dev Env.toml")
     assert re.search(r"Dev Env\.toml: file name: 'Dev Env' is not a valid environment name", problems_for(envs))
+
+
+def test_the_account_stacks_name_is_no_environment_name(envs):
+    (envs / "qa.toml").rename(envs / "account.toml")
+    assert re.search(r"account\.toml: file name: 'account' is reserved", problems_for(envs))
 
 
 def test_an_empty_directory_is_rejected(tmp_path):

@@ -13,9 +13,10 @@ from conftest import ROOT, build_stack, copy_envs, with_changes
 from modules.stacks import PlatformStack
 
 
-def test_every_environment_has_its_stacks(synthesized):
+def test_every_environment_has_its_stacks(synthesized, settings):
     assert sorted(synthesized.names) == sorted(
-        f"twentycrm-{env}-{part}" for env in ("dev", "qa", "prod") for part in ("state", "platform", "apps")
+        [f"twentycrm-{env}-{part}" for env in ("dev", "qa", "prod") for part in ("state", "platform", "apps")]
+        + [f"twentycrm-account-{settings[env].account.id}" for env in ("dev", "qa", "prod")]
     )
 
 
@@ -29,6 +30,7 @@ def test_platform_state_lives_in_the_environment_bucket(platform_stack, settings
             "encrypt": True,
             "kms_key_id": f"alias/twentycrm-{env}-tfstate",  # SSE-KMS with the state key, not SSE-S3
             "dynamodb_table": settings[env].state.lock_table,
+            "allowed_account_ids": [settings[env].account.id],  # the backend refuses another account at init
         }
     }
 

@@ -87,6 +87,7 @@ def test_state_stack_moves_into_its_own_bucket_when_told(settings):
             "encrypt": True,
             "kms_key_id": "alias/twentycrm-prod-tfstate",
             "dynamodb_table": "twentycrm-prod-tflock",
+            "allowed_account_ids": ["777788889999"],
             "use_lockfile": True,
         }
     }

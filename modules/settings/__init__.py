@@ -5,6 +5,7 @@ well under a second, before the (slow) provider packages are loaded and before a
 written to ``cdktf.out``. One module per section of the file; ``environment`` ties them together.
 """
 
+from modules.settings.account import AccountSettings
 from modules.settings.apps import AppsSettings
 from modules.settings.cluster import (
     DEFAULT_KUBERNETES_VERSION,
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_KUBERNETES_VERSION",
     "KUBERNETES_VERSIONS",
     "POSTGRES_VERSIONS",
+    "AccountSettings",
     "AlarmThresholds",
     "AppsSettings",
     "CiSettings",

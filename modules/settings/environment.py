@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, model_validator
 
+from modules.settings.account import ACCOUNT_WIDE_FIELDS, AccountSettings
 from modules.settings.apps import (
     MAINTENANCE_CONNECTIONS, POOLS_PER_PROCESS, SERVER_MAX_SURGE, WORKER_MAX_SURGE, AppsSettings, connection_budget,
 )  # fmt: skip
@@ -30,6 +31,7 @@ class EnvironmentSettings(_Model):
     project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,20}$")] = "twentycrm"
     region: Annotated[str, _pattern(_REGION, "an AWS region code such as 'sa-east-1'")] = "sa-east-1"
     domain: DomainName
+    account: AccountSettings
     state: StateSettings
     network: NetworkSettings
     cluster: ClusterSettings
@@ -66,6 +68,10 @@ class EnvironmentSettings(_Model):
             )
         if self.load_balancer.access_log_bucket == self.state.bucket:
             problems.append("load_balancer.access_log_bucket must differ from state.bucket")
+        for field, bucket in self.buckets().items():
+            if field != "account.state_bucket" and bucket == self.account.state_bucket:
+                problems.append(f"account.state_bucket must differ from {field} ('{bucket}'): the account stack's "
+                                "state must outlive every environment")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -157,6 +163,19 @@ class EnvironmentSettings(_Model):
             self.dns.id, self.dns.certificate_id, self.load_balancer.id,
         ]  # fmt: skip
 
+    def buckets(self) -> dict[str, str]:
+        """Every S3 bucket the environment names, by field (S3 bucket names are global across accounts)."""
+        return {
+            "state.bucket": self.state.bucket, "load_balancer.access_log_bucket": self.load_balancer.access_log_bucket,
+            "database.dump_bucket": self.database.dump_bucket, "apps.files_bucket": self.apps.files_bucket,
+            "account.state_bucket": self.account.state_bucket,
+        }  # fmt: skip
+
+    def iam_name_prefixes(self) -> tuple[str, ...]:
+        """The prefixes of the IAM roles, profiles and policies the environment creates and its deploy role may
+        write (modules/deploy_role.py: ``<project>-<env>-*`` and ``<cluster name>-*``). IAM names are per account."""
+        return (f"{self.project}-{self.name}-", f"{self.cluster.name}-")
+
     def stack_name(self, part: str) -> str:
         return f"{self.project}-{self.name}-{part}"
 
@@ -180,6 +199,17 @@ def _describe(err: ValidationError, source: str) -> list[str]:
     return problems
 
 
+# Keys that left [ci] when the GitHub OIDC provider moved to the account stack (README, "Move the GitHub OIDC
+# provider"): an old file gets where the setting went, not just "unknown key".
+MOVED_CI_KEYS = {
+    "oidc_provider": "moved to [account] github_oidc_provider (the provider exists once per account and the "
+    "account stack <project>-account-<id> owns it); remove it from [ci] and set github_oidc_provider in [account] "
+    "(docs/settings.md)",
+    "existing_oidc_provider_arn": "no longer needed: the provider's ARN follows from [account] id; remove it from "
+    "[ci] and, if the provider was made outside these stacks, set github_oidc_provider = \"existing\" in [account]",
+}
+
+
 def load_environment(path: Path) -> EnvironmentSettings:
     """Read and validate one file; raise SettingsError naming the file and field."""
     source = str(path)
@@ -187,9 +217,17 @@ def load_environment(path: Path) -> EnvironmentSettings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise SettingsError([f"{source}: not valid TOML: {err}"]) from None
+    ci = data.get("ci") if isinstance(data.get("ci"), dict) else {}
+    moved = [key for key in MOVED_CI_KEYS if key in ci]
+    if moved:
+        raise SettingsError([f"{source}: ci.{key}: {MOVED_CI_KEYS[key]}" for key in moved])
     for reserved in ("name", "source"):
         if reserved in data:
             raise SettingsError([f"{source}: {reserved}: do not set it; the environment name is the file name"])
+    if path.stem == "account":
+        raise SettingsError([f"{source}: file name: 'account' is reserved: the account stack's names "
+                             "(<project>-account-<id>, alias/<project>-account-tfstate) would collide with this "
+                             "environment's; name the file after the environment (e.g. envs/staging.toml)"])
     if not _ENV_NAME.match(path.stem):
         raise SettingsError(
             [f"{source}: file name: '{path.stem}' is not a valid environment name; use 1-12 lower-case letters, "
@@ -202,7 +240,9 @@ def load_environment(path: Path) -> EnvironmentSettings:
 
 
 def check_across(envs: list[EnvironmentSettings]) -> None:
-    """Checks that need every file at once: peered or VPN-joined VPCs must not overlap, names must not clash."""
+    """Checks that need every file at once: peered or VPN-joined VPCs must not overlap, names must not clash
+    (S3 buckets and domains everywhere, per-account names within one account), and environments that share an
+    account must agree on that account's settings and stay out of each other's IAM names and domains."""
     problems = []
     for a, b in combinations(envs, 2):
         if ipaddress.IPv4Network(a.network.cidr).overlaps(ipaddress.IPv4Network(b.network.cidr)):
@@ -210,17 +250,14 @@ def check_across(envs: list[EnvironmentSettings]) -> None:
                 f"{b.source}: network.cidr: {b.network.cidr} overlaps {a.network.cidr} of {a.source}; "
                 "give every environment its own range"
             )
-        for field, get in (
-            ("domain", lambda e: e.domain),
-            ("state.bucket", lambda e: e.state.bucket),
-            ("state.lock_table", lambda e: e.state.lock_table),
-            ("cluster.name", lambda e: e.cluster.name),
-            ("load_balancer.access_log_bucket", lambda e: e.load_balancer.access_log_bucket),
-            ("database.dump_bucket", lambda e: e.database.dump_bucket),
-            ("apps.files_bucket", lambda e: e.apps.files_bucket),
-        ):
-            if get(a) == get(b):
-                problems.append(f"{b.source}: {field}: '{get(b)}' is already used by {a.source}; pick another")
+        problems += _global_name_problems(a, b)
+        if a.account.id == b.account.id:
+            problems += _shared_account_problems(a, b)
+        elif a.account.state_bucket == b.account.state_bucket:
+            problems.append(
+                f"{b.source}: account.state_bucket: '{b.account.state_bucket}' is already the state bucket of "
+                f"account {a.account.id} ({a.source}); each account stack needs its own"
+            )
         if (a.ci.github_repository, a.ci.github_environment) == (b.ci.github_repository, b.ci.github_environment):
             problems.append(
                 f"{b.source}: ci.github_environment: '{b.ci.github_environment}' of {b.ci.github_repository} already "
@@ -228,6 +265,66 @@ def check_across(envs: list[EnvironmentSettings]) -> None:
             )
     if problems:
         raise SettingsError(problems)
+
+
+def _global_name_problems(a: EnvironmentSettings, b: EnvironmentSettings) -> list[str]:
+    """S3 bucket names are global across all accounts, and a domain is one name on the Internet."""
+    problems = []
+    if a.domain == b.domain:
+        problems.append(f"{b.source}: domain: '{b.domain}' is already used by {a.source}; pick another")
+    theirs = {bucket: field for field, bucket in a.buckets().items() if field != "account.state_bucket"}
+    for field, bucket in b.buckets().items():
+        if field != "account.state_bucket" and bucket in theirs:
+            problems.append(f"{b.source}: {field}: '{bucket}' is already used by {a.source}; pick another")
+        elif field == "account.state_bucket" and bucket in theirs:
+            problems.append(f"{b.source}: {field}: '{bucket}' is {theirs[bucket]} of {a.source}; the account "
+                            "stack's state must outlive every environment, so give it its own bucket")
+    return problems
+
+
+def _shared_account_problems(a: EnvironmentSettings, b: EnvironmentSettings) -> list[str]:
+    """Two environments in one account: one account stack, so one set of its settings; per-account names
+    (IAM, EKS, DynamoDB per region) must differ; and neither may reach into the other's IAM names or domain,
+    because the deploy role's IAM and Route53 rights are scoped by those names."""
+    account, problems = a.account.id, []
+    where = f"already used by {a.source} in the same account {account}"
+    for field in ("project", *(f"account.{f}" for f in ACCOUNT_WIDE_FIELDS)):
+        mine, theirs = _field(b, field), _field(a, field)
+        if mine != theirs:
+            problems.append(
+                f"{b.source}: {field}: '{mine}' differs from '{theirs}' in {a.source}; both are in account {account}, "
+                f"whose one account stack needs one value: make them equal"
+            )
+    if a.cluster.name == b.cluster.name:
+        problems.append(f"{b.source}: cluster.name: '{b.cluster.name}' is {where}; pick another")
+    if a.region == b.region and a.state.lock_table == b.state.lock_table:
+        problems.append(f"{b.source}: state.lock_table: '{b.state.lock_table}' is {where} and region; pick another")
+    if b.region == b.account.region and b.state.lock_table == b.account.lock_table:
+        problems.append(f"{b.source}: state.lock_table: '{b.state.lock_table}' is the account stack's lock table "
+                        f"(account.lock_table); pick another")
+    for mine in sorted(set(b.iam_name_prefixes())):
+        for theirs in sorted(set(a.iam_name_prefixes())):
+            if mine.startswith(theirs) or theirs.startswith(mine):
+                problems.append(
+                    f"{b.source}: IAM names '{mine}*' and '{theirs}*' of {a.source} overlap in account {account}: one "
+                    "environment's deploy role could write the other's roles; rename the environment file or "
+                    "cluster.name so that neither prefix starts with the other"
+                )
+    for inner, outer in ((a, b), (b, a)):
+        if inner.domain.endswith(f".{outer.domain}"):
+            problems.append(
+                f"{inner.source}: domain: '{inner.domain}' lies inside '{outer.domain}' of {outer.source} in the same "
+                f"account {account}: the deploy roles' Route53 rights are scoped by domain name, so one could write "
+                "the other's records; use sibling domains or separate accounts"
+            )
+    return problems
+
+
+def _field(env: EnvironmentSettings, dotted: str) -> object:
+    value: object = env
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def load_all(directory: Path) -> list[EnvironmentSettings]:

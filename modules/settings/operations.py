@@ -23,9 +23,6 @@ _GITHUB_ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _CODEBUILD_IMAGE = re.compile(r"^aws/codebuild/(amazonlinux-x86_64-standard|standard):[0-9]+\.[0-9]+$")
 
 
-_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\.actions\.githubusercontent\.com$")
-
-
 class AlarmThresholds(_Model):
     """When an alarm fires. Defaults suit a small Twenty installation; docs/monitoring.md explains each."""
 
@@ -77,7 +74,8 @@ class MonitoringSettings(_Model):
 
 
 class CiSettings(_Model):
-    """GitHub Actions deploys through OIDC: the provider and this environment's deploy role (docs/ci-cd.md)."""
+    """GitHub Actions deploys through OIDC: this environment's deploy role (docs/ci-cd.md); the account's
+    OIDC provider is in ``[account]``."""
 
     github_repository: Annotated[str, _pattern(_GITHUB_REPOSITORY, "a GitHub repository 'owner/name'")] = Field(
         description="The repository whose workflows may assume the deploy role, as 'owner/name'."
@@ -88,25 +86,6 @@ class CiSettings(_Model):
         description="The GitHub environment a job must run in to assume the deploy role (the token's sub claim); "
         "must be the environment's name, as the workflows use it (with its '-plan' twin for the review role)."
     )
-    oidc_provider: Literal["create", "existing"] = Field(
-        default="create",
-        description="'create' the account's GitHub OIDC provider here, or use the 'existing' one (one per account).",
-    )
-    existing_oidc_provider_arn: (
-        Annotated[
-            str,
-            _pattern(
-                _OIDC_PROVIDER_ARN,
-                "the ARN of the GitHub OIDC provider, "
-                "'arn:aws:iam::<account>:oidc-provider/token.actions.githubusercontent.com'",
-            ),
-        ]
-        | None
-    ) = Field(
-        default=None,
-        description="With oidc_provider = 'existing': the provider's ARN; unset = look it up by its URL.",
-    )
-
     session_hours: int = Field(
         default=3,
         ge=1,
@@ -141,15 +120,6 @@ class CiSettings(_Model):
             raise ValueError(
                 f"apply_timeout_minutes ({self.apply_timeout_minutes}) outlasts session_hours ({self.session_hours}): "
                 "credentials would expire before the job times out; raise session_hours or lower apply_timeout_minutes"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _provider_choice(self) -> "CiSettings":
-        if self.oidc_provider == "create" and self.existing_oidc_provider_arn:
-            raise ValueError(
-                "existing_oidc_provider_arn is set but oidc_provider is 'create'; set oidc_provider = 'existing' "
-                "to use that provider, or remove the ARN"
             )
         return self
 

@@ -1,0 +1,91 @@
+"""What exists once per AWS account, owned apart from every environment: the account stack.
+
+``<project>-account-<id>`` holds the account's GitHub OIDC provider (unless the account has one already) and
+its own state bucket, lock table and key, bootstrapped on a local backend like an environment's state stack.
+Its state lives in none of the environments' buckets, so adding, changing or destroying an environment never
+touches the provider every environment's CI roles trust. One stack per distinct ``account.id`` in ``envs/``.
+"""
+
+from __future__ import annotations
+
+from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from constructs import Construct
+
+from modules.deploy_role import AUDIENCE, GITHUB_OIDC_HOST, GITHUB_OIDC_URL
+from modules.settings import AccountSettings
+from modules.state import STATE_COMPONENT, TerraformState
+
+# AWS documents this value for GitHub; IAM trusts GitHub's certificate through its own CA store, the
+# thumbprint is only required by the API.
+GITHUB_THUMBPRINT = "6938fd4d98bab03faadb97b34396831e3780aea1"
+ACCOUNT_SCOPE = "account"  # the Component tags' prefix, where an environment's resources have its name
+
+
+def account_stack_name(project: str, account: AccountSettings) -> str:
+    return f"{project}-account-{account.id}"
+
+
+class AccountStack(TerraformStack):
+    """``<project>-account-<id>``: exposes ``state`` (a TerraformState) and ``oidc_provider`` (None when the
+    account's provider exists already). A person applies it, once per account, before any environment."""
+
+    def __init__(self, scope: Construct, *, project: str, account: AccountSettings) -> None:
+        name = account_stack_name(project, account)
+        super().__init__(scope, name)
+        AwsProvider(
+            self,
+            "aws",
+            region=account.region,
+            allowed_account_ids=[account.id],
+            default_tags=[
+                AwsProviderDefaultTags(tags={"Project": project, "Scope": ACCOUNT_SCOPE, "ManagedBy": "cdktf"})
+            ],
+        )
+        key_alias = f"{project}-account-tfstate"
+        if account.own_backend == "s3":
+            S3Backend(
+                self,
+                bucket=account.state_bucket,
+                key=f"{name}/terraform.tfstate",
+                region=account.region,
+                encrypt=True,
+                kms_key_id=f"alias/{key_alias}",
+                dynamodb_table=account.lock_table,
+                allowed_account_ids=[account.id],
+            )
+        else:
+            # Outside cdktf.out (relative to cdktf.out/stacks/<stack>/), so a re-synth never deletes it.
+            LocalBackend(self, path=f"../../../terraform.{name}.tfstate")
+        self.state = TerraformState(
+            self,
+            "state",
+            bucket_name=account.state_bucket,
+            lock_table_name=account.lock_table,
+            key_alias=key_alias,
+            description=f"Encrypts the Terraform state and locks of the account stack {name}",
+            noncurrent_days=account.noncurrent_version_expiration_days,
+            # the lock table of the stack that owns every environment's way in: deleted only on purpose
+            deletion_protection=True,
+            tags={"Component": f"{ACCOUNT_SCOPE}/{STATE_COMPONENT}"},
+        )
+        self.oidc_provider = None
+        if account.github_oidc_provider == "create":
+            self.oidc_provider = IamOpenidConnectProvider(
+                self,
+                "github-oidc",
+                url=GITHUB_OIDC_URL,
+                client_id_list=[AUDIENCE],
+                thumbprint_list=[GITHUB_THUMBPRINT],
+                tags={"Component": f"{ACCOUNT_SCOPE}/github-oidc", "Name": GITHUB_OIDC_HOST},
+            )
+        TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
+        TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
+        TerraformOutput(self, "state_key_arn", value=self.state.key.arn)
+        TerraformOutput(
+            self,
+            "github_oidc_provider_arn",
+            value=self.oidc_provider.arn if self.oidc_provider else account.oidc_provider_arn(self.state.key.partition),
+            description="Trusted by the CI roles of every environment in this account",
+        )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cdktf import Fn, ITerraformDependable, TerraformResource, TerraformStack
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.eks_pod_identity_association import EksPodIdentityAssociation
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -409,7 +410,10 @@ class ClusterAddons(Construct):
         autoscaler_role = PodIdentityRole(
             self, "autoscaler-role", name=f"{cluster}-cluster-autoscaler", account_id=account_id,
             cluster_name=cluster, tags=tags, service_accounts=[(SYSTEM_NAMESPACE, AUTOSCALER_SERVICE_ACCOUNT)],
-            policy=self._autoscaler_policy(cluster),
+            policy=self._autoscaler_policy(
+                cluster, nodegroups=f"arn:{DataAwsPartition(self, 'partition').partition}:eks:{settings.region}:"
+                f"{account_id}:nodegroup/{cluster}/*/*",
+            ),
         )  # fmt: skip
         self.cluster_autoscaler = Release(
             self, "cluster-autoscaler", name="cluster-autoscaler", namespace=SYSTEM_NAMESPACE, **CLUSTER_AUTOSCALER,
@@ -448,15 +452,16 @@ class ClusterAddons(Construct):
         )  # fmt: skip
 
     @staticmethod
-    def _autoscaler_policy(cluster: str) -> str:
-        """Read everything it needs to simulate; change only the Auto Scaling groups tagged for this cluster."""
+    def _autoscaler_policy(cluster: str, *, nodegroups: str) -> str:
+        """Read everything it needs to simulate; change only the Auto Scaling groups tagged for this cluster.
+        DescribeNodegroup takes a node group ARN (Service Authorization Reference, Amazon EKS): this cluster's."""
         return _policy(
             {"Sid": "Read", "Effect": "Allow", "Resource": "*",
              "Action": ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
                         "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
                         "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
-                        "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
-                        "eks:DescribeNodegroup"]},
+                        "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements"]},
+            {"Sid": "ReadOwnNodeGroups", "Effect": "Allow", "Resource": nodegroups, "Action": "eks:DescribeNodegroup"},
             {"Sid": "ScaleOwnNodeGroups", "Effect": "Allow", "Resource": "*",
              "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
              "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster}": "owned"}}},

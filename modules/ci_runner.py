@@ -75,8 +75,6 @@ VPC_ACTIONS = (
 )  # fmt: skip
 CONNECTION_ACTIONS = (
     "codeconnections:GetConnection", "codeconnections:GetConnectionToken", "codeconnections:UseConnection",
-    "codestar-connections:GetConnection", "codestar-connections:GetConnectionToken",
-    "codestar-connections:UseConnection",
 )  # fmt: skip
 
 

@@ -97,8 +97,10 @@ def test_runner_role_can_only_run_the_build(platform_stack):
     assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
     policy = json.loads(platform_stack.by_path("aws_iam_role_policy", "ci-runner/role-policy")["policy"])
     actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    services = {a.split(":")[0] for a in actions}  # codestar-connections: the same API under its former prefix
-    assert services == {"logs", "kms", "ec2", "codeconnections", "codestar-connections"}
+    services = {a.split(":")[0] for a in actions}
+    # no codestar-connections: a policy's action prefix must match the resource's ARN, and the connection is a
+    # codeconnections one (docs.aws.amazon.com/dtconsole/latest/userguide/rename.html)
+    assert services == {"logs", "kms", "ec2", "codeconnections"}
     assert not [a for a in actions if "*" in a]
     permission = next(s for s in policy["Statement"] if s["Sid"] == "VpcNetworkInterfacePermission")
     assert permission["Condition"]["StringEquals"] == {"ec2:AuthorizedService": "codebuild.amazonaws.com"}

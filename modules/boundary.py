@@ -78,8 +78,10 @@ SECRET_ACTIONS = (
     "secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource", "secretsmanager:UntagResource",
 )  # fmt: skip
 # EKS writes: only the environment's own cluster, its node groups, add-ons and access entries.
+# (Not eks:Create*: CreateCluster has no resource in IAM, so a NotResource deny would deny it everywhere.)
 EKS_WRITE_ACTIONS = (
-    "eks:Create*", "eks:Delete*", "eks:Update*", "eks:AssociateAccessPolicy", "eks:DisassociateAccessPolicy",
+    "eks:CreateNodegroup", "eks:CreateAddon", "eks:CreateAccessEntry", "eks:CreateFargateProfile",
+    "eks:CreatePodIdentityAssociation", "eks:Delete*", "eks:Update*", "eks:AssociateAccessPolicy", "eks:DisassociateAccessPolicy",
     "eks:AssociateIdentityProviderConfig", "eks:DisassociateIdentityProviderConfig", "eks:TagResource",
     "eks:UntagResource",
 )  # fmt: skip
@@ -164,6 +166,8 @@ def environment_fences(settings: EnvironmentSettings, *, partition: str, account
              "route53:ChangeResourceRecordSetsNormalizedRecordNames": record_names(settings)}}},
         {"Sid": "OnlyThisEnvironmentsBuckets", "Effect": "Deny", "Action": list(S3_DATA_ACTIONS),
          "NotResource": s3_resources},
+        # all of DynamoDB but the lock table, its account-wide listings (no resource in IAM) included: no pipeline
+        # or workload uses another table
         {"Sid": "OnlyThisEnvironmentsLockTable", "Effect": "Deny", "Action": "dynamodb:*",
          **({"NotResource": [f"{dynamodb}{t}" for t in lock_tables]} if lock_tables else {"Resource": "*"})},
         {"Sid": "OnlyThisEnvironmentsKeyAliases", "Effect": "Deny", "Action": list(KMS_ALIAS_ACTIONS),

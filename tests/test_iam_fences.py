@@ -434,6 +434,37 @@ def test_every_tag_fenced_action_authorizes_on_a_resource_tag():
     assert not dead, f"listed in TAG_FENCED_ACTIONS but no resource of theirs carries aws:ResourceTag: {dead}"
 
 
+def _actions(pattern: str) -> list[dict]:
+    service, name = pattern.split(":")
+    actions = json.loads((IAM_DATA / "actions" / f"{service}.json").read_text())
+    return [a for key, a in actions.items() if fnmatch.fnmatch(key, name.lower())]
+
+
+def wildcard_only_denied(boundary: dict) -> list[str]:
+    """Actions a NotResource deny names that have no resource in IAM: their resource is always "*", which matches
+    no environment's name, so the deny forbids them everywhere (a name fence must not list them)."""
+    found = []
+    for statement in boundary["Statement"]:
+        if statement["Effect"] != "Deny" or "NotResource" not in statement:
+            continue
+        patterns = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if patterns == ["dynamodb:*"]:  # all of DynamoDB but the lock table, its account-wide listings included
+            continue
+        found += [f"{statement['Sid']}: {p.split(':')[0]}:{a['name']}" for p in patterns for a in _actions(p)
+                  if not a["resourceTypes"]]  # fmt: skip
+    return found
+
+
+def test_the_name_fences_deny_no_action_everywhere(environments):
+    for e in environments.values():
+        for role in ("deploy", "workload"):
+            boundary = e.roles[role][1][0]["policy"]
+            assert not wildcard_only_denied(boundary), wildcard_only_denied(boundary)
+    # the gate on a deliberately bad input: eks:Create* would deny CreateCluster in every account
+    bad = {"Statement": [{"Sid": "X", "Effect": "Deny", "Action": ["eks:Create*"], "NotResource": ["arn:x"]}]}
+    assert "X: eks:CreateCluster" in wildcard_only_denied(bad)
+
+
 def test_docs_keep_the_computed_table(cells):
     text = DOCS.read_text()
     computed = f"{START}\n{report(cells)}{END}"

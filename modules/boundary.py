@@ -63,12 +63,13 @@ TAG_FENCED_ACTIONS = (
     "cloudwatch:UntagResource", "dlm:Delete*", "dlm:Update*", "dlm:TagResource", "codebuild:Delete*",
     "codebuild:Update*", "codebuild:StartBuild",
 )  # fmt: skip
-# Removing the Environment tag would take a resource out of the tag fence.
+# Removing the Environment tag would take a resource out of the tag fence. Each carries aws:TagKeys (S3's
+# PutBucketTagging and Route53's ChangeTagsForResource do not: there the buckets' names and the record names fence).
 UNTAG_ACTIONS = (
     "ec2:DeleteTags", "eks:UntagResource", "kms:UntagResource", "secretsmanager:UntagResource",
     "elasticloadbalancing:RemoveTags", "logs:UntagResource", "sns:UntagResource", "cloudwatch:UntagResource",
     "dlm:UntagResource", "iam:UntagRole", "iam:UntagPolicy", "iam:UntagInstanceProfile", "ssm:RemoveTagsFromResource",
-    "acm:RemoveTagsFromCertificate", "route53:ChangeTagsForResource", "s3:PutBucketTagging",
+    "acm:RemoveTagsFromCertificate",
 )  # fmt: skip
 # Secrets Manager actions on a secret: only the environment's own secrets (names <project>/<env>/...).
 SECRET_ACTIONS = (

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from modules.boundary import TAG_FENCED_ACTIONS, workload_boundary_arn
+from modules.boundary import TAG_FENCED_ACTIONS, UNTAG_ACTIONS, workload_boundary_arn
 from modules.settings import EnvironmentSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -432,6 +432,13 @@ def test_every_tag_fenced_action_authorizes_on_a_resource_tag():
         if not tagged:
             dead.append(pattern)
     assert not dead, f"listed in TAG_FENCED_ACTIONS but no resource of theirs carries aws:ResourceTag: {dead}"
+
+
+def test_every_untag_action_carries_the_tag_keys():
+    """KeepTheEnvironmentTag reads aws:TagKeys: an action that does not carry it would make the deny dead."""
+    dead = [p for p in UNTAG_ACTIONS if not all("aws:TagKeys" in a["conditionKeys"] for a in _actions(p))]
+    assert not dead, f"UNTAG_ACTIONS without aws:TagKeys in AWS's reference: {dead}"
+    assert "aws:TagKeys" not in _actions("s3:PutBucketTagging")[0]["conditionKeys"]  # why S3 is not listed
 
 
 def _actions(pattern: str) -> list[dict]:

@@ -539,6 +539,25 @@ def test_the_plan_role_may_make_every_call_of_a_refresh(platform_applied):
     compare_with_known_gaps(_judge(platform_applied, "refresh_calls", "plan", expect_unjudged=True), "plan")
 
 
+def test_the_fences_read_what_the_recorded_requests_carry(platform_applied, settings):
+    """iam:PermissionsBoundary and Route53's record names come from the real calls: every role write names the
+    workload boundary, every record change names records under the domain; without the boundary, denied."""
+    requests = judged_requests(platform_applied, platform_applied["apply_calls"])
+    boundary = f"arn:aws:iam::{ACCOUNT}:policy/twentycrm-{BOOTSTRAP_ENV}-workload-boundary"
+    role_writes = [r for r in requests if r["action"] in ("iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy")]
+    assert {r["action"] for r in role_writes} >= {"iam:CreateRole", "iam:AttachRolePolicy"}, role_writes
+    assert all(r["context"].get("iam:PermissionsBoundary") == boundary for r in role_writes), role_writes
+    domain = settings[BOOTSTRAP_ENV].domain.lower()
+    records = [r for r in requests if r["action"] == "route53:ChangeResourceRecordSets"]
+    names = [n for r in records for n in r["context"]["route53:ChangeResourceRecordSetsNormalizedRecordNames"]]
+    assert names and all(n == domain or n.endswith(f".{domain}") for n in names), names
+    # the gate on a deliberately bad input: the same role writes asking for no boundary are refused
+    unbounded = [{**r, "context": {k: v for k, v in r["context"].items() if k != "iam:PermissionsBoundary"}}
+                 for r in role_writes]  # fmt: skip
+    results = judge_requests(platform_applied, unbounded, "deploy")
+    assert {r["result"] for r in results} == {"ExplicitlyDenied"}, results
+
+
 def test_known_gaps_fail_the_gate_when_they_change():
     """The comparison itself: an unlisted denial fails, and so does a listed gap that no longer shows."""
     listed = ("s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-alb-logs")

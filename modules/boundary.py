@@ -82,7 +82,8 @@ SECRET_ACTIONS = (
 # (Not eks:Create*: CreateCluster has no resource in IAM, so a NotResource deny would deny it everywhere.)
 EKS_WRITE_ACTIONS = (
     "eks:CreateNodegroup", "eks:CreateAddon", "eks:CreateAccessEntry", "eks:CreateFargateProfile",
-    "eks:CreatePodIdentityAssociation", "eks:Delete*", "eks:Update*", "eks:AssociateAccessPolicy", "eks:DisassociateAccessPolicy",
+    "eks:CreatePodIdentityAssociation", "eks:Delete*", "eks:Update*", "eks:AssociateAccessPolicy",
+    "eks:DisassociateAccessPolicy",
     "eks:AssociateIdentityProviderConfig", "eks:DisassociateIdentityProviderConfig", "eks:TagResource",
     "eks:UntagResource",
 )  # fmt: skip

@@ -349,7 +349,8 @@ class DeployRole(Construct):
         plan_name = settings.stack_name("plan")
         self.plan_role = self._github_role(
             "plan-role", name=plan_name, settings=settings, sub=pull_request_subject(settings), tags=tags,
-            boundary_arn=boundary_arn, description=f"GitHub Actions plans {settings.name} for pull requests of {ci.github_repository}",
+            boundary_arn=boundary_arn,
+            description=f"GitHub Actions plans {settings.name} for pull requests of {ci.github_repository}",
         )  # fmt: skip
         state_objects = f"{state_bucket_arn}/{settings.project}-{settings.name}-*"
         plan_state_policy = _doc(

@@ -351,7 +351,8 @@ class AppsStack(TerraformStack):
         }  # fmt: skip
         self.addons = ClusterAddons(
             self, "addons", settings=settings, account_id=account_id, vpc_id=platform.get_string("vpc_id"),
-            permissions_boundary=workload_boundary_arn(settings, partition=self.files.key.partition, account=account_id),
+            permissions_boundary=workload_boundary_arn(settings, partition=self.files.key.partition,
+                                                       account=account_id),
             target_group_arn=target_group_arn,
         )  # fmt: skip
         # The chart is copied into cdktf.out next to the stack; the release refers to it by a relative path.

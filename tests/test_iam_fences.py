@@ -324,7 +324,7 @@ def table(cells: list[Cell], env: str, other: str) -> str:
     for probe in PROBES:
         row = [probe.label, f"`{probe.action}`"]
         for role in ROLES:
-            row += [SHORT[by[(role, probe.label, probe.action, env)]], SHORT[by[(role, probe.label, probe.action, other)]]]
+            row += [SHORT[by[(role, probe.label, probe.action, target)]] for target in (env, other)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -174,7 +174,8 @@ def passed_roles(call: AwsCall, profile_roles: dict[str, str]) -> list[tuple[str
 
 
 def iam_requests(calls: list[AwsCall], *, tags_by_name: dict | None = None, profile_roles: dict | None = None,
-                 kms_keys_by_bucket: dict | None = None, boundaries_by_role: dict | None = None) -> list[dict]:  # fmt: skip
+                 kms_keys_by_bucket: dict | None = None,
+                 boundaries_by_role: dict | None = None) -> list[dict]:  # fmt: skip
     """One IAM request per call (action, resource ARN, condition keys), plus iam:PassRole where a role is passed
     and the KMS calls S3 makes for the caller on SSE-KMS objects of ``kms_keys_by_bucket``'s buckets."""
     requests = []
@@ -544,7 +545,8 @@ def test_the_fences_read_what_the_recorded_requests_carry(platform_applied, sett
     workload boundary, every record change names records under the domain; without the boundary, denied."""
     requests = judged_requests(platform_applied, platform_applied["apply_calls"])
     boundary = f"arn:aws:iam::{ACCOUNT}:policy/twentycrm-{BOOTSTRAP_ENV}-workload-boundary"
-    role_writes = [r for r in requests if r["action"] in ("iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy")]
+    writes = ("iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy")
+    role_writes = [r for r in requests if r["action"] in writes]
     assert {r["action"] for r in role_writes} >= {"iam:CreateRole", "iam:AttachRolePolicy"}, role_writes
     assert all(r["context"].get("iam:PermissionsBoundary") == boundary for r in role_writes), role_writes
     domain = settings[BOOTSTRAP_ENV].domain.lower()

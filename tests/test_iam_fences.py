@@ -43,9 +43,11 @@ ROLES = ("deploy", "review", "plan", "workload")
 # --- the synthesized policies, their ${...} references resolved for one account ------------------------------
 
 
-def _resolver(stack_json: dict, region: str, env: str) -> Callable[[str], str]:
+def _resolver(stack_json: dict, region: str, env: str, account: str | None = None) -> Callable[[str], str]:
     """Resolve the references a policy of this stack holds: partition, account and the ARNs/ids of its buckets,
-    tables, keys and secrets (a KMS key id is AWS's, so a fixed stand-in per environment and key)."""
+    tables, keys and secrets (a KMS key id is AWS's, so a fixed stand-in per environment and key). ``account``: the
+    environment's own account where its settings name one; it becomes the shared ``ACCOUNT`` as well, because the
+    table asks what the policies allow when environments share an account."""
     resources = stack_json.get("resource", {})
 
     def value(match: re.Match) -> str:
@@ -68,6 +70,8 @@ def _resolver(stack_json: dict, region: str, env: str) -> Callable[[str], str]:
 
     def resolve(text: str) -> str:
         resolved = re.sub(r"\$\{((?:data\.)?[\w]+)\.([\w-]+)\.(\w+)\}", value, text)
+        if account:
+            resolved = resolved.replace(f":{account}:", f":{ACCOUNT}:")
         assert "${" not in resolved, f"unresolved reference: {resolved}"
         return resolved
 
@@ -96,7 +100,8 @@ def _policy(text: str, resolve) -> dict:
 def load_environment(synthesized, settings: EnvironmentSettings) -> Environment:
     env = settings.name
     stacks = {part: synthesized.stack(settings.stack_name(part)) for part in ("state", "platform", "apps")}
-    resolve = {part: _resolver(s.json, settings.region, env) for part, s in stacks.items()}
+    account = getattr(getattr(settings, "account", None), "id", None)  # [account] id, once the settings have it
+    resolve = {part: _resolver(s.json, settings.region, env, account) for part, s in stacks.items()}
     state = stacks["state"]
     policies_by_role: dict[str, list[dict]] = {}
     role_ids = {f"${{aws_iam_role.{rid}.id}}": r["name"] for rid, r in state.resources("aws_iam_role").items()}

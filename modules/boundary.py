@@ -100,6 +100,12 @@ S3_DATA_ACTIONS = (
     "s3:PutReplicationConfiguration",
 )  # fmt: skip
 KMS_ALIAS_ACTIONS = ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
+# A hosted zone's deletion or re-association is an administrator's act (its name servers are delegated from the
+# parent domain); Route53 authorizes hosted zones on no resource tag, so no environment's role may.
+ZONE_ADMIN_ACTIONS = (
+    "route53:DeleteHostedZone", "route53:AssociateVPCWithHostedZone", "route53:DisassociateVPCFromHostedZone",
+    "route53:UpdateHostedZoneComment", "route53:ChangeCidrCollection",
+)  # fmt: skip
 
 
 def workload_boundary_name(settings: EnvironmentSettings) -> str:
@@ -159,6 +165,7 @@ def environment_fences(settings: EnvironmentSettings, *, partition: str, account
         {"Sid": "KeepTheEnvironmentTag", "Effect": "Deny", "Action": list(UNTAG_ACTIONS), "Resource": "*",
          "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": [ENVIRONMENT_TAG]}}},
         {"Sid": "NoRemoteCommands", "Effect": "Deny", "Action": list(REMOTE_COMMAND_ACTIONS), "Resource": "*"},
+        {"Sid": "NoHostedZoneAdministration", "Effect": "Deny", "Action": list(ZONE_ADMIN_ACTIONS), "Resource": "*"},
         {"Sid": "OnlyThisEnvironmentsSecrets", "Effect": "Deny", "Action": list(SECRET_ACTIONS),
          "NotResource": own_secret_arns(settings, partition=partition, account=account)},
         {"Sid": "OnlyThisEnvironmentsCluster", "Effect": "Deny", "Action": list(EKS_WRITE_ACTIONS),

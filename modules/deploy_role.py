@@ -51,12 +51,6 @@ BOUNDED_ROLE_ACTIONS = (
     "iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
     "iam:PutRolePermissionsBoundary",
 )  # fmt: skip
-# A hosted zone's deletion or re-association is an administrator's act (its name servers are delegated from the
-# parent domain); Route53 authorizes hosted zones on no resource tag, so no environment's pipeline may.
-ZONE_ADMIN_ACTIONS = (
-    "route53:DeleteHostedZone", "route53:AssociateVPCWithHostedZone", "route53:DisassociateVPCFromHostedZone",
-    "route53:UpdateHostedZoneComment", "route53:ChangeCidrCollection",
-)  # fmt: skip
 # IAM actions on the environment's own roles, instance profiles and policies (nothing else in IAM).
 IAM_WRITE_ACTIONS = (
     "iam:CreateRole", "iam:DeleteRole", "iam:UpdateRole", "iam:UpdateRoleDescription", "iam:UpdateAssumeRolePolicy",
@@ -274,8 +268,6 @@ class DeployRole(Construct):
                     "Resource": "*",
                     "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": workload_boundary}},
                 },
-                {"Sid": "NoHostedZoneAdministration", "Effect": "Deny", "Action": list(ZONE_ADMIN_ACTIONS),
-                 "Resource": "*"},
                 {
                     "Sid": "AttachOnlyKnownPolicies",
                     "Effect": "Deny",

@@ -219,6 +219,11 @@ PROBES = (
     Probe("open the cluster's API", "eks:UpdateClusterConfig",
           lambda e, p: (f"arn:aws:eks:{e.settings.region}:{ACCOUNT}:cluster/{e.settings.cluster.name}",
                         _tagged(e.settings), None), ("deploy",)),
+    Probe("delete a hosted zone", "route53:DeleteHostedZone",
+          lambda e, p: ("arn:aws:route53:::hostedzone/Z0EXAMPLE", {"aws:RequestedRegion": "us-east-1"}, None)),
+    Probe("remove the Environment tag", "ec2:DeleteTags",
+          lambda e, p: (f"arn:aws:ec2:{e.settings.region}:{ACCOUNT}:security-group/sg-0{e.settings.name}",
+                        _tagged(e.settings, **{"aws:TagKeys": ["Environment"]}), None)),
     Probe("rewrite a DNS record", "route53:ChangeResourceRecordSets",
           lambda e, p: ("arn:aws:route53:::hostedzone/Z0EXAMPLE",
                         {"aws:RequestedRegion": "us-east-1", "aws:SecureTransport": "true",
@@ -250,7 +255,8 @@ PROBES = (
                         {"aws:RequestedRegion": "us-east-1"}, None)),
 )
 # own-environment cells every role must be denied too: nobody's pipeline or workload needs them
-ALWAYS_DENIED = {"run a command on the database host", "open a shell on the database host",
+ALWAYS_DENIED = {"run a command on the database host", "open a shell on the database host", "delete a hosted zone",
+                 "remove the Environment tag",
                  "put an inline policy on a role without the boundary", "create a role without the boundary"}
 
 
@@ -400,6 +406,8 @@ TAG_FENCE = "OnlyThisEnvironmentsTaggedResources"
     (("OnlyThisEnvironmentsBuckets",), "read the Terraform state"),
     (("OnlyThisEnvironmentsLockTable",), "take the state lock"),
     (("NoTaggingAsAnotherEnvironment",), "label an own resource as this environment's"),
+    (("KeepTheEnvironmentTag",), "remove the Environment tag"),
+    (("NoHostedZoneAdministration",), "delete a hosted zone"),
     (("NoRemoteCommands", TAG_FENCE), "run a command on the database host"),
     (("OnlyRolesUnderTheWorkloadBoundary",), "create a role without the boundary"),
 ])  # fmt: skip

@@ -31,6 +31,7 @@ from cdktf_cdktf_provider_kubernetes.secret_v1 import SecretV1, SecretV1Metadata
 from cdktf_cdktf_provider_kubernetes.storage_class_v1 import StorageClassV1, StorageClassV1Metadata
 from constructs import Construct
 
+from modules.boundary import workload_boundary_arn
 from modules.cluster import pod_identity_trust_policy
 from modules.kms import EncryptionKey
 from modules.node_group import TIER_LABEL
@@ -153,10 +154,12 @@ class PodIdentityRole(Construct):
     """An IAM role that one or more service accounts get through EKS Pod Identity."""
 
     def __init__(self, scope: Construct, construct_id: str, *, name: str, account_id: str, cluster_name: str,
-                 service_accounts: list[tuple[str, str]], policy: str, tags: dict[str, str]) -> None:  # fmt: skip
+                 service_accounts: list[tuple[str, str]], policy: str, tags: dict[str, str],
+                 permissions_boundary: str) -> None:  # fmt: skip
         super().__init__(scope, construct_id)
         self.role = IamRole(
             self, "role", name=name, assume_role_policy=pod_identity_trust_policy(account_id), tags=tags,
+            permissions_boundary=permissions_boundary,
             description=f"Pod Identity role of {', '.join(f'{ns}/{sa}' for ns, sa in service_accounts)}",
         )  # fmt: skip
         IamRolePolicy(self, "policy", name=name, role=self.role.id, policy=policy)
@@ -198,6 +201,8 @@ class FilesBucket(Construct):
         self.role = PodIdentityRole(
             self, "role", name=f"{settings.project}-{settings.name}-twenty-files",
             account_id=self.key.account_id, cluster_name=cluster_name, tags=tags,
+            permissions_boundary=workload_boundary_arn(settings, partition=self.key.partition,
+                                                       account=self.key.account_id),
             service_accounts=[*((apps.namespace, release_name(tier)) for tier in TIERS),
                               (apps.namespace, MIGRATION_SERVICE_ACCOUNT)],
             policy=_policy(
@@ -357,7 +362,7 @@ class ClusterAddons(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, account_id: str,
-                 vpc_id: str, target_group_arn: str) -> None:  # fmt: skip
+                 vpc_id: str, target_group_arn: str, permissions_boundary: str) -> None:  # fmt: skip
         super().__init__(scope, construct_id)
         cluster = settings.cluster.name
         tags = {"Component": settings.component(settings.cluster.id)}
@@ -375,6 +380,7 @@ class ClusterAddons(Construct):
 
         lbc_role = PodIdentityRole(
             self, "lbc-role", name=f"{cluster}-aws-load-balancer-controller", account_id=account_id,
+            permissions_boundary=permissions_boundary,
             cluster_name=cluster, tags=tags, service_accounts=[(SYSTEM_NAMESPACE, LBC_SERVICE_ACCOUNT)],
             policy=self._load_balancer_controller_policy(target_group_arn),
         )  # fmt: skip
@@ -409,6 +415,7 @@ class ClusterAddons(Construct):
 
         autoscaler_role = PodIdentityRole(
             self, "autoscaler-role", name=f"{cluster}-cluster-autoscaler", account_id=account_id,
+            permissions_boundary=permissions_boundary,
             cluster_name=cluster, tags=tags, service_accounts=[(SYSTEM_NAMESPACE, AUTOSCALER_SERVICE_ACCOUNT)],
             policy=self._autoscaler_policy(
                 cluster, nodegroups=f"arn:{DataAwsPartition(self, 'partition').partition}:eks:{settings.region}:"

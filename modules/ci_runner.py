@@ -46,6 +46,7 @@ from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityG
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from modules.boundary import workload_boundary_arn
 from modules.kms import encrypted_log_group
 from modules.settings import EnvironmentSettings
 
@@ -152,6 +153,7 @@ class CiRunner(Construct):
                 "Condition": {"StringEquals": {"aws:SourceAccount": key.account_id}},
             }]}),
             tags=tags,
+            permissions_boundary=workload_boundary_arn(settings, partition=key.partition, account=key.account_id),
         )  # fmt: skip
         arn = f"arn:{key.partition}:ec2:{settings.region}:{key.account_id}"
         policy = IamRolePolicy(

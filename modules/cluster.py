@@ -37,6 +37,7 @@ from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from modules.boundary import workload_boundary_arn
 from modules.kms import EncryptionKey, encrypted_log_group
 from modules.node_security_group import allow_tcp
 from modules.settings import EnvironmentSettings
@@ -136,6 +137,7 @@ class Cluster(Construct):
             name=f"{c.name}-cluster",
             assume_role_policy=self._service_trust("eks.amazonaws.com", ["sts:AssumeRole", "sts:TagSession"]),
             tags=tags,
+            permissions_boundary=workload_boundary_arn(settings, partition=self.partition, account=self.account_id),
         )
         cluster_policy = IamRolePolicyAttachment(
             self,
@@ -221,6 +223,8 @@ class Cluster(Construct):
             name=f"{self.name}-ebs-csi",
             assume_role_policy=pod_identity_trust_policy(self.account_id),
             tags=self._tags(f"{self.name}-ebs-csi", whole_cluster=True),
+            permissions_boundary=workload_boundary_arn(self._settings, partition=self.partition,
+                                                       account=self.account_id),
         )
         IamRolePolicyAttachment(
             self,

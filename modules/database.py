@@ -35,6 +35,7 @@ from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityG
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from modules.boundary import workload_boundary_arn
 from modules.database_backup import DatabaseBackup
 from modules.kms import EncryptionKey
 from modules.settings import EnvironmentSettings
@@ -164,6 +165,7 @@ class DatabaseHost(Construct):
             self, "key", alias=name, description=f"Encrypts the database volumes, secrets and dumps of {settings.name}",
             tags=tags,
         )  # fmt: skip
+        self._boundary = workload_boundary_arn(settings, partition=self.key.partition, account=self.key.account_id)
         self.password_secret = self._secret(
             "password", f"{settings.project}/{settings.name}/database/password", f"Password of the {db.username} "
             "role of the Twenty database", tags=tags, recovery_days=db.secret_recovery_days,
@@ -263,7 +265,7 @@ class DatabaseHost(Construct):
 
     def _instance_profile(self, name: str, tags: dict[str, str]) -> IamInstanceProfile:
         role = IamRole(
-            self, "role", name=name, tags=tags,
+            self, "role", name=name, tags=tags, permissions_boundary=self._boundary,
             assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole",
             }]}),

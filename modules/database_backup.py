@@ -20,6 +20,7 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from constructs import Construct
 
+from modules.boundary import workload_boundary_arn
 from modules.kms import EncryptionKey
 from modules.private_bucket import private_bucket
 from modules.settings import EnvironmentSettings
@@ -34,6 +35,7 @@ class DatabaseBackup(Construct):
         super().__init__(scope, construct_id)
         name = settings.stack_name("db")
         self.target_tags = {"Snapshots": f"{name}-daily"}
+        self._account = key.account_id
         self._snapshots(settings, name, key.partition, tags)
         self._dump_bucket(settings, key, tags)
 
@@ -41,6 +43,7 @@ class DatabaseBackup(Construct):
         db = settings.database
         role = IamRole(
             self, "dlm-role", name=f"{name}-dlm", tags=tags,
+            permissions_boundary=workload_boundary_arn(settings, partition=partition, account=self._account),
             assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"Service": "dlm.amazonaws.com"}, "Action": "sts:AssumeRole",
             }]}),

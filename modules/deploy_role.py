@@ -25,6 +25,7 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
+from modules.boundary import environment_fences, own_buckets as environment_buckets, workload_boundary_arn
 from modules.kms import EncryptionKey
 from modules.settings import EnvironmentSettings
 
@@ -36,7 +37,17 @@ DEPLOY_COMPONENT = "ci-deploy"  # not in the document; tagged <env>/ci-deploy
 # The services the platform stack manages (and the read-only ones Terraform's refresh needs).
 MANAGED_SERVICES = (
     "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
-    "kms", "logs", "s3", "secretsmanager", "sns", "ssm",
+    "kms", "logs", "secretsmanager", "sns", "ssm",
+)  # fmt: skip
+# S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's.
+# IAM actions that carry iam:PermissionsBoundary (the role's boundary, or the one a CreateRole asks for): the
+# deploy boundary allows them only for roles under the workload boundary. TagRole/UntagRole and PassRole do not
+# carry the key (Service Authorization Reference, IAM): for them the names (<project>-<env>-*) are the fence. Nor
+# does UpdateAssumeRolePolicy in every source (iam-simulate's iam-data lists the key, parliament's data does not):
+# a deny on a key that is absent would stop every trust-policy update, so the names fence it too.
+BOUNDED_ROLE_ACTIONS = (
+    "iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
 )  # fmt: skip
 # IAM actions on the environment's own roles, instance profiles and policies (nothing else in IAM).
 IAM_WRITE_ACTIONS = (
@@ -50,8 +61,7 @@ IAM_WRITE_ACTIONS = (
 )  # fmt: skip
 READ_ACTIONS = ("iam:Get*", "iam:List*", "route53:Get*", "route53:List*", "sts:GetCallerIdentity")
 ROUTE53_WRITE_ACTIONS = (
-    "route53:ChangeResourceRecordSets", "route53:CreateHostedZone", "route53:DeleteHostedZone",
-    "route53:ChangeTagsForResource",
+    "route53:ChangeResourceRecordSets", "route53:CreateHostedZone", "route53:ChangeTagsForResource",
 )  # fmt: skip
 # What a plan of the platform stack reads (no object contents, secret values or log events).
 PLAN_READ_ACTIONS = (
@@ -188,6 +198,8 @@ class DeployRole(Construct):
         })  # fmt: skip
         deploy_roles = f"{iam}:role/{settings.project}-*-deploy"
         boundary_arn = f"{iam}:policy/{name}-boundary"
+        bucket_arns = [arn for b in environment_buckets(settings) for arn in (f"arn:{partition}:s3:::{b}",
+                                                                      f"arn:{partition}:s3:::{b}/*")]
 
         allowed = [
             {
@@ -202,7 +214,16 @@ class DeployRole(Construct):
             {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
              "Resource": f"{iam}:role/aws-service-role/*"},
             {"Sid": "Route53Zones", "Effect": "Allow", "Action": list(ROUTE53_WRITE_ACTIONS), "Resource": "*"},
+            {"Sid": "OwnBuckets", "Effect": "Allow", "Action": "s3:*", "Resource": bucket_arns,
+             "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
+            {"Sid": "BucketList", "Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"},
         ]  # fmt: skip
+        workload_boundary = workload_boundary_arn(settings, partition=partition, account=account)
+        state_objects = f"{state_bucket_arn}/{settings.project}-{settings.name}-*"
+        fences = environment_fences(
+            settings, partition=partition, account=account, lock_tables=[settings.state.lock_table],
+            s3_resources=[*bucket_arns, state_bucket_arn, state_objects],
+        )  # fmt: skip
         self.boundary = IamPolicy(
             self,
             "boundary",
@@ -221,8 +242,18 @@ class DeployRole(Construct):
                     "Resource": [deploy_roles, f"{iam}:role/{settings.project}-*-plan",
                                  f"{iam}:role/{settings.project}-*-review",
                                  f"{iam}:policy/{settings.project}-*-deploy-boundary",
+                                 f"{iam}:policy/{settings.project}-*-workload-boundary",
                                  f"{iam}:oidc-provider/{GITHUB_OIDC_HOST}"],
                 },  # fmt: skip
+                {
+                    # a role the stacks create or change carries the workload boundary: an inline policy put on
+                    # it (then the role passed to EC2) still reaches only this environment
+                    "Sid": "OnlyRolesUnderTheWorkloadBoundary",
+                    "Effect": "Deny",
+                    "Action": list(BOUNDED_ROLE_ACTIONS),
+                    "Resource": "*",
+                    "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": workload_boundary}},
+                },
                 {
                     "Sid": "AttachOnlyKnownPolicies",
                     "Effect": "Deny",
@@ -256,23 +287,7 @@ class DeployRole(Construct):
                     ],
                     "Resource": [state_bucket_arn, lock_table_arn, state_key.arn],
                 },  # fmt: skip
-                {
-                    "Sid": "OnlyThisEnvironmentsTaggedResources",
-                    "Effect": "Deny",
-                    "Action": [
-                        "ec2:Delete*", "ec2:Terminate*", "ec2:Modify*", "ec2:Detach*", "ec2:Disassociate*",
-                        "eks:Delete*", "eks:Update*", "elasticloadbalancing:Delete*", "elasticloadbalancing:Modify*",
-                        "kms:ScheduleKeyDeletion", "secretsmanager:Delete*", "logs:Delete*", "sns:DeleteTopic",
-                        "cloudwatch:DeleteAlarms", "dlm:Delete*", "codebuild:Delete*", "codebuild:Update*",
-                    ],
-                    "Resource": "*",
-                    # only where the resource says it belongs to another environment; untagged
-                    # sub-resources (rules, associations) are fenced by their parent's tag
-                    "Condition": {
-                        "StringNotEquals": {"aws:ResourceTag/Environment": settings.name},
-                        "Null": {"aws:ResourceTag/Environment": "false"},
-                    },
-                },  # fmt: skip
+                *fences,
             ),
             tags=tags,
         )
@@ -314,6 +329,7 @@ class DeployRole(Construct):
         plan_name = settings.stack_name("plan")
         self.plan_role = self._github_role(
             "plan-role", name=plan_name, settings=settings, sub=pull_request_subject(settings), tags=tags,
+            boundary_arn=boundary_arn,
             description=f"GitHub Actions plans {settings.name} for pull requests of {ci.github_repository}",
         )  # fmt: skip
         state_objects = f"{state_bucket_arn}/{settings.project}-{settings.name}-*"

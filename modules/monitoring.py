@@ -34,6 +34,7 @@ from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
+from modules.boundary import workload_boundary_arn
 from modules.cluster import pod_identity_trust_policy
 from modules.database import BOOT_METRIC_NAME, BOOT_METRIC_NAMESPACE
 from modules.kms import EncryptionKey
@@ -350,6 +351,8 @@ class Monitoring(Construct):
             name=f"{c.name}-cloudwatch-agent",
             assume_role_policy=pod_identity_trust_policy(self.key.account_id),
             tags=tags,
+            permissions_boundary=workload_boundary_arn(self._settings, partition=self.key.partition,
+                                                       account=self.key.account_id),
         )
         IamRolePolicyAttachment(
             self,

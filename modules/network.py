@@ -22,6 +22,7 @@ from cdktf_cdktf_provider_aws.subnet import Subnet
 from cdktf_cdktf_provider_aws.vpc import Vpc
 from constructs import Construct
 
+from modules.boundary import workload_boundary_arn
 from modules.kms import encrypted_log_group
 from modules.settings import EnvironmentSettings, SubnetSettings
 
@@ -157,6 +158,7 @@ class Network(Construct):
                 }
             ),
             tags=tags,
+            permissions_boundary=workload_boundary_arn(self._settings, partition=key.partition, account=key.account_id),
         )
         IamRolePolicy(
             self,

@@ -30,6 +30,7 @@ from cdktf_cdktf_provider_aws.launch_template import (
 )
 from constructs import Construct
 
+from modules.boundary import workload_boundary_arn
 from modules.settings import EnvironmentSettings
 
 Tier = Literal["frontend", "backend"]
@@ -43,7 +44,8 @@ NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnl
 class NodeRole(Construct):
     """The IAM role both node groups' instances run as. Exposes ``role`` and ``attachments``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, partition: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, partition: str,
+                 account: str) -> None:  # fmt: skip
         super().__init__(scope, construct_id)
         name = f"{settings.cluster.name}-nodes"
         self.role = IamRole(
@@ -59,6 +61,7 @@ class NodeRole(Construct):
                 }
             ),
             tags={"Name": name, "Component": settings.component(settings.cluster.node_groups_id)},
+            permissions_boundary=workload_boundary_arn(settings, partition=partition, account=account),
         )
         self.attachments: list[ITerraformDependable] = [
             IamRolePolicyAttachment(

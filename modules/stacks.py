@@ -37,7 +37,8 @@ from modules.apps import CHART_DIR, RELEASES, ClusterAddons, FilesBucket, Twenty
 from modules.ci_runner import CiRunner
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
 from modules.database import MOUNT_POINT, DatabaseHost
-from modules.deploy_role import DeployRole
+from modules.boundary import WorkloadBoundary, workload_boundary_arn
+from modules.deploy_role import DEPLOY_COMPONENT, DeployRole
 from modules.dns import Dns
 from modules.load_balancer import LoadBalancer
 from modules.monitoring import Monitoring
@@ -119,6 +120,12 @@ class StateStack(TerraformStack):
             state_key=self.state.key,
             oidc_provider_arn=settings.account.oidc_provider_arn(self.state.key.partition),
         )
+        # the ceiling of every role the platform and apps stacks create (modules/boundary.py); here, so only an
+        # administrator applies it
+        self.workload_boundary = WorkloadBoundary(
+            self, "workload-boundary", settings=settings, partition=self.state.key.partition,
+            account=self.state.key.account_id, tags={"Component": settings.component(DEPLOY_COMPONENT)},
+        )  # fmt: skip
         TerraformOutput(self, "deploy_role_arn", value=self.deploy.role.arn, description="AWS_DEPLOY_ROLE_ARN of the "
                         f"GitHub environment {settings.ci.github_environment} (docs/ci-cd.md)")
         TerraformOutput(self, "plan_role_arn", value=self.deploy.plan_role.arn,
@@ -198,7 +205,8 @@ class PlatformStack(TerraformStack):
             subnet_ids=private_subnet_ids,
             node_security_group_id=self.node_security_group.id,
         )
-        node_role = NodeRole(self, "node-role", settings=settings, partition=self.cluster.partition)
+        node_role = NodeRole(self, "node-role", settings=settings, partition=self.cluster.partition,
+                             account=self.cluster.account_id)
         self.node_groups = {
             tier: NodeGroup(
                 self,
@@ -360,6 +368,8 @@ class AppsStack(TerraformStack):
         }  # fmt: skip
         self.addons = ClusterAddons(
             self, "addons", settings=settings, account_id=account_id, vpc_id=platform.get_string("vpc_id"),
+            permissions_boundary=workload_boundary_arn(settings, partition=self.files.key.partition,
+                                                       account=account_id),
             target_group_arn=target_group_arn,
         )  # fmt: skip
         # The chart is copied into cdktf.out next to the stack; the release refers to it by a relative path.

@@ -225,11 +225,28 @@ def resource_arn(call: AwsCall, account: str) -> str:
             owner = "" if name.startswith("/aws/") else account
             return f"arn:aws:ssm:{region}:{owner}:parameter{name if name.startswith('/') else '/' + name}"
         return "*"
+    if call.service == "eks" and (cluster := _eks_cluster(call)):
+        # the cluster's actions are authorized on the cluster (the EKS name fence reads its ARN); the rest
+        # (node groups, add-ons, access entries by their own ARNs) stay "*"
+        return f"arn:aws:eks:{region}:{account}:cluster/{cluster}"
     if call.service == "kms" and str(p.get("KeyId", "")).startswith("arn:"):
         return p["KeyId"]
     if call.service == "secretsmanager" and str(p.get("SecretId", "")).startswith("arn:"):
         return p["SecretId"]  # the provider names secrets by ARN
     return "*"
+
+
+# EKS operations IAM authorizes on the cluster itself (Service Authorization Reference, Amazon EKS: resource
+# type "cluster"), named in the path. CreateCluster has no resource type in IAM: "*".
+EKS_CLUSTER_OPERATIONS = frozenset({
+    "DescribeCluster", "DeleteCluster", "UpdateClusterConfig", "UpdateClusterVersion",
+    "CreateNodegroup", "CreateAddon", "CreateAccessEntry", "ListNodegroups", "ListAddons", "ListAccessEntries",
+    "DescribeUpdate", "ListUpdates",
+})  # fmt: skip
+
+
+def _eks_cluster(call: AwsCall) -> str | None:
+    return call.params.get("name") if call.operation in EKS_CLUSTER_OPERATIONS else None
 
 
 def request_tags(call: AwsCall) -> dict[str, str]:
@@ -289,14 +306,50 @@ def existing_resource_tags(call: AwsCall, tags_by_name: dict[str, dict[str, str]
     return {}
 
 
-def context_for(call: AwsCall, tags_by_name: dict[str, dict[str, str]] | None = None) -> dict[str, object]:
+def record_changes(call: AwsCall) -> dict[str, list[str]]:
+    """Route53's ChangeResourceRecordSets condition keys, from the request's XML body: the record names
+    (normalized: lower case, no trailing dot), the change actions and the record types (Route 53 developer
+    guide, "Using IAM policy conditions for fine-grained access control")."""
+    if (call.service, call.operation) != ("route53", "ChangeResourceRecordSets") or not call.body:
+        return {}
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.fromstring(call.body)
+    changes = [element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Change"]
+
+    def child(element, name: str) -> list:
+        return [e for e in element.iter() if e.tag.rsplit("}", 1)[-1] == name]
+
+    names = sorted({e.text.lower().rstrip(".") for c in changes for e in child(c, "Name")[:1] if e.text})
+    actions = sorted({e.text for c in changes for e in child(c, "Action")[:1] if e.text})
+    types = sorted({e.text for c in changes for e in child(c, "Type")[:1] if e.text})
+    return {"route53:ChangeResourceRecordSetsNormalizedRecordNames": names,
+            "route53:ChangeResourceRecordSetsActions": actions,
+            "route53:ChangeResourceRecordSetsRecordTypes": types}  # fmt: skip
+
+
+def permissions_boundary(call: AwsCall, boundaries_by_role: dict[str, str] | None) -> str | None:
+    """``iam:PermissionsBoundary``: the boundary a CreateRole or PutRolePermissionsBoundary asks for, else the
+    boundary the named role has (``boundaries_by_role``, from the applied state, as AWS reads it)."""
+    if call.service != "iam":
+        return None
+    if call.operation in ("CreateRole", "PutRolePermissionsBoundary"):
+        return call.params.get("PermissionsBoundary")
+    role = call.params.get("RoleName")
+    return (boundaries_by_role or {}).get(role) if role else None
+
+
+def context_for(call: AwsCall, tags_by_name: dict[str, dict[str, str]] | None = None,
+                boundaries_by_role: dict[str, str] | None = None) -> dict[str, object]:  # fmt: skip
     """Condition keys from what the request itself carried (the only source an evaluator may use).
 
     - ``aws:RequestedRegion``: the region of the SigV4 credential scope (us-east-1 for IAM and
       Route 53, which AWS serves from there);
     - ``aws:SecureTransport``: true, every call went over TLS to moto;
     - ``aws:RequestTag/<key>`` and ``aws:TagKeys``: the tags in the request (``request_tags``);
-    - ``iam:PolicyARN``: the policy an Attach/Detach call names.
+    - ``iam:PolicyARN``: the policy an Attach/Detach call names;
+    - ``iam:PermissionsBoundary``: the boundary a CreateRole asks for, or the named role's (``permissions_boundary``);
+    - Route53's ``ChangeResourceRecordSets*`` keys: the record names, actions and types of the change batch.
     - ``aws:ResourceTag/<key>``: the tags of the existing resource the call names, which the
       request does not carry: looked up in ``tags_by_name`` (built from the applied state's
       ``tags_all``, as AWS would read them), so the boundary's "other environment's resources"
@@ -311,6 +364,9 @@ def context_for(call: AwsCall, tags_by_name: dict[str, dict[str, str]] | None = 
         context["aws:TagKeys"] = sorted(tags)
     if call.service == "iam" and call.params.get("PolicyArn"):
         context["iam:PolicyARN"] = call.params["PolicyArn"]
+    if boundary := permissions_boundary(call, boundaries_by_role):
+        context["iam:PermissionsBoundary"] = boundary
+    context.update(record_changes(call))
     return context
 
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from modules.settings import EnvironmentSettings, load_all  # noqa: E402
 
 # the terraform CLI, the session's moto server and the bootstrapped state stack (one per session)
-pytest_plugins = ("terraform_support",)
+pytest_plugins = ("terraform_support", "iam_fences_report")
 
 ENVIRONMENTS = ("dev", "qa", "prod")
 

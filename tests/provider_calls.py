@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PROVIDER_SOURCE = "hashicorp/terraform-provider-aws v5.100.0"
 
@@ -31,6 +31,8 @@ class Planned:
     account: str
     # applied resources: instance profile name → role name; resource type → [attributes]
     profile_roles: dict[str, str]
+    # role name → its permissions boundary (planned or applied): iam:PermissionsBoundary of calls naming the role
+    role_boundaries: dict[str, str] = field(default_factory=dict)
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
@@ -226,7 +228,9 @@ def dashboard(p: Planned) -> list[dict]:
 def role_policy(p: Planned) -> list[dict]:
     """internal/service/iam/role_policy.go: resourceRolePolicyPut calls PutRolePolicy, then GetRolePolicy."""
     role = _role_arn(p, p.get("role"))
-    return [_request(p, "iam:PutRolePolicy", role), _request(p, "iam:GetRolePolicy", role)]
+    boundary = p.role_boundaries.get(p.get("role"))
+    extra = {"iam:PermissionsBoundary": boundary} if boundary else None
+    return [_request(p, "iam:PutRolePolicy", role, extra=extra), _request(p, "iam:GetRolePolicy", role, extra=extra)]
 
 
 # resource type → the create function's calls (each builder's docstring cites the provider's file)
@@ -271,6 +275,11 @@ def left_out_requests(plan: dict, state: dict, left_out: set[str], region: str, 
     Raises when a left-out resource's type has no row in ``PROVIDER_CALLS``.
     """
     roles, applied = profile_roles(state), _applied_attributes(state)
+    boundaries = {c["change"]["after"]["name"]: c["change"]["after"]["permissions_boundary"]
+                  for c in plan["resource_changes"] if c["type"] == "aws_iam_role" and c["mode"] == "managed"
+                  and (c["change"]["after"] or {}).get("permissions_boundary")}  # fmt: skip
+    boundaries.update({v["name"]: v["permissions_boundary"] for a, v in applied.items()
+                       if a.startswith("aws_iam_role.") and v.get("permissions_boundary")})  # fmt: skip
     resources = plan.get("configuration", {}).get("root_module", {}).get("resources", [])
     configs = {r["address"]: r.get("expressions", {}) for r in resources}
     requests, missing = [], set()
@@ -283,7 +292,7 @@ def left_out_requests(plan: dict, state: dict, left_out: set[str], region: str, 
             continue
         after = _resolved(change["change"]["after"] or {}, change["change"].get("after_unknown") or {},
                           configs.get(change["address"], {}), applied)  # fmt: skip
-        requests += builder(Planned(change["address"], after, region, account, roles))
+        requests += builder(Planned(change["address"], after, region, account, roles, boundaries))
     if missing:
         raise AssertionError(f"left-out resource types with no row in PROVIDER_CALLS (tests/provider_calls.py): "
                              f"{sorted(missing)}")  # fmt: skip

@@ -213,7 +213,8 @@ def test_review_role_trusts_only_mains_plan_environment_and_is_bounded(state_sta
     role = state_stack.by_path("aws_iam_role", "deploy/review-role")
     assert role["name"] == f"twentycrm-{env}-review"
     assert role["permissions_boundary"].endswith(f":policy/twentycrm-{env}-deploy-boundary")
-    boundary = {s["Sid"]: s for s in json.loads(state_stack.only("aws_iam_policy")["policy"])["Statement"]}
+    boundary = {s["Sid"]: s for s in json.loads(state_stack.by_path("aws_iam_policy", "deploy/boundary")["policy"])
+                ["Statement"]}
     assert any(r.endswith(":role/twentycrm-*-review") for r in boundary["NoTouchingCiIdentity"]["Resource"])
 
 
@@ -241,7 +242,8 @@ def test_deploy_role_is_fenced(state_stack, settings, env):
     assert by_sid["ManagedServicesInRegion"]["Condition"] == {"StringEquals": {"aws:RequestedRegion": settings[env].region}}
     assert "iam:*" not in json.dumps(policy)
     assert all(r.split(":")[-1].split("/", 1)[1].startswith(f"twentycrm-{env}-") for r in by_sid["OwnIamOnly"]["Resource"])
-    boundary = {s["Sid"]: s for s in json.loads(state_stack.only("aws_iam_policy")["policy"])["Statement"]}
+    boundary = {s["Sid"]: s for s in json.loads(state_stack.by_path("aws_iam_policy", "deploy/boundary")["policy"])
+                ["Statement"]}
     assert boundary["OnlyThisEnvironmentsTaggedResources"]["Condition"]["StringNotEquals"] == {
         "aws:ResourceTag/Environment": env
     }

@@ -177,13 +177,15 @@ def passed_roles(call: AwsCall, profile_roles: dict[str, str]) -> list[tuple[str
 
 
 def iam_requests(calls: list[AwsCall], *, tags_by_name: dict | None = None, profile_roles: dict | None = None,
-                 kms_keys_by_bucket: dict | None = None) -> list[dict]:  # fmt: skip
+                 kms_keys_by_bucket: dict | None = None,
+                 boundaries_by_role: dict | None = None) -> list[dict]:  # fmt: skip
     """One IAM request per call (action, resource ARN, condition keys), plus iam:PassRole where a role is passed
     and the KMS calls S3 makes for the caller on SSE-KMS objects of ``kms_keys_by_bucket``'s buckets."""
     requests = []
     for call in calls:
         requests.append({"action": call.action, "resource": resource_arn(call, ACCOUNT),
-                         "context": context_for(call, tags_by_name), "call": call.describe()})  # fmt: skip
+                         "context": context_for(call, tags_by_name, boundaries_by_role),
+                         "call": call.describe()})  # fmt: skip
         for role, service in passed_roles(call, profile_roles or {}):
             context = {"aws:RequestedRegion": "us-east-1", "iam:PassedToService": service}
             requests.append({"action": "iam:PassRole", "resource": role, "call": f"{call.describe()} passes it",
@@ -476,6 +478,14 @@ def tags_by_name(state: dict) -> dict[str, dict[str, str]]:
     return found
 
 
+def role_boundaries(state: dict) -> dict[str, str]:
+    """Role name → its permissions boundary's ARN, from ``terraform show -json`` (what AWS reads for
+    iam:PermissionsBoundary on a call naming an existing role)."""
+    return {r["values"]["name"]: r["values"]["permissions_boundary"]
+            for r in state.get("values", {}).get("root_module", {}).get("resources", [])
+            if r["type"] == "aws_iam_role" and r["mode"] == "managed" and r["values"].get("permissions_boundary")}
+
+
 def state_key(state_stack: dict, env_prefix: str) -> tuple[str, dict]:
     """The state key's (ARN, key policy), as the state stack applied it (the key alias/<env prefix>-tfstate names)."""
     attributes = [i["attributes"] for r in state_stack["resources"] if r["type"] in ("aws_kms_alias", "aws_kms_key")
@@ -491,6 +501,7 @@ def judged_requests(platform_applied, calls: list[AwsCall], tags: dict | None = 
         calls, tags_by_name=tags if tags is not None else tags_by_name(platform_applied["applied_state"]),
         profile_roles=profile_roles(platform_applied["applied_state"]),
         kms_keys_by_bucket={platform_applied["state_bucket"]: key},
+        boundaries_by_role=role_boundaries(platform_applied["applied_state"]),
     )  # fmt: skip
 
 
@@ -530,6 +541,26 @@ def test_the_deploy_role_may_make_every_call_of_the_apply(platform_applied):
 def test_the_plan_role_may_make_every_call_of_a_refresh(platform_applied):
     assert platform_applied["refresh_calls"], "moto recorded no request during the refresh"
     compare_with_known_gaps(_judge(platform_applied, "refresh_calls", "plan", expect_unjudged=True), "plan")
+
+
+def test_the_fences_read_what_the_recorded_requests_carry(platform_applied, settings):
+    """iam:PermissionsBoundary and Route53's record names come from the real calls: every role write names the
+    workload boundary, every record change names records under the domain; without the boundary, denied."""
+    requests = judged_requests(platform_applied, platform_applied["apply_calls"])
+    boundary = f"arn:aws:iam::{ACCOUNT}:policy/twentycrm-{BOOTSTRAP_ENV}-workload-boundary"
+    writes = ("iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy")
+    role_writes = [r for r in requests if r["action"] in writes]
+    assert {r["action"] for r in role_writes} >= {"iam:CreateRole", "iam:AttachRolePolicy"}, role_writes
+    assert all(r["context"].get("iam:PermissionsBoundary") == boundary for r in role_writes), role_writes
+    domain = settings[BOOTSTRAP_ENV].domain.lower()
+    records = [r for r in requests if r["action"] == "route53:ChangeResourceRecordSets"]
+    names = [n for r in records for n in r["context"]["route53:ChangeResourceRecordSetsNormalizedRecordNames"]]
+    assert names and all(n == domain or n.endswith(f".{domain}") for n in names), names
+    # the gate on a deliberately bad input: the same role writes asking for no boundary are refused
+    unbounded = [{**r, "context": {k: v for k, v in r["context"].items() if k != "iam:PermissionsBoundary"}}
+                 for r in role_writes]  # fmt: skip
+    results = judge_requests(platform_applied, unbounded, "deploy")
+    assert {r["result"] for r in results} == {"ExplicitlyDenied"}, results
 
 
 def test_known_gaps_fail_the_gate_when_they_change():
@@ -785,6 +816,7 @@ def test_a_foreign_tag_on_the_changed_resources_trips_the_boundary(platform_appl
     requests = judged_requests(platform_applied, platform_changed["update_calls"] + platform_changed["destroy_calls"],
                                tags=foreign)  # fmt: skip
     found = denied(judge_requests(platform_applied, requests, "deploy"))
-    # only the delete is fenced: tagging and rule changes on another environment's resources are not (reported)
-    assert {a for a, _ in found} == {"ec2:DeleteFlowLogs"}, found
+    # every call on an existing resource is fenced: the delete, the tagging and the rule changes (issue 13)
+    assert {a for a, _ in found} == {"ec2:DeleteFlowLogs", "ec2:CreateTags", "logs:TagResource", "sns:TagResource",
+                                     "ec2:RevokeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupIngress"}, found
     assert all(why.startswith("ExplicitlyDenied") for why in found.values()), found

@@ -1,0 +1,216 @@
+"""The fences between environments, and the permissions boundary of every workload role.
+
+One AWS account may hold several environments (docs/ci-cd.md, "Least privilege"), so what one environment's
+roles may touch is fenced twice:
+
+- by **tag**, where the service authorizes on it: every resource the stacks create carries
+  ``Environment = <env>`` (the provider's ``default_tags``), so a deny on ``aws:ResourceTag/Environment``
+  being another environment's stops the dangerous actions (writes, tagging, rule changes and the reads that
+  open data) on the other environments' resources, and a deny on ``aws:RequestTag/Environment`` stops
+  creating or tagging anything as another environment's;
+- by **name**, where tags are not in the request: secrets (``<project>/<env>/*``), the EKS cluster and its
+  access entries (``cluster.name``), Route53 records (names at or under ``domain``), S3 buckets and state
+  objects, the lock table, KMS aliases.
+
+``environment_fences`` returns those deny statements; the deploy boundary (modules/deploy_role.py) and the
+workload boundary ``<project>-<env>-workload-boundary`` (``WorkloadBoundary``, in the state stack, applied by an
+administrator) both carry them. Every role the platform and apps stacks create has the workload boundary, and
+the deploy boundary refuses to create or change a role without it (``iam:PermissionsBoundary``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
+from constructs import Construct
+
+from modules.settings import EnvironmentSettings
+
+ENVIRONMENT_TAG = "Environment"
+WORKLOAD_BOUNDARY = "workload-boundary"
+
+# Actions that change, tag or open another environment's resource: denied where the resource's Environment tag
+# is another environment's. Each authorizes on a resource type whose condition keys include aws:ResourceTag
+# (Service Authorization Reference; iam-simulate's iam-data, tests/test_iam_fences.py checks every entry).
+TAG_FENCED_ACTIONS = (
+    # EC2: instances, security groups (rules are authorized on their group), volumes, snapshots, templates
+    "ec2:StopInstances", "ec2:StartInstances", "ec2:RebootInstances", "ec2:TerminateInstances",
+    "ec2:ModifyInstanceAttribute", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress", "ec2:ModifySecurityGroupRules",
+    "ec2:UpdateSecurityGroupRuleDescriptionsIngress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+    "ec2:CreateTags", "ec2:DeleteTags", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot",
+    "ec2:Delete*", "ec2:Modify*", "ec2:Disassociate*", "ec2:Detach*", "ec2:ReplaceRoute", "ec2:CreateRoute",
+    # EKS: the cluster (and its node groups, add-ons and access entries, tagged like it)
+    "eks:Delete*", "eks:Update*", "eks:CreateAccessEntry", "eks:AssociateAccessPolicy",
+    "eks:DisassociateAccessPolicy", "eks:TagResource", "eks:UntagResource",
+    # KMS: the keys of databases, secrets, logs and state
+    "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:CreateGrant",
+    "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:TagResource", "kms:UntagResource",
+    # Secrets Manager: the values and the secrets themselves
+    "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
+    "secretsmanager:Delete*", "secretsmanager:PutResourcePolicy", "secretsmanager:TagResource",
+    "secretsmanager:UntagResource",
+    # SSM: instances (Run Command, sessions) and parameters
+    "ssm:SendCommand", "ssm:StartSession", "ssm:GetParameter*", "ssm:PutParameter", "ssm:DeleteParameter*",
+    # load balancers, logs, alarms, topics, snapshots' policies, CodeBuild
+    "elasticloadbalancing:Delete*", "elasticloadbalancing:Modify*", "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:RemoveTags", "elasticloadbalancing:RegisterTargets",
+    "logs:Delete*", "logs:TagResource", "logs:UntagResource", "logs:PutRetentionPolicy",
+    "sns:DeleteTopic", "sns:Publish", "sns:SetTopicAttributes", "sns:Subscribe", "sns:TagResource",
+    "sns:UntagResource", "cloudwatch:DeleteAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:TagResource",
+    "cloudwatch:UntagResource", "dlm:Delete*", "dlm:Update*", "dlm:TagResource", "codebuild:Delete*",
+    "codebuild:Update*", "codebuild:StartBuild",
+)  # fmt: skip
+# Removing the Environment tag would take a resource out of the tag fence. Each carries aws:TagKeys (S3's
+# PutBucketTagging and Route53's ChangeTagsForResource do not: there the buckets' names and the record names fence).
+UNTAG_ACTIONS = (
+    "ec2:DeleteTags", "eks:UntagResource", "kms:UntagResource", "secretsmanager:UntagResource",
+    "elasticloadbalancing:RemoveTags", "logs:UntagResource", "sns:UntagResource", "cloudwatch:UntagResource",
+    "dlm:UntagResource", "iam:UntagRole", "iam:UntagPolicy", "iam:UntagInstanceProfile", "ssm:RemoveTagsFromResource",
+    "acm:RemoveTagsFromCertificate",
+)  # fmt: skip
+# Secrets Manager actions on a secret: only the environment's own secrets (names <project>/<env>/...).
+SECRET_ACTIONS = (
+    "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
+    "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret",
+    "secretsmanager:RotateSecret", "secretsmanager:PutResourcePolicy", "secretsmanager:DeleteResourcePolicy",
+    "secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource", "secretsmanager:UntagResource",
+)  # fmt: skip
+# EKS writes: only the environment's own cluster, its node groups, add-ons and access entries.
+# (Not eks:Create*: CreateCluster has no resource in IAM, so a NotResource deny would deny it everywhere.)
+EKS_WRITE_ACTIONS = (
+    "eks:CreateNodegroup", "eks:CreateAddon", "eks:CreateAccessEntry", "eks:CreateFargateProfile",
+    "eks:CreatePodIdentityAssociation", "eks:Delete*", "eks:Update*", "eks:AssociateAccessPolicy",
+    "eks:DisassociateAccessPolicy",
+    "eks:AssociateIdentityProviderConfig", "eks:DisassociateIdentityProviderConfig", "eks:TagResource",
+    "eks:UntagResource",
+)  # fmt: skip
+# Commands and shells on instances: no pipeline or workload role needs them (operators use their own roles).
+REMOTE_COMMAND_ACTIONS = (
+    "ssm:SendCommand", "ssm:StartSession", "ssm:ResumeSession", "ssm:StartAutomationExecution",
+    "ec2-instance-connect:SendSSHPublicKey", "ec2-instance-connect:SendSerialConsoleSSHPublicKey",
+    "ec2-instance-connect:OpenTunnel",
+)  # fmt: skip
+# S3 actions that read or change a bucket's objects or its configuration.
+S3_DATA_ACTIONS = (
+    "s3:GetObject*", "s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ListBucket*",
+    "s3:PutBucket*", "s3:DeleteBucket*", "s3:PutLifecycleConfiguration", "s3:PutEncryptionConfiguration",
+    "s3:PutReplicationConfiguration",
+)  # fmt: skip
+KMS_ALIAS_ACTIONS = ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
+# A hosted zone's deletion or re-association is an administrator's act (its name servers are delegated from the
+# parent domain); Route53 authorizes hosted zones on no resource tag, so no environment's role may.
+ZONE_ADMIN_ACTIONS = (
+    "route53:DeleteHostedZone", "route53:AssociateVPCWithHostedZone", "route53:DisassociateVPCFromHostedZone",
+    "route53:UpdateHostedZoneComment", "route53:ChangeCidrCollection",
+)  # fmt: skip
+
+
+def workload_boundary_name(settings: EnvironmentSettings) -> str:
+    return settings.stack_name(WORKLOAD_BOUNDARY)
+
+
+def workload_boundary_arn(settings: EnvironmentSettings, *, partition: str, account: str) -> str:
+    """The ARN of ``<project>-<env>-workload-boundary``, derivable by name (the state stack creates it)."""
+    return f"arn:{partition}:iam::{account}:policy/{workload_boundary_name(settings)}"
+
+
+def own_buckets(settings: EnvironmentSettings) -> list[str]:
+    """The environment's own bucket names (not the state bucket, which only the CI roles reach)."""
+    return sorted({settings.load_balancer.access_log_bucket, settings.database.dump_bucket,
+                   settings.apps.files_bucket})  # fmt: skip
+
+
+def own_secret_arns(settings: EnvironmentSettings, *, partition: str, account: str) -> list[str]:
+    prefix = f"arn:{partition}:secretsmanager:{settings.region}:{account}:secret:"
+    arns = [f"{prefix}{settings.project}/{settings.name}/*"]
+    smtp = settings.apps.email.password_secret if settings.apps.email else None
+    if smtp:
+        arns.append(smtp if smtp.startswith("arn:") else f"{prefix}{smtp}-??????")
+    return arns
+
+
+def own_cluster_arns(settings: EnvironmentSettings, *, partition: str, account: str) -> list[str]:
+    eks, cluster = f"arn:{partition}:eks:{settings.region}:{account}", settings.cluster.name
+    return [f"{eks}:cluster/{cluster}", *(f"{eks}:{kind}/{cluster}/*" for kind in (
+        "nodegroup", "addon", "access-entry", "fargateprofile", "identityproviderconfig", "podidentityassociation"))]
+
+
+def record_names(settings: EnvironmentSettings) -> list[str]:
+    """Route53's normalized record names (lower case, no trailing dot) this environment may change."""
+    domain = settings.domain.lower().rstrip(".")
+    return [domain, f"*.{domain}"]
+
+
+def environment_fences(settings: EnvironmentSettings, *, partition: str, account: str,
+                       s3_resources: list[str], lock_tables: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+    """The deny statements that keep a role of this environment off every other environment's resources.
+
+    ``s3_resources``: the bucket and object ARNs the role may ever touch (everything else in S3 is denied);
+    ``lock_tables``: the DynamoDB tables it may touch (the state's lock table for the CI roles, none for workloads).
+    """
+    env = settings.name
+    other_env = {"StringNotEquals": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": env},
+                 "Null": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": "false"}}  # fmt: skip
+    kms = f"arn:{partition}:kms:{settings.region}:{account}"
+    dynamodb = f"arn:{partition}:dynamodb:{settings.region}:{account}:table/"
+    return [
+        {"Sid": "OnlyThisEnvironmentsTaggedResources", "Effect": "Deny", "Action": list(TAG_FENCED_ACTIONS),
+         "Resource": "*", "Condition": other_env},
+        {"Sid": "NoTaggingAsAnotherEnvironment", "Effect": "Deny", "Action": "*", "Resource": "*",
+         "Condition": {"StringNotEquals": {f"aws:RequestTag/{ENVIRONMENT_TAG}": env},
+                       "Null": {f"aws:RequestTag/{ENVIRONMENT_TAG}": "false"}}},
+        {"Sid": "KeepTheEnvironmentTag", "Effect": "Deny", "Action": list(UNTAG_ACTIONS), "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": [ENVIRONMENT_TAG]}}},
+        {"Sid": "NoRemoteCommands", "Effect": "Deny", "Action": list(REMOTE_COMMAND_ACTIONS), "Resource": "*"},
+        {"Sid": "NoHostedZoneAdministration", "Effect": "Deny", "Action": list(ZONE_ADMIN_ACTIONS), "Resource": "*"},
+        {"Sid": "OnlyThisEnvironmentsSecrets", "Effect": "Deny", "Action": list(SECRET_ACTIONS),
+         "NotResource": own_secret_arns(settings, partition=partition, account=account)},
+        {"Sid": "OnlyThisEnvironmentsCluster", "Effect": "Deny", "Action": list(EKS_WRITE_ACTIONS),
+         "NotResource": own_cluster_arns(settings, partition=partition, account=account)},
+        {"Sid": "OnlyThisEnvironmentsRecords", "Effect": "Deny", "Action": "route53:ChangeResourceRecordSets",
+         "Resource": "*", "Condition": {"ForAnyValue:StringNotLike": {
+             "route53:ChangeResourceRecordSetsNormalizedRecordNames": record_names(settings)}}},
+        {"Sid": "OnlyThisEnvironmentsBuckets", "Effect": "Deny", "Action": list(S3_DATA_ACTIONS),
+         "NotResource": s3_resources},
+        # all of DynamoDB but the lock table, its account-wide listings (no resource in IAM) included: no pipeline
+        # or workload uses another table
+        {"Sid": "OnlyThisEnvironmentsLockTable", "Effect": "Deny", "Action": "dynamodb:*",
+         **({"NotResource": [f"{dynamodb}{t}" for t in lock_tables]} if lock_tables else {"Resource": "*"})},
+        {"Sid": "OnlyThisEnvironmentsKeyAliases", "Effect": "Deny", "Action": list(KMS_ALIAS_ACTIONS),
+         "NotResource": [f"{kms}:alias/{settings.stack_name('')}*", f"{kms}:alias/{settings.cluster.name}-*",
+                         f"{kms}:key/*"]},
+    ]  # fmt: skip
+
+
+def _bucket_arns(partition: str, buckets: list[str]) -> list[str]:
+    return [arn for b in buckets for arn in (f"arn:{partition}:s3:::{b}", f"arn:{partition}:s3:::{b}/*")]
+
+
+class WorkloadBoundary(Construct):
+    """``<project>-<env>-workload-boundary``: the ceiling of every role the platform and apps stacks create.
+
+    Anything but IAM writes (service-linked roles excepted), inside the environment's fences: a workload role
+    someone gave ``*`` still reaches only its own environment's resources. In the state stack, so only an
+    administrator changes it (the deploy boundary's NoTouchingCiIdentity names it)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, partition: str,
+                 account: str, tags: dict[str, str]) -> None:  # fmt: skip
+        super().__init__(scope, construct_id)
+        fences = environment_fences(settings, partition=partition, account=account,
+                                    s3_resources=_bucket_arns(partition, own_buckets(settings)), lock_tables=[])
+        self.policy = IamPolicy(
+            self,
+            "policy",
+            name=workload_boundary_name(settings),
+            description=f"Caps every workload role of {settings.name}: its own environment only (docs/security.md)",
+            policy=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Sid": "AnythingButIam", "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"},
+                {"Sid": "IamReadsAndServiceLinkedRoles", "Effect": "Allow",
+                 "Action": ["iam:Get*", "iam:List*", "iam:CreateServiceLinkedRole"], "Resource": "*"},
+                *fences,
+            ]}),  # fmt: skip
+            tags=tags,
+        )

@@ -220,8 +220,7 @@ class WorkloadBoundary(Construct):
             description=f"Caps every workload role of {settings.name}: its own environment only (docs/security.md)",
             policy=json.dumps({"Version": "2012-10-17", "Statement": [
                 {"Sid": "AnythingButIam", "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"},
-                {"Sid": "IamReads", "Effect": "Allow", "Action": ["iam:Get*", "iam:List*"],
-                 "Resource": "*"},
+                {"Sid": "IamReads", "Effect": "Allow", "Action": ["iam:Get*", "iam:List*"], "Resource": "*"},
                 # a service-linked role's path is always /aws-service-role/<service>/ (IAM names it)
                 {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
                  "Resource": f"arn:{partition}:iam::{account}:role/aws-service-role/*"},

@@ -43,7 +43,7 @@ MANAGED_SERVICES = (
 # the calls hashicorp/aws 5.100.0 makes for the stacks' aws_s3_bucket* resources: create, read back (HeadBucket is
 # s3:ListBucket; the bucket read is GetBucket* and the four configuration reads), configure (tags, versioning,
 # policy, public access block, ownership, lifecycle, encryption; their deletes are authorized as these Puts), and
-# delete (force_destroy first lists and deletes every object version).
+# delete (force_destroy, set on the load balancer's log bucket, first lists and deletes every object version).
 OWN_BUCKET_ACTIONS = (
     "s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucket*",
     "s3:GetLifecycleConfiguration", "s3:GetEncryptionConfiguration", "s3:GetReplicationConfiguration",

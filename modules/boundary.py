@@ -62,6 +62,17 @@ TAG_FENCED_ACTIONS = (
     "sns:UntagResource", "cloudwatch:DeleteAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:TagResource",
     "cloudwatch:UntagResource", "dlm:Delete*", "dlm:Update*", "dlm:TagResource", "codebuild:Delete*",
     "codebuild:Update*", "codebuild:StartBuild",
+    # sharing: resource policies, snapshot and document permissions, grants (parliament's permissions management)
+    "codebuild:PutResourcePolicy", "ec2:CreateNetworkInterfacePermission", "ec2:ResetSnapshotAttribute",
+    "kms:RetireGrant", "kms:RevokeGrant", "sns:AddPermission", "sns:RemovePermission", "ssm:ModifyDocumentPermission",
+)  # fmt: skip
+# Account-wide permissions with no resource in IAM, so no tag or name can fence them: CloudWatch Logs' resource
+# policies (which services may write to which log groups) and CodeBuild's stored source credentials. The stacks
+# create neither (no aws_cloudwatch_log_resource_policy, no aws_codebuild_source_credential: the CI runner reaches
+# GitHub through its CodeConnections connection), so no environment's role may.
+ACCOUNT_WIDE_ACTIONS = (
+    "logs:PutResourcePolicy", "logs:DeleteResourcePolicy", "codebuild:ImportSourceCredentials",
+    "codebuild:DeleteSourceCredentials",
 )  # fmt: skip
 # Removing the Environment tag would take a resource out of the tag fence. Each carries aws:TagKeys (S3's
 # PutBucketTagging and Route53's ChangeTagsForResource do not: there the buckets' names and the record names fence).
@@ -165,6 +176,7 @@ def environment_fences(settings: EnvironmentSettings, *, partition: str, account
         {"Sid": "KeepTheEnvironmentTag", "Effect": "Deny", "Action": list(UNTAG_ACTIONS), "Resource": "*",
          "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": [ENVIRONMENT_TAG]}}},
         {"Sid": "NoRemoteCommands", "Effect": "Deny", "Action": list(REMOTE_COMMAND_ACTIONS), "Resource": "*"},
+        {"Sid": "NoAccountWidePermissions", "Effect": "Deny", "Action": list(ACCOUNT_WIDE_ACTIONS), "Resource": "*"},
         {"Sid": "NoHostedZoneAdministration", "Effect": "Deny", "Action": list(ZONE_ADMIN_ACTIONS), "Resource": "*"},
         {"Sid": "OnlyThisEnvironmentsSecrets", "Effect": "Deny", "Action": list(SECRET_ACTIONS),
          "NotResource": own_secret_arns(settings, partition=partition, account=account)},
@@ -208,8 +220,10 @@ class WorkloadBoundary(Construct):
             description=f"Caps every workload role of {settings.name}: its own environment only (docs/security.md)",
             policy=json.dumps({"Version": "2012-10-17", "Statement": [
                 {"Sid": "AnythingButIam", "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"},
-                {"Sid": "IamReadsAndServiceLinkedRoles", "Effect": "Allow",
-                 "Action": ["iam:Get*", "iam:List*", "iam:CreateServiceLinkedRole"], "Resource": "*"},
+                {"Sid": "IamReads", "Effect": "Allow", "Action": ["iam:Get*", "iam:List*"], "Resource": "*"},
+                # a service-linked role's path is always /aws-service-role/<service>/ (IAM names it)
+                {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
+                 "Resource": f"arn:{partition}:iam::{account}:role/aws-service-role/*"},
                 *fences,
             ]}),  # fmt: skip
             tags=tags,

@@ -39,7 +39,19 @@ MANAGED_SERVICES = (
     "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
     "kms", "logs", "secretsmanager", "sns", "ssm",
 )  # fmt: skip
-# S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's.
+# S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's, and only
+# the calls hashicorp/aws 5.100.0 makes for the stacks' aws_s3_bucket* resources: create, read back (HeadBucket is
+# s3:ListBucket; the bucket read is GetBucket* and the four configuration reads), configure (tags, versioning,
+# policy, public access block, ownership, lifecycle, encryption; their deletes are authorized as these Puts), and
+# delete (force_destroy, set on the load balancer's log bucket, first lists and deletes every object version).
+OWN_BUCKET_ACTIONS = (
+    "s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucket*",
+    "s3:GetLifecycleConfiguration", "s3:GetEncryptionConfiguration", "s3:GetReplicationConfiguration",
+    "s3:GetAccelerateConfiguration", "s3:PutBucketTagging", "s3:PutBucketVersioning", "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy", "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls",
+    "s3:PutLifecycleConfiguration", "s3:PutEncryptionConfiguration",
+)  # fmt: skip
+OWN_OBJECT_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
 # IAM actions that carry iam:PermissionsBoundary (the role's boundary, or the one a CreateRole asks for): the
 # deploy boundary allows them only for roles under the workload boundary. TagRole/UntagRole and PassRole do not
 # carry the key (Service Authorization Reference, IAM): for them the names (<project>-<env>-*) are the fence. Nor
@@ -198,8 +210,9 @@ class DeployRole(Construct):
         })  # fmt: skip
         deploy_roles = f"{iam}:role/{settings.project}-*-deploy"
         boundary_arn = f"{iam}:policy/{name}-boundary"
-        bucket_arns = [arn for b in environment_buckets(settings) for arn in (f"arn:{partition}:s3:::{b}",
-                                                                      f"arn:{partition}:s3:::{b}/*")]
+        own_bucket_arns = [f"arn:{partition}:s3:::{b}" for b in environment_buckets(settings)]
+        own_object_arns = [f"{arn}/*" for arn in own_bucket_arns]
+        bucket_arns = [arn for pair in zip(own_bucket_arns, own_object_arns) for arn in pair]
 
         allowed = [
             {
@@ -214,8 +227,10 @@ class DeployRole(Construct):
             {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
              "Resource": f"{iam}:role/aws-service-role/*"},
             {"Sid": "Route53Zones", "Effect": "Allow", "Action": list(ROUTE53_WRITE_ACTIONS), "Resource": "*"},
-            {"Sid": "OwnBuckets", "Effect": "Allow", "Action": "s3:*", "Resource": bucket_arns,
+            {"Sid": "OwnBuckets", "Effect": "Allow", "Action": list(OWN_BUCKET_ACTIONS), "Resource": own_bucket_arns,
              "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
+            {"Sid": "OwnBucketObjects", "Effect": "Allow", "Action": list(OWN_OBJECT_ACTIONS),
+             "Resource": own_object_arns, "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
             {"Sid": "BucketList", "Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"},
         ]  # fmt: skip
         workload_boundary = workload_boundary_arn(settings, partition=partition, account=account)

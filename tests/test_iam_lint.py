@@ -382,7 +382,10 @@ def lint_all(parliament, documents: list[PolicyDocument]) -> list[Finding]:
 
 # --- the allowlist -----------------------------------------------------------------------------
 
-ENTRY_FIELDS = {"issue", "location", "sid", "actions", "reason", "source", "fix_in_code"}
+ENTRY_FIELDS = {"issue", "location", "sid", "actions", "reason", "source"}
+# The field that once marked a known defect waiting for a fix (issue 13's fences closed the last ones): a defect is
+# fixed in its construct, never accepted, so an entry carrying it is refused with how to proceed.
+DEFECT_FIELD = "fix_in_code"
 
 
 def load_allowlist(path: Path, known_issues: set[str]) -> list[dict]:
@@ -395,7 +398,11 @@ def load_allowlist(path: Path, known_issues: set[str]) -> list[dict]:
             problems.append(f"{where}: an entry is a mapping with issue, location, reason and source")
             continue
         where += f" ({entry.get('issue')} at {entry.get('location')})"
-        for key in sorted(set(entry) - ENTRY_FIELDS):
+        if DEFECT_FIELD in entry:
+            problems.append(f"{where}: field {DEFECT_FIELD!r}: a defect is not accepted; change the policy in the "
+                            "construct that writes it and remove the entry, or, if AWS requires the policy as it is, "
+                            f"drop {DEFECT_FIELD!r} and state that fact in 'reason' with its source")
+        for key in sorted(set(entry) - ENTRY_FIELDS - {DEFECT_FIELD}):
             problems.append(f"{where}: unknown field {key!r}; the fields are {sorted(ENTRY_FIELDS)}")
         if isinstance(entry.get("location"), list) and all(isinstance(g, str) and g for g in entry["location"]):
             entry = {**entry, "location": ",".join(entry["location"])}  # checked as a string below
@@ -415,8 +422,6 @@ def load_allowlist(path: Path, known_issues: set[str]) -> list[dict]:
         actions = entry.get("actions", [])
         if not isinstance(actions, list) or not all(isinstance(a, str) and a for a in actions):
             problems.append(f"{where}: field 'actions' is a list of action globs (e.g. ['codeconnections:*'])")
-        if "fix_in_code" in entry and not isinstance(entry["fix_in_code"], bool):
-            problems.append(f"{where}: field 'fix_in_code' is true or false")
     if problems:
         raise AllowlistError("\n".join(problems))
     return entries
@@ -541,9 +546,6 @@ def test_no_finding_is_left_and_no_entry_is_stale(findings, allowlist):
     print(f"\nparliament findings: {len(findings)}, accepted by {ALLOWLIST.name}: {len(accepted)}")
     for finding in accepted:
         print(f"  accepted  {finding}")
-    marked = [e for e in allowlist if e.get("fix_in_code")]
-    for entry in marked:
-        print(f"  fix_in_code  {entry['issue']} at {entry['location']} Sid {entry.get('sid', '*')}")
     assert not left, "parliament findings with no allowlist entry:\n" + "\n".join(map(explain, left))
     assert not stale, "stale allowlist entries:\n" + "\n".join(stale)
 
@@ -668,6 +670,17 @@ def test_an_entry_without_a_reason_is_refused(tmp_path, known_issues):
         load_allowlist(path, known_issues)
     assert "entry 1 (RESOURCE_STAR at aws_kms_key.*): field 'reason' is missing or empty" in str(refused.value)
     assert str(path) in str(refused.value)
+
+
+def test_an_entry_that_defers_a_defect_is_refused(tmp_path, known_issues):
+    path = tmp_path / "parliament-allowlist.yaml"
+    path.write_text(yaml.safe_dump([{
+        "issue": "RESOURCE_STAR", "location": "aws_iam_role_policy.state/deploy/platform-access", "fix_in_code": True,
+        "reason": "Defect: every action of every service on every resource, to be fenced by tag later.",
+        "source": "https://docs.aws.amazon.com/IAM/latest/UserGuide/access_tags.html"}]))  # fmt: skip
+    with pytest.raises(AllowlistError) as refused:
+        load_allowlist(path, known_issues)
+    assert "field 'fix_in_code': a defect is not accepted; change the policy" in str(refused.value)
 
 
 def test_an_entry_that_matches_nothing_is_stale(findings, allowlist):

@@ -81,6 +81,36 @@ def test_the_oidc_provider_lives_only_in_account_stacks(synthesized, settings):
         assert stack.json["terraform"]["backend"] == {"local": {"path": f"../../../terraform.{name}.tfstate"}}
 
 
+def test_the_account_stacks_resources_are_tagged_environment_account(synthesized, settings):
+    """The deploy roles' fences deny resources whose Environment tag is another environment's; the account stack's
+    resources carry Environment = "account" (no file may be named so), so no environment's role may touch them."""
+    for name in _account_stacks(settings).values():
+        stack = synthesized.stack(name).json
+        [aws] = stack["provider"]["aws"]
+        assert aws["default_tags"] == [{"tags": {"Project": "twentycrm", "Scope": "account", "Environment": "account",
+                                                 "ManagedBy": "cdktf"}}]  # fmt: skip
+        tagged = {kind: body for kind, body in stack["resource"].items() if any("tags" in r for r in body.values())}
+        assert set(tagged) == {"aws_kms_key", "aws_s3_bucket", "aws_dynamodb_table",
+                               "aws_iam_openid_connect_provider"}  # fmt: skip
+        for kind, body in tagged.items():
+            for resource in body.values():
+                assert "Environment" not in resource["tags"], f"{kind} overrides the Environment default tag"
+
+
+def test_the_account_stacks_lock_table_protection_follows_the_setting(synthesized, settings):
+    from cdktf import Testing
+
+    from modules.account import AccountStack
+
+    [table] = synthesized.stack(f"twentycrm-account-{settings['dev'].account.id}").resources(
+        "aws_dynamodb_table").values()
+    assert table["deletion_protection_enabled"] is True  # the default of every shipped file
+    account = settings["dev"].account.model_copy(update={"deletion_protection": False})
+    stack = json.loads(Testing.synth(AccountStack(Testing.app(), project="twentycrm", account=account)))
+    [table] = stack["resource"]["aws_dynamodb_table"].values()
+    assert table["deletion_protection_enabled"] is False
+
+
 def test_the_account_stack_moves_into_its_own_bucket_when_told(settings):
     from cdktf import Testing
 
@@ -154,11 +184,13 @@ def test_a_new_environment_in_an_existing_account_changes_no_other_stack(tmp_pat
     _staging(envs, qa.account.id)
     edit(envs / "staging.toml", f'state_bucket = "olhai-twentycrm-account-{qa.account.id}-tfstate"',
          f'state_bucket = "olhai-twentycrm-account-{qa.account.id}-tfstate"')  # the same account stack
+    edit(envs / "staging.toml", "shared_with = []", 'shared_with = ["qa"]')  # sharing is explicit, both ways
+    edit(envs / "qa.toml", "shared_with = []", 'shared_with = ["staging"]')
     names = synth(envs, tmp_path / "out")
     assert set(names) - set(synthesized.names) == {f"twentycrm-staging-{p}" for p in ("state", "platform", "apps")}
     before = _outputs(synthesized.outdir)
     after = _outputs(tmp_path / "out")
-    assert {n: after[n] for n in before} == before
+    assert {n: after[n] for n in before} == before  # qa.toml's shared_with is settings data, not Terraform
 
 
 def test_a_shared_account_with_an_existing_provider_creates_none(tmp_path):
@@ -169,6 +201,8 @@ def test_a_shared_account_with_an_existing_provider_creates_none(tmp_path):
         text = (envs / f"{env}.toml").read_text()
         for placeholder in ("111122223333", "444455556666", "777788889999"):
             text = text.replace(placeholder, "210987654321")
+        others = [f'"{other}"' for other in ("dev", "qa", "prod") if other != env]
+        text = text.replace("shared_with = []", f"shared_with = [{', '.join(others)}]")
         (envs / f"{env}.toml").write_text(text.replace('github_oidc_provider = "create"',
                                                        'github_oidc_provider = "existing"'))  # fmt: skip
     names = synth(envs, tmp_path / "out")

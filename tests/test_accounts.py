@@ -65,11 +65,14 @@ def test_the_oidc_provider_lives_only_in_account_stacks(synthesized, settings):
     for env in settings.values():
         state = synthesized.stack(env.stack_name("state"))
         assert not state.resources("aws_iam_openid_connect_provider")
-        assert "aws_iam_openid_connect_provider" not in state.json.get("data", {})
-        arn_tail = f":iam::{env.account.id}:oidc-provider/{OIDC_HOST}"
+        # looked up by its ARN (so a missing provider stops the plan), under a construct ID of its own
+        [(lookup_id, lookup)] = state.json["data"]["aws_iam_openid_connect_provider"].items()
+        assert lookup_id.startswith("deploy_github-oidc-provider_")
+        assert lookup["arn"].endswith(f":iam::{env.account.id}:oidc-provider/{OIDC_HOST}")
         roles = [r for r in state.resources("aws_iam_role").values() if r["name"].startswith(f"twentycrm-{env.name}-")]
         assert roles and all(
-            json.loads(r["assume_role_policy"])["Statement"][0]["Principal"]["Federated"].endswith(arn_tail)
+            json.loads(r["assume_role_policy"])["Statement"][0]["Principal"]["Federated"]
+            == f"${{data.aws_iam_openid_connect_provider.{lookup_id}.arn}}"
             for r in roles
         )
         # what the state stack held before the move is forgotten, never destroyed
@@ -254,10 +257,14 @@ def test_an_s3_backend_in_the_wrong_account_stops_at_init(terraform, local_aws, 
 
 
 @pytest.mark.slow
-def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(terraform, local_aws, synthesized,
-                                                                             settings, tmp_path):  # fmt: skip
-    """The README's runbook, run: an installation whose dev state stack created the provider (the code before the
-    account stack) -> the account stack imports it, dev's state stack forgets it, and no call deleted it."""
+@pytest.mark.parametrize("account_first", [True, False], ids=["account-stack-first", "state-stack-first"])
+def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(account_first, account_applied, terraform,
+                                                                             local_aws, synthesized, settings,
+                                                                             tmp_path):  # fmt: skip
+    """The README's runbook, run in either order ("the order of 1 and 2 is free"): an installation whose dev state
+    stack held the provider (the code before the account stack) -> the account stack imports it, dev's state
+    stack forgets it, and no call deletes it. The session's account stack made the provider; the former state
+    stack takes it into its state by import, as if it had created it."""
     dev = settings[BOOTSTRAP_ENV]
     account_name = f"twentycrm-account-{dev.account.id}"
     arn = f"arn:aws:iam::{dev.account.id}:oidc-provider/{OIDC_HOST}"
@@ -274,24 +281,36 @@ def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(terr
                                        "thumbprint_list": ["6938fd4d98bab03faadb97b34396831e3780aea1"]}}  # fmt: skip
     (state / "cdk.tf.json").write_text(json.dumps(former))
     terraform.run(state, "init", "-input=false")
-    terraform.run(state, "apply", "-input=false", "-auto-approve", f"-target={FORMER_OIDC_PROVIDER_ADDRESS}")
+    terraform.run(state, "import", "-input=false", FORMER_OIDC_PROVIDER_ADDRESS, arn)
     assert FORMER_OIDC_PROVIDER_ADDRESS in terraform.run(state, "state", "list").stdout
     (state / "cdk.tf.json").write_text(new_config)  # the code of this branch
 
     account = terraform.stack_copy(synthesized.outdir / "stacks" / account_name, tmp_path / "account")
     write_json(account / "aws_override.tf.json", local_aws.provider_override())
     write_json(account / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "acct.tfstate"}}}})
-    with local_aws.recording() as lines:
-        # README step 1: the account stack imports the provider (its state bucket and table it creates as usual;
-        # here only the provider is applied, the rest is the bootstrap the state tests already prove)
+
+    def take_over() -> None:
+        """README step 1: the account stack imports the provider (its state bucket, table and key the session's
+        account stack has made already on this one moto server, so only the provider is applied here)."""
         terraform.run(account, "init", "-input=false")
         terraform.run(account, "import", "-input=false", "aws_iam_openid_connect_provider.github-oidc", arn)
         terraform.run(account, "apply", "-input=false", "-auto-approve",
                       "-target=aws_iam_openid_connect_provider.github-oidc")
-        # README step 2: dev's state stack forgets it (the removed block), destroying nothing
+
+    def let_go() -> dict:
+        """README step 2: dev's state stack forgets it (the removed block), destroying nothing."""
         terraform.run(state, "plan", "-input=false", "-out=forget.tfplan", f"-target={FORMER_OIDC_PROVIDER_ADDRESS}")
         planned = json.loads(terraform.run(state, "show", "-json", "forget.tfplan").stdout)
         terraform.run(state, "apply", "-input=false", "forget.tfplan")
+        return planned
+
+    with local_aws.recording() as lines:
+        if account_first:
+            take_over()
+            planned = let_go()
+        else:
+            planned = let_go()
+            take_over()
     changes = {c["address"]: c["change"]["actions"] for c in planned["resource_changes"]}
     assert changes == {FORMER_OIDC_PROVIDER_ADDRESS: ["forget"]}, changes
     assert FORMER_OIDC_PROVIDER_ADDRESS not in terraform.run(state, "state", "list").stdout

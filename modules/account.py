@@ -72,6 +72,9 @@ class AccountStack(TerraformStack):
             deletion_protection=account.deletion_protection,
             tags={"Component": f"{ACCOUNT_SCOPE}/{STATE_COMPONENT}"},
         )
+        # Lifting protection also lets `terraform destroy` empty the bucket of its state versions (README, "Tear
+        # down an account stack"); while protected, a bucket holding any state refuses to be deleted.
+        self.state.bucket.force_destroy = not account.deletion_protection
         self.oidc_provider = None
         if account.github_oidc_provider == "create":
             self.oidc_provider = IamOpenidConnectProvider(

@@ -71,8 +71,9 @@ class AccountSettings(_Model):
 
     deletion_protection: bool = Field(
         default=True,
-        description="DynamoDB deletion protection on the account stack's lock table. Set false only to tear the "
-        "account stack down (README, \"Tear down an account stack\").",
+        description="DynamoDB deletion protection on the account stack's lock table; false also lets a destroy "
+        "empty its state bucket (force_destroy). Set false only to tear the account stack down (README, \"Tear "
+        "down an account stack\").",
     )
     shared_with: list[Annotated[str, Field(pattern=_ENV_NAME.pattern)]] = Field(
         default_factory=list,

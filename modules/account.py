@@ -85,6 +85,12 @@ class AccountStack(TerraformStack):
                 thumbprint_list=[GITHUB_THUMBPRINT],
                 tags={"Component": f"{ACCOUNT_SCOPE}/github-oidc", "Name": GITHUB_OIDC_HOST},
             )
+        if account.deletion_protection:
+            # A destroy (or replacement) of what every environment of the account depends on is refused at plan,
+            # before any change: table deletion protection alone fails only halfway, the provider gone already.
+            for resource in (self.state.bucket, self.state.lock_table, self.state.key.key, self.oidc_provider):
+                if resource is not None:
+                    resource.add_override("lifecycle.prevent_destroy", True)
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
         TerraformOutput(self, "state_key_arn", value=self.state.key.arn)

@@ -436,3 +436,37 @@ def test_an_account_stack_lives_and_is_torn_down_by_the_readme(terraform, synthe
         assert arn not in [p["Arn"] for p in providers]
         deleted = {c.action for c in read_recording("\n".join(lines))}
         assert {"iam:DeleteOpenIDConnectProvider", "dynamodb:DeleteTable", "s3:DeleteBucket"} <= deleted, deleted
+
+
+def _remote_state_reader(work: Path, remote: dict, local_aws, **where) -> Path:
+    """A configuration holding only an apps stack's ``terraform_remote_state`` block, pointed at the moto server
+    (endpoints and test credentials added; account, bucket and key as given)."""
+    config = {**remote["config"], **where, "access_key": "test", "secret_key": "test",
+              "skip_credentials_validation": True, "skip_requesting_account_id": False,
+              "skip_metadata_api_check": True, "use_path_style": True, "custom_ca_bundle": str(local_aws.ca_bundle),
+              "endpoints": {service: local_aws.url for service in ("s3", "sts", "iam", "dynamodb")}}  # fmt: skip
+    work.mkdir()
+    write_json(work / "main.tf.json", {
+        "data": {"terraform_remote_state": {"platform": {**remote, "config": config}}},
+        "output": {"read": {"value": "${data.terraform_remote_state.platform.outputs}"}},
+    })  # fmt: skip
+    return work
+
+
+@pytest.mark.slow
+def test_the_apps_stacks_remote_state_read_refuses_another_account(bootstrapped, terraform, local_aws, synthesized,
+                                                                  settings, tmp_path):  # fmt: skip
+    """qa's apps stack's real terraform_remote_state block, aimed at a state object in dev's account (moto): its
+    allowed_account_ids stops the read. The same block with dev's account reads that object (the control)."""
+    dev = settings[BOOTSTRAP_ENV]
+    remote = synthesized.stack("twentycrm-qa-apps").json["data"]["terraform_remote_state"]["platform"]
+    assert remote["config"]["allowed_account_ids"] == [settings["qa"].account.id]
+    where = {"bucket": dev.state.bucket, "key": f"{dev.stack_name('state')}/terraform.tfstate",
+             "region": dev.region}  # the bootstrapped state stack's own state object  # fmt: skip
+    refused = _remote_state_reader(tmp_path / "qa", remote, local_aws, **where)
+    terraform.run(refused, "init", "-input=false")
+    result = terraform.run(refused, "plan", "-input=false", check=False)
+    assert result.returncode == 1 and NOT_ALLOWED.format(local_aws.account_id) in result.stderr, result.stderr
+    control = _remote_state_reader(tmp_path / "dev", remote, local_aws, allowed_account_ids=[dev.account.id], **where)
+    terraform.run(control, "init", "-input=false")
+    assert "state_bucket" in terraform.run(control, "plan", "-input=false").stdout

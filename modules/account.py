@@ -14,13 +14,12 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from modules.deploy_role import AUDIENCE, GITHUB_OIDC_HOST, GITHUB_OIDC_URL
-from modules.settings import AccountSettings
+from modules.settings import ACCOUNT_SCOPE, AccountSettings
 from modules.state import STATE_COMPONENT, TerraformState
 
 # AWS documents this value for GitHub; IAM trusts GitHub's certificate through its own CA store, the
 # thumbprint is only required by the API.
 GITHUB_THUMBPRINT = "6938fd4d98bab03faadb97b34396831e3780aea1"
-ACCOUNT_SCOPE = "account"  # the Component tags' prefix, where an environment's resources have its name
 
 
 def account_stack_name(project: str, account: AccountSettings) -> str:
@@ -40,7 +39,10 @@ class AccountStack(TerraformStack):
             region=account.region,
             allowed_account_ids=[account.id],
             default_tags=[
-                AwsProviderDefaultTags(tags={"Project": project, "Scope": ACCOUNT_SCOPE, "ManagedBy": "cdktf"})
+                # Environment = "account" (a name no environment file may take): the deploy roles' fences deny
+                # every resource whose Environment tag is not their own environment's, so these are covered too.
+                AwsProviderDefaultTags(tags={"Project": project, "Scope": ACCOUNT_SCOPE, "Environment": ACCOUNT_SCOPE,
+                                             "ManagedBy": "cdktf"})
             ],
         )
         key_alias = f"{project}-account-tfstate"
@@ -66,10 +68,13 @@ class AccountStack(TerraformStack):
             key_alias=key_alias,
             description=f"Encrypts the Terraform state and locks of the account stack {name}",
             noncurrent_days=account.noncurrent_version_expiration_days,
-            # the lock table of the stack that owns every environment's way in: deleted only on purpose
-            deletion_protection=True,
+            # the lock table of the stack that owns every environment's way in: lifted only to tear it down
+            deletion_protection=account.deletion_protection,
             tags={"Component": f"{ACCOUNT_SCOPE}/{STATE_COMPONENT}"},
         )
+        # Lifting protection also lets `terraform destroy` empty the bucket of its state versions (README, "Tear
+        # down an account stack"); while protected, a bucket holding any state refuses to be deleted.
+        self.state.bucket.force_destroy = not account.deletion_protection
         self.oidc_provider = None
         if account.github_oidc_provider == "create":
             self.oidc_provider = IamOpenidConnectProvider(
@@ -80,6 +85,12 @@ class AccountStack(TerraformStack):
                 thumbprint_list=[GITHUB_THUMBPRINT],
                 tags={"Component": f"{ACCOUNT_SCOPE}/github-oidc", "Name": GITHUB_OIDC_HOST},
             )
+        if account.deletion_protection:
+            # A destroy (or replacement) of what every environment of the account depends on is refused at plan,
+            # before any change: table deletion protection alone fails only halfway, the provider gone already.
+            for resource in (self.state.bucket, self.state.lock_table, self.state.key.key, self.oidc_provider):
+                if resource is not None:
+                    resource.add_override("lifecycle.prevent_destroy", True)
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
         TerraformOutput(self, "state_key_arn", value=self.state.key.arn)

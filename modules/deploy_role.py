@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
 from cdktf_cdktf_provider_aws.iam_policy import IamPolicy
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -198,8 +199,11 @@ class DeployRole(Construct):
         env_prefix = settings.stack_name("")[:-1]  # twentycrm-dev
 
         # The account's GitHub OIDC provider belongs to the account stack (modules/account.py), never to an
-        # environment: its ARN follows from the account ID, so no environment creates or looks it up.
-        self.oidc_provider_arn = oidc_provider_arn
+        # environment. Its ARN follows from the account ID; looking it up (iam:GetOpenIDConnectProvider) stops
+        # the plan while it does not exist yet (account stack not applied, or "existing" when it is not),
+        # instead of IAM refusing the roles' trust policies halfway through an apply.
+        provider = DataAwsIamOpenidConnectProvider(self, "github-oidc-provider", arn=oidc_provider_arn)
+        self.oidc_provider_arn = provider.arn
 
         iam = f"arn:{partition}:iam::{account}"
         # IAM names this environment's constructs use: <project>-<env>-* and <cluster name>-*.

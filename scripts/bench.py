@@ -47,6 +47,8 @@ def generated_envs(directory: Path, count: int) -> Path:
             .replace("-dev-", f"-b{n:02d}-")
             .replace('"twentycrm-dev"', f'"twentycrm-b{n:02d}"')
             .replace('github_environment = "dev"', f'github_environment = "b{n:02d}"')
+            # all in dev's one account, so each lists the others (envs/ sharing is explicit)
+            .replace("shared_with = []", f"shared_with = {[f'b{m:02d}' for m in range(count) if m != n]}")
         )
         (directory / f"b{n:02d}.toml").write_text(text)
     return directory

@@ -293,8 +293,25 @@ def local_aws(tmp_path_factory, terraform, settings) -> Iterator[LocalAws]:
         yield aws
 
 
+def account_stack_dir(synthesized, env) -> Path:
+    return synthesized.outdir / "stacks" / f"{env.project}-account-{env.account.id}"
+
+
 @pytest.fixture(scope="session")
-def bootstrapped(terraform, local_aws, synthesized, settings, tmp_path_factory) -> dict:
+def account_applied(terraform, local_aws, synthesized, settings, tmp_path_factory) -> dict:
+    """Bootstrap order, README step 2: dev's account stack, applied whole (no -target) on its local backend,
+    before any state stack: the state stacks look its GitHub OIDC provider up and stop without it."""
+    env = settings[BOOTSTRAP_ENV]
+    work = terraform.stack_copy(account_stack_dir(synthesized, env), tmp_path_factory.mktemp("account") / "account")
+    write_json(work / "aws_override.tf.json", local_aws.provider_override())
+    write_json(work / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "account.tfstate"}}}})
+    terraform.run(work, "init", "-input=false")
+    terraform.run(work, "apply", "-input=false", "-auto-approve", "-parallelism=32", timeout=600)
+    return {"account_dir": work}
+
+
+@pytest.fixture(scope="session")
+def bootstrapped(account_applied, terraform, local_aws, synthesized, settings, tmp_path_factory) -> dict:
     """The state stack applied against moto and migrated into its own bucket, as the README says.
 
     All but one resource: moto enforces a bucket policy's Deny statements on every object request

@@ -65,11 +65,14 @@ def test_the_oidc_provider_lives_only_in_account_stacks(synthesized, settings):
     for env in settings.values():
         state = synthesized.stack(env.stack_name("state"))
         assert not state.resources("aws_iam_openid_connect_provider")
-        assert "aws_iam_openid_connect_provider" not in state.json.get("data", {})
-        arn_tail = f":iam::{env.account.id}:oidc-provider/{OIDC_HOST}"
+        # looked up by its ARN (so a missing provider stops the plan), under a construct ID of its own
+        [(lookup_id, lookup)] = state.json["data"]["aws_iam_openid_connect_provider"].items()
+        assert lookup_id.startswith("deploy_github-oidc-provider_")
+        assert lookup["arn"].endswith(f":iam::{env.account.id}:oidc-provider/{OIDC_HOST}")
         roles = [r for r in state.resources("aws_iam_role").values() if r["name"].startswith(f"twentycrm-{env.name}-")]
         assert roles and all(
-            json.loads(r["assume_role_policy"])["Statement"][0]["Principal"]["Federated"].endswith(arn_tail)
+            json.loads(r["assume_role_policy"])["Statement"][0]["Principal"]["Federated"]
+            == f"${{data.aws_iam_openid_connect_provider.{lookup_id}.arn}}"
             for r in roles
         )
         # what the state stack held before the move is forgotten, never destroyed
@@ -79,6 +82,47 @@ def test_the_oidc_provider_lives_only_in_account_stacks(synthesized, settings):
         assert stack.only("aws_iam_openid_connect_provider")["url"] == f"https://{OIDC_HOST}"
         assert stack.only("aws_s3_bucket")["bucket"] == f"olhai-twentycrm-account-{account}-tfstate"
         assert stack.json["terraform"]["backend"] == {"local": {"path": f"../../../terraform.{name}.tfstate"}}
+
+
+def test_the_account_stacks_resources_are_tagged_environment_account(synthesized, settings):
+    """The deploy roles' fences deny resources whose Environment tag is another environment's; the account stack's
+    resources carry Environment = "account" (no file may be named so), so no environment's role may touch them."""
+    for name in _account_stacks(settings).values():
+        stack = synthesized.stack(name).json
+        [aws] = stack["provider"]["aws"]
+        assert aws["default_tags"] == [{"tags": {"Project": "twentycrm", "Scope": "account", "Environment": "account",
+                                                 "ManagedBy": "cdktf"}}]  # fmt: skip
+        tagged = {kind: body for kind, body in stack["resource"].items() if any("tags" in r for r in body.values())}
+        assert set(tagged) == {"aws_kms_key", "aws_s3_bucket", "aws_dynamodb_table",
+                               "aws_iam_openid_connect_provider"}  # fmt: skip
+        for kind, body in tagged.items():
+            for resource in body.values():
+                assert "Environment" not in resource["tags"], f"{kind} overrides the Environment default tag"
+
+
+def test_the_account_stacks_lock_table_protection_follows_the_setting(synthesized, settings):
+    from cdktf import Testing
+
+    from modules.account import AccountStack
+
+    [table] = synthesized.stack(f"twentycrm-account-{settings['dev'].account.id}").resources(
+        "aws_dynamodb_table").values()
+    assert table["deletion_protection_enabled"] is True  # the default of every shipped file
+    [bucket] = synthesized.stack(f"twentycrm-account-{settings['dev'].account.id}").resources(
+        "aws_s3_bucket").values()
+    assert bucket["force_destroy"] is False
+    account = settings["dev"].account.model_copy(update={"deletion_protection": False})
+    stack = json.loads(Testing.synth(AccountStack(Testing.app(), project="twentycrm", account=account)))
+    [table] = stack["resource"]["aws_dynamodb_table"].values()
+    assert table["deletion_protection_enabled"] is False
+    [bucket] = stack["resource"]["aws_s3_bucket"].values()
+    assert bucket["force_destroy"] is True
+    protected = synthesized.stack(f"twentycrm-account-{settings['dev'].account.id}").json["resource"]
+    for kind in ("aws_s3_bucket", "aws_dynamodb_table", "aws_kms_key", "aws_iam_openid_connect_provider"):
+        [resource] = protected[kind].values()
+        assert resource["lifecycle"] == {"prevent_destroy": True}, kind
+        [resource] = stack["resource"][kind].values()
+        assert "lifecycle" not in resource, kind
 
 
 def test_the_account_stack_moves_into_its_own_bucket_when_told(settings):
@@ -154,11 +198,13 @@ def test_a_new_environment_in_an_existing_account_changes_no_other_stack(tmp_pat
     _staging(envs, qa.account.id)
     edit(envs / "staging.toml", f'state_bucket = "olhai-twentycrm-account-{qa.account.id}-tfstate"',
          f'state_bucket = "olhai-twentycrm-account-{qa.account.id}-tfstate"')  # the same account stack
+    edit(envs / "staging.toml", "shared_with = []", 'shared_with = ["qa"]')  # sharing is explicit, both ways
+    edit(envs / "qa.toml", "shared_with = []", 'shared_with = ["staging"]')
     names = synth(envs, tmp_path / "out")
     assert set(names) - set(synthesized.names) == {f"twentycrm-staging-{p}" for p in ("state", "platform", "apps")}
     before = _outputs(synthesized.outdir)
     after = _outputs(tmp_path / "out")
-    assert {n: after[n] for n in before} == before
+    assert {n: after[n] for n in before} == before  # qa.toml's shared_with is settings data, not Terraform
 
 
 def test_a_shared_account_with_an_existing_provider_creates_none(tmp_path):
@@ -169,6 +215,8 @@ def test_a_shared_account_with_an_existing_provider_creates_none(tmp_path):
         text = (envs / f"{env}.toml").read_text()
         for placeholder in ("111122223333", "444455556666", "777788889999"):
             text = text.replace(placeholder, "210987654321")
+        others = [f'"{other}"' for other in ("dev", "qa", "prod") if other != env]
+        text = text.replace("shared_with = []", f"shared_with = [{', '.join(others)}]")
         (envs / f"{env}.toml").write_text(text.replace('github_oidc_provider = "create"',
                                                        'github_oidc_provider = "existing"'))  # fmt: skip
     names = synth(envs, tmp_path / "out")
@@ -220,10 +268,14 @@ def test_an_s3_backend_in_the_wrong_account_stops_at_init(terraform, local_aws, 
 
 
 @pytest.mark.slow
-def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(terraform, local_aws, synthesized,
-                                                                             settings, tmp_path):  # fmt: skip
-    """The README's runbook, run: an installation whose dev state stack created the provider (the code before the
-    account stack) -> the account stack imports it, dev's state stack forgets it, and no call deleted it."""
+@pytest.mark.parametrize("account_first", [True, False], ids=["account-stack-first", "state-stack-first"])
+def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(account_first, account_applied, terraform,
+                                                                             local_aws, synthesized, settings,
+                                                                             tmp_path):  # fmt: skip
+    """The README's runbook, run in either order ("the order of 1 and 2 is free"): an installation whose dev state
+    stack held the provider (the code before the account stack) -> the account stack imports it, dev's state
+    stack forgets it, and no call deletes it. The session's account stack made the provider; the former state
+    stack takes it into its state by import, as if it had created it."""
     dev = settings[BOOTSTRAP_ENV]
     account_name = f"twentycrm-account-{dev.account.id}"
     arn = f"arn:aws:iam::{dev.account.id}:oidc-provider/{OIDC_HOST}"
@@ -240,24 +292,36 @@ def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(terr
                                        "thumbprint_list": ["6938fd4d98bab03faadb97b34396831e3780aea1"]}}  # fmt: skip
     (state / "cdk.tf.json").write_text(json.dumps(former))
     terraform.run(state, "init", "-input=false")
-    terraform.run(state, "apply", "-input=false", "-auto-approve", f"-target={FORMER_OIDC_PROVIDER_ADDRESS}")
+    terraform.run(state, "import", "-input=false", FORMER_OIDC_PROVIDER_ADDRESS, arn)
     assert FORMER_OIDC_PROVIDER_ADDRESS in terraform.run(state, "state", "list").stdout
     (state / "cdk.tf.json").write_text(new_config)  # the code of this branch
 
     account = terraform.stack_copy(synthesized.outdir / "stacks" / account_name, tmp_path / "account")
     write_json(account / "aws_override.tf.json", local_aws.provider_override())
     write_json(account / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "acct.tfstate"}}}})
-    with local_aws.recording() as lines:
-        # README step 1: the account stack imports the provider (its state bucket and table it creates as usual;
-        # here only the provider is applied, the rest is the bootstrap the state tests already prove)
+
+    def take_over() -> None:
+        """README step 1: the account stack imports the provider (its state bucket, table and key the session's
+        account stack has made already on this one moto server, so only the provider is applied here)."""
         terraform.run(account, "init", "-input=false")
         terraform.run(account, "import", "-input=false", "aws_iam_openid_connect_provider.github-oidc", arn)
         terraform.run(account, "apply", "-input=false", "-auto-approve",
                       "-target=aws_iam_openid_connect_provider.github-oidc")
-        # README step 2: dev's state stack forgets it (the removed block), destroying nothing
+
+    def let_go() -> dict:
+        """README step 2: dev's state stack forgets it (the removed block), destroying nothing."""
         terraform.run(state, "plan", "-input=false", "-out=forget.tfplan", f"-target={FORMER_OIDC_PROVIDER_ADDRESS}")
         planned = json.loads(terraform.run(state, "show", "-json", "forget.tfplan").stdout)
         terraform.run(state, "apply", "-input=false", "forget.tfplan")
+        return planned
+
+    with local_aws.recording() as lines:
+        if account_first:
+            take_over()
+            planned = let_go()
+        else:
+            planned = let_go()
+            take_over()
     changes = {c["address"]: c["change"]["actions"] for c in planned["resource_changes"]}
     assert changes == {FORMER_OIDC_PROVIDER_ADDRESS: ["forget"]}, changes
     assert FORMER_OIDC_PROVIDER_ADDRESS not in terraform.run(state, "state", "list").stdout
@@ -269,3 +333,140 @@ def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(terr
     plan = terraform.run(account, "plan", "-input=false", "-detailed-exitcode",
                          "-target=aws_iam_openid_connect_provider.github-oidc", check=False)  # fmt: skip
     assert plan.returncode == 0, plan.stdout
+
+
+# --- the account stack's life on an account of its own (a private moto server) ---------------------------
+
+
+def _account_stack_json(settings, **changes) -> str:
+    """What ./scripts/synth writes for dev's account stack after the given [account] edits."""
+    from cdktf import Testing
+
+    from modules.account import AccountStack
+
+    account = settings[BOOTSTRAP_ENV].account.model_copy(update=changes)
+    return Testing.synth(AccountStack(Testing.app(), project="twentycrm", account=account))
+
+
+@pytest.mark.slow
+def test_an_account_stack_lives_and_is_torn_down_by_the_readme(terraform, synthesized, settings, tmp_path):
+    """On an account of its own (a fresh moto server as dev's account):
+    1. dev's state stack planned before the account stack stops at the OIDC provider lookup, changing nothing;
+    2. an account stack applied with the former default tags (no Environment) gets Environment = "account" by
+       in-place updates only: nothing replaced;
+    3. README "Tear down an account stack": its state back to local, protection lifted, destroyed: the bucket
+       (with its state versions), the table and the provider are gone. With protection on, destroy fails."""
+    from terraform_support import LocalAws
+
+    dev = settings[BOOTSTRAP_ENV]
+    arn = f"arn:aws:iam::{dev.account.id}:oidc-provider/{OIDC_HOST}"
+    (tmp_path / "moto").mkdir()
+    with LocalAws(tmp_path / "moto", account_id=dev.account.id) as aws:
+        # 1. the wrong order: no provider yet
+        state = terraform.stack_copy(synthesized.outdir / "stacks" / dev.stack_name("state"), tmp_path / "state")
+        write_json(state / "aws_override.tf.json", aws.provider_override())
+        write_json(state / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "s.tfstate"}}}})
+        terraform.run(state, "init", "-input=false")
+        with aws.recording() as lines:
+            early = terraform.run(state, "plan", "-input=false", check=False)
+        assert early.returncode == 1
+        assert "Error: reading IAM OIDC Provider: operation error IAM: GetOpenIDConnectProvider" in early.stderr
+        assert "NoSuchEntity" in early.stderr and f"not found for arn {arn}" in early.stderr, early.stderr
+        assert _mutations(lines) == [], _mutations(lines)
+
+        # 2. the account stack as the code before this change tagged it, then the Environment tag in place
+        name = f"twentycrm-account-{dev.account.id}"
+        account = terraform.stack_copy(synthesized.outdir / "stacks" / name, tmp_path / "account")
+        former_tags = {"Project": "twentycrm", "Scope": "account", "ManagedBy": "cdktf"}
+        override = aws.provider_override()
+        write_json(account / "aws_override.tf.json", override | {"provider": {"aws": {
+            **override["provider"]["aws"], "default_tags": [{"tags": former_tags}]}}})  # fmt: skip
+        write_json(account / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "a.tfstate"}}}})
+        terraform.run(account, "init", "-input=false")
+        terraform.run(account, "plan", "-input=false", "-out=first.tfplan")
+        first = json.loads(terraform.run(account, "show", "-json", "first.tfplan").stdout)
+        # Left out: the deny-unless-TLS bucket policy, which moto enforces without its condition
+        # (STATE_STACK_NOT_APPLIED), and the lifecycle rule, whose apply waits a minute on moto for a consistent
+        # read (the session's account_applied fixture applies both; they play no part in tags or teardown).
+        skipped = {"aws_s3_bucket_policy", "aws_s3_bucket_lifecycle_configuration"}
+        targets = [f"-target={c['address']}" for c in first["resource_changes"] if c["type"] not in skipped]
+        terraform.run(account, "apply", "-input=false", "-auto-approve", "-parallelism=32", *targets)
+        write_json(account / "aws_override.tf.json", override)
+        terraform.run(account, "plan", "-input=false", "-out=tags.tfplan", *targets)
+        retag = json.loads(terraform.run(account, "show", "-json", "tags.tfplan").stdout)
+        actions = {c["address"]: c["change"]["actions"] for c in retag["resource_changes"]}
+        updated = [c for c in retag["resource_changes"] if c["change"]["actions"] == ["update"]]
+        assert set(map(tuple, actions.values())) == {("update",), ("no-op",)}, actions  # nothing replaced
+        assert {c["type"] for c in updated} == {"aws_kms_key", "aws_s3_bucket", "aws_dynamodb_table",
+                                                "aws_iam_openid_connect_provider"}, actions  # fmt: skip
+        for change in updated:
+            before, after = change["change"]["before"], change["change"]["after"]
+            assert {k for k in after if before.get(k) != after[k]} <= {"tags_all"}, change["address"]
+            assert after["tags_all"]["Environment"] == "account", change["address"]
+        terraform.run(account, "apply", "-input=false", "tags.tfplan")
+        assert terraform.run(state, "plan", "-input=false").returncode == 0  # now the lookup succeeds
+
+        # bootstrap's end: the account stack's state in its own bucket (own_backend = "s3")
+        s3 = json.loads(_account_stack_json(settings, own_backend="s3"))["terraform"]["backend"]["s3"]
+        write_json(account / "backend_override.tf.json", {"terraform": {"backend": {"s3": s3}}})
+        flags = aws.backend_config_flags(bucket=dev.account.state_bucket, lock_table=dev.account.lock_table)
+        terraform.run(account, "init", "-input=false", "-migrate-state", "-force-copy", *flags)
+
+        # 3. the runbook: state back to local (own_backend = "local"), then deletion_protection = false, apply
+        write_json(account / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "a.tfstate"}}}})
+        terraform.run(account, "init", "-input=false", "-migrate-state", "-force-copy")
+        assert aws.client("s3").list_object_versions(Bucket=dev.account.state_bucket).get("Versions")
+        with aws.recording() as lines:
+            refused = terraform.run(account, "destroy", "-input=false", "-auto-approve", check=False)
+        assert refused.returncode == 1 and "Instance cannot be destroyed" in refused.stderr, refused.stderr
+        assert _mutations(lines) == [], "a protected account stack's destroy changed something"
+        (account / "cdk.tf.json").write_text(_account_stack_json(settings, deletion_protection=False))
+        terraform.run(account, "plan", "-input=false", "-out=lift.tfplan", *targets)
+        lift = json.loads(terraform.run(account, "show", "-json", "lift.tfplan").stdout)["resource_changes"]
+        assert {c["type"]: c["change"]["after"].get("deletion_protection_enabled", c["change"]["after"].get(
+            "force_destroy")) for c in lift if c["change"]["actions"] != ["no-op"]} == {
+            "aws_dynamodb_table": False, "aws_s3_bucket": True}, lift  # fmt: skip
+        terraform.run(account, "apply", "-input=false", "lift.tfplan")
+        with aws.recording() as lines:
+            terraform.run(account, "destroy", "-input=false", "-auto-approve")
+        assert terraform.run(account, "state", "list", check=False).stdout.strip() == ""
+        assert dev.account.state_bucket not in [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]]
+        assert dev.account.lock_table not in aws.client("dynamodb").list_tables()["TableNames"]
+        providers = aws.client("iam").list_open_id_connect_providers()["OpenIDConnectProviderList"]
+        assert arn not in [p["Arn"] for p in providers]
+        deleted = {c.action for c in read_recording("\n".join(lines))}
+        assert {"iam:DeleteOpenIDConnectProvider", "dynamodb:DeleteTable", "s3:DeleteBucket"} <= deleted, deleted
+
+
+def _remote_state_reader(work: Path, remote: dict, local_aws, **where) -> Path:
+    """A configuration holding only an apps stack's ``terraform_remote_state`` block, pointed at the moto server
+    (endpoints and test credentials added; account, bucket and key as given)."""
+    config = {**remote["config"], **where, "access_key": "test", "secret_key": "test",
+              "skip_credentials_validation": True, "skip_requesting_account_id": False,
+              "skip_metadata_api_check": True, "use_path_style": True, "custom_ca_bundle": str(local_aws.ca_bundle),
+              "endpoints": {service: local_aws.url for service in ("s3", "sts", "iam", "dynamodb")}}  # fmt: skip
+    work.mkdir()
+    write_json(work / "main.tf.json", {
+        "data": {"terraform_remote_state": {"platform": {**remote, "config": config}}},
+        "output": {"read": {"value": "${data.terraform_remote_state.platform.outputs}"}},
+    })  # fmt: skip
+    return work
+
+
+@pytest.mark.slow
+def test_the_apps_stacks_remote_state_read_refuses_another_account(bootstrapped, terraform, local_aws, synthesized,
+                                                                  settings, tmp_path):  # fmt: skip
+    """qa's apps stack's real terraform_remote_state block, aimed at a state object in dev's account (moto): its
+    allowed_account_ids stops the read. The same block with dev's account reads that object (the control)."""
+    dev = settings[BOOTSTRAP_ENV]
+    remote = synthesized.stack("twentycrm-qa-apps").json["data"]["terraform_remote_state"]["platform"]
+    assert remote["config"]["allowed_account_ids"] == [settings["qa"].account.id]
+    where = {"bucket": dev.state.bucket, "key": f"{dev.stack_name('state')}/terraform.tfstate",
+             "region": dev.region}  # the bootstrapped state stack's own state object  # fmt: skip
+    refused = _remote_state_reader(tmp_path / "qa", remote, local_aws, **where)
+    terraform.run(refused, "init", "-input=false")
+    result = terraform.run(refused, "plan", "-input=false", check=False)
+    assert result.returncode == 1 and NOT_ALLOWED.format(local_aws.account_id) in result.stderr, result.stderr
+    control = _remote_state_reader(tmp_path / "dev", remote, local_aws, allowed_account_ids=[dev.account.id], **where)
+    terraform.run(control, "init", "-input=false")
+    assert "state_bucket" in terraform.run(control, "plan", "-input=false").stdout

@@ -254,12 +254,15 @@ def test_deploy_role_is_fenced(state_stack, settings, env):
 
 
 def test_the_roles_trust_the_account_stacks_provider(synthesized, settings, env):
-    """The OIDC provider is the account stack's (tests/test_accounts.py); the roles name it by its ARN."""
+    """The OIDC provider is the account stack's (tests/test_accounts.py); the roles trust it through the state
+    stack's lookup of its ARN."""
     state = synthesized.stack(f"twentycrm-{env}-state")
     assert not state.resources("aws_iam_openid_connect_provider")
+    [(lookup_id, lookup)] = state.json["data"]["aws_iam_openid_connect_provider"].items()
+    assert lookup["arn"].endswith(f":iam::{settings[env].account.id}:oidc-provider/token.actions.githubusercontent.com")
     [deploy] = [r for r in state.resources("aws_iam_role").values() if r["name"] == f"twentycrm-{env}-deploy"]
     federated = json.loads(deploy["assume_role_policy"])["Statement"][0]["Principal"]["Federated"]
-    assert federated.endswith(f":iam::{settings[env].account.id}:oidc-provider/token.actions.githubusercontent.com")
+    assert federated == f"${{data.aws_iam_openid_connect_provider.{lookup_id}.arn}}"
 
 
 # --- bad settings -------------------------------------------------------------------------

@@ -152,8 +152,53 @@ DEV_ACCOUNT, QA_ACCOUNT = "111122223333", "444455556666"
 
 
 def _share_devs_account(envs: Path) -> None:
-    """qa moves into dev's account, agreeing on every [account] value (the account stack is shared)."""
+    """qa moves into dev's account, agreeing on every [account] value (the account stack is shared), and both
+    files say so in shared_with."""
     edit(envs / "qa.toml", QA_ACCOUNT, DEV_ACCOUNT, count=99)
+    edit(envs / "qa.toml", "shared_with = []", 'shared_with = ["dev"]')
+    edit(envs / "dev.toml", "shared_with = []", 'shared_with = ["qa"]')
+
+
+def test_a_copied_account_id_is_refused_until_both_files_share_it_on_purpose(envs):
+    """staging.toml copied from prod.toml with prod's account.id left in: refused, naming both files."""
+    text = (envs / "prod.toml").read_text().replace("mGenial.olhai", "mGenialStaging.olhai").replace("-prod-", "-stg-")
+    (envs / "staging.toml").write_text(text.replace('"twentycrm-prod"', '"twentycrm-stg"').replace("10.2.", "10.9.")
+                                       .replace('github_environment = "prod"', 'github_environment = "staging"'))
+    message = problems_for(envs)
+    assert re.search(r"prod\.toml and .*staging\.toml: account\.id: both are account 777788889999, and sharing an "
+                     r"account must be explicit: if they really share it, add shared_with = \[\"staging\"\] in "
+                     r".*prod\.toml and shared_with = \[\"prod\"\] in .*staging\.toml \(\[account\]\); otherwise "
+                     r"give each its own account\.id \(one account per environment is the stronger choice", message), \
+        message
+    edit(envs / "staging.toml", "shared_with = []", 'shared_with = ["prod"]')  # one side only: still refused
+    assert re.search(r"add shared_with = \[\"staging\"\] in .*prod\.toml \(\[account\]\)", problems_for(envs))
+    edit(envs / "prod.toml", "shared_with = []", 'shared_with = ["staging"]')
+    assert "staging" in [e.name for e in load_all(envs)]
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected"),
+    [
+        ("qa", rf"dev\.toml: account\.shared_with: lists 'qa', but 'qa' is in account {QA_ACCOUNT} \(.*qa\.toml\), "
+               rf"not in this account {DEV_ACCOUNT}; remove it, or set the same account\.id in both files"),
+        ("staging", r"dev\.toml: account\.shared_with: lists 'staging', but there is no envs/staging\.toml"),
+        ("dev", r"dev\.toml: \(top level\): account\.shared_with lists 'dev', this environment itself"),
+    ],
+)
+def test_shared_with_names_only_other_environments_of_the_same_account(envs, listed, expected):
+    edit(envs / "dev.toml", "shared_with = []", f'shared_with = ["{listed}"]')
+    assert re.search(expected, problems_for(envs)), problems_for(envs)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["alone-in-its-account", "first-of-a-shared-pair"])
+def test_a_state_lock_table_that_is_the_account_stacks_is_refused_in_every_file(envs, shared):
+    """Checked per file: an environment alone in its account (or the first of a pair) is checked too."""
+    if shared:
+        _share_devs_account(envs)
+    edit(envs / "dev.toml", 'lock_table = "twentycrm-dev-tflock"', 'lock_table = "twentycrm-account-tflock"')
+    assert re.search(r"dev\.toml: \(top level\): state\.lock_table 'twentycrm-account-tflock' is the account "
+                     r"stack's lock table \(account\.lock_table, same region\); the state stack would try to create "
+                     r"it again: pick another", problems_for(envs)), problems_for(envs)
 
 
 def test_per_account_names_are_free_in_separate_accounts(envs):
@@ -180,6 +225,8 @@ def test_a_shared_account_is_accepted_when_names_are_apart(envs):
         ('own_backend = "local"   # switch to "s3" after the account', 'own_backend = "s3"   # the account',
          "account.own_backend"),
         ('lock_table = "twentycrm-account-tflock"', 'lock_table = "other-account-tflock"', "account.lock_table"),
+        ("deletion_protection = true   # of the account", "deletion_protection = false   # of the account",
+         "account.deletion_protection"),
     ],
 )  # fmt: skip
 def test_environments_sharing_an_account_must_agree_on_it(envs, old, new, field):
@@ -231,7 +278,9 @@ def test_an_invalid_file_name_is_rejected(envs):
 
 def test_the_account_stacks_name_is_no_environment_name(envs):
     (envs / "qa.toml").rename(envs / "account.toml")
-    assert re.search(r"account\.toml: file name: 'account' is reserved", problems_for(envs))
+    assert re.search(r"account\.toml: file name: 'account' is reserved: .* its resources carry the tag "
+                     r"Environment = \"account\", which the deploy roles' fences must never take for an "
+                     r"environment's", problems_for(envs))
 
 
 def test_an_empty_directory_is_rejected(tmp_path):

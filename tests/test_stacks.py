@@ -72,8 +72,10 @@ def test_a_new_environment_file_yields_new_stacks(tmp_path):
         .replace('"twentycrm-qa"', '"twentycrm-staging"')
         .replace("10.1.", "10.7.")
         .replace('github_environment = "qa"', 'github_environment = "staging"')
+        .replace("shared_with = []", 'shared_with = ["qa"]')  # qa's account, shared on purpose
     )
     (envs / "staging.toml").write_text(staging)
+    (envs / "qa.toml").write_text(text.replace("shared_with = []", 'shared_with = ["staging"]'))
     names = synth(envs, tmp_path / "out")
     assert {"twentycrm-staging-state", "twentycrm-staging-platform", "twentycrm-staging-apps"} <= set(names)
     stack = (tmp_path / "out" / "stacks" / "twentycrm-staging-platform" / "cdk.tf.json").read_text()

@@ -5,7 +5,7 @@ well under a second, before the (slow) provider packages are loaded and before a
 written to ``cdktf.out``. One module per section of the file; ``environment`` ties them together.
 """
 
-from modules.settings.account import AccountSettings
+from modules.settings.account import ACCOUNT_SCOPE, AccountSettings
 from modules.settings.apps import AppsSettings
 from modules.settings.cluster import (
     DEFAULT_KUBERNETES_VERSION,
@@ -21,6 +21,7 @@ from modules.settings.network import NetworkSettings, StateSettings, SubnetSetti
 from modules.settings.operations import AlarmThresholds, CiSettings, MonitoringSettings
 
 __all__ = [
+    "ACCOUNT_SCOPE",
     "DEFAULT_KUBERNETES_VERSION",
     "KUBERNETES_VERSIONS",
     "POSTGRES_VERSIONS",

@@ -7,15 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
-from modules.settings.fields import _DYNAMODB_TABLE, _REGION, BucketName, _Model, _pattern
+from modules.settings.fields import _DYNAMODB_TABLE, _ENV_NAME, _REGION, BucketName, _Model, _pattern
 
 _ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+# The account stack's name part and its resources' Environment tag: no environment may be called so.
+ACCOUNT_SCOPE = "account"
 
 # The fields every environment of one account must agree on (check_across): they configure the one account
 # stack (modules/account.py) that the environments of that account share.
 ACCOUNT_WIDE_FIELDS = (
     "github_oidc_provider", "region", "state_bucket", "lock_table", "own_backend",
-    "noncurrent_version_expiration_days",
+    "noncurrent_version_expiration_days", "deletion_protection",
 )  # fmt: skip
 
 
@@ -65,6 +67,18 @@ class AccountSettings(_Model):
     )
     noncurrent_version_expiration_days: int = Field(
         default=90, ge=1, le=3650, description="Days an overwritten version of the account stack's state is kept."
+    )
+
+    deletion_protection: bool = Field(
+        default=True,
+        description="DynamoDB deletion protection on the account stack's lock table; false also lets a destroy "
+        "empty its state bucket (force_destroy). Set false only to tear the account stack down (README, \"Tear "
+        "down an account stack\").",
+    )
+    shared_with: list[Annotated[str, Field(pattern=_ENV_NAME.pattern)]] = Field(
+        default_factory=list,
+        description="The other environments (by file name) that live in this same account. Two files with one "
+        "account id must each list the other, so that sharing is a decision, never a copied id.",
     )
 
     def oidc_provider_arn(self, partition: str) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationError, model_validator
 
-from modules.settings.account import ACCOUNT_WIDE_FIELDS, AccountSettings
+from modules.settings.account import ACCOUNT_SCOPE, ACCOUNT_WIDE_FIELDS, AccountSettings
 from modules.settings.apps import (
     MAINTENANCE_CONNECTIONS, POOLS_PER_PROCESS, SERVER_MAX_SURGE, WORKER_MAX_SURGE, AppsSettings, connection_budget,
 )  # fmt: skip
@@ -68,13 +68,27 @@ class EnvironmentSettings(_Model):
             )
         if self.load_balancer.access_log_bucket == self.state.bucket:
             problems.append("load_balancer.access_log_bucket must differ from state.bucket")
+        problems += self._account_stack_clashes()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _account_stack_clashes(self) -> list[str]:
+        """Names the environment shares with its account stack, which exists even when the environment is alone in
+        its account: checked per file, so the first (or only) environment of an account is checked too."""
+        problems = []
         for field, bucket in self.buckets().items():
             if field != "account.state_bucket" and bucket == self.account.state_bucket:
                 problems.append(f"account.state_bucket must differ from {field} ('{bucket}'): the account stack's "
                                 "state must outlive every environment")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        if self.region == self.account.region and self.state.lock_table == self.account.lock_table:
+            problems.append(f"state.lock_table '{self.state.lock_table}' is the account stack's lock table "
+                            "(account.lock_table, same region); the state stack would try to create it again: pick "
+                            "another")
+        if self.name in self.account.shared_with:
+            problems.append(f"account.shared_with lists '{self.name}', this environment itself; list only the other "
+                            "environments in this account")
+        return problems
 
     @model_validator(mode="after")
     def _apps_fit(self) -> "EnvironmentSettings":
@@ -224,10 +238,12 @@ def load_environment(path: Path) -> EnvironmentSettings:
     for reserved in ("name", "source"):
         if reserved in data:
             raise SettingsError([f"{source}: {reserved}: do not set it; the environment name is the file name"])
-    if path.stem == "account":
+    if path.stem == ACCOUNT_SCOPE:
         raise SettingsError([f"{source}: file name: 'account' is reserved: the account stack's names "
                              "(<project>-account-<id>, alias/<project>-account-tfstate) would collide with this "
-                             "environment's; name the file after the environment (e.g. envs/staging.toml)"])
+                             "environment's, and its resources carry the tag Environment = \"account\", which the "
+                             "deploy roles' fences must never take for an environment's; name the file after the "
+                             "environment (e.g. envs/staging.toml)"])
     if not _ENV_NAME.match(path.stem):
         raise SettingsError(
             [f"{source}: file name: '{path.stem}' is not a valid environment name; use 1-12 lower-case letters, "
@@ -252,6 +268,7 @@ def check_across(envs: list[EnvironmentSettings]) -> None:
             )
         problems += _global_name_problems(a, b)
         if a.account.id == b.account.id:
+            problems += _sharing_problems(a, b)
             problems += _shared_account_problems(a, b)
         elif a.account.state_bucket == b.account.state_bucket:
             problems.append(
@@ -263,8 +280,30 @@ def check_across(envs: list[EnvironmentSettings]) -> None:
                 f"{b.source}: ci.github_environment: '{b.ci.github_environment}' of {b.ci.github_repository} already "
                 f"deploys {a.source}; one GitHub environment per deploy role, or one approval would open two"
             )
+    by_name = {env.name: env for env in envs}
+    for env in envs:
+        for other in env.account.shared_with:
+            if other == env.name:
+                continue  # the per-file check reports it
+            where = (f"'{other}' is in account {by_name[other].account.id} ({by_name[other].source})"
+                     if other in by_name else f"there is no envs/{other}.toml")
+            if other not in by_name or by_name[other].account.id != env.account.id:
+                problems.append(f"{env.source}: account.shared_with: lists '{other}', but {where}, not in this "
+                                f"account {env.account.id}; remove it, or set the same account.id in both files")
     if problems:
         raise SettingsError(problems)
+
+
+def _sharing_problems(a: EnvironmentSettings, b: EnvironmentSettings) -> list[str]:
+    """Two files with one account.id: a copied file that kept its source's id would otherwise land silently in
+    the source's account, so each must name the other in [account] shared_with."""
+    missing = [(x, y) for x, y in ((a, b), (b, a)) if y.name not in x.account.shared_with]
+    if not missing:
+        return []
+    lists = " and ".join(f'shared_with = ["{y.name}"] in {x.source}' for x, y in missing)
+    return [f"{a.source} and {b.source}: account.id: both are account {a.account.id}, and sharing an account must be "
+            f"explicit: if they really share it, add {lists} ([account]); otherwise give each its own account.id "
+            "(one account per environment is the stronger choice: docs/ci-cd.md, \"Accounts\")"]
 
 
 def _global_name_problems(a: EnvironmentSettings, b: EnvironmentSettings) -> list[str]:
@@ -299,9 +338,6 @@ def _shared_account_problems(a: EnvironmentSettings, b: EnvironmentSettings) -> 
         problems.append(f"{b.source}: cluster.name: '{b.cluster.name}' is {where}; pick another")
     if a.region == b.region and a.state.lock_table == b.state.lock_table:
         problems.append(f"{b.source}: state.lock_table: '{b.state.lock_table}' is {where} and region; pick another")
-    if b.region == b.account.region and b.state.lock_table == b.account.lock_table:
-        problems.append(f"{b.source}: state.lock_table: '{b.state.lock_table}' is the account stack's lock table "
-                        f"(account.lock_table); pick another")
     for mine in sorted(set(b.iam_name_prefixes())):
         for theirs in sorted(set(a.iam_name_prefixes())):
             if mine.startswith(theirs) or theirs.startswith(mine):

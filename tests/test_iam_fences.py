@@ -494,3 +494,80 @@ def test_docs_keep_the_computed_table(cells):
     assert START in text and END in text, f"docs/security.md has no table markers; run: {REGENERATE}"
     kept = text[text.index(START): text.index(END) + len(END)]
     assert kept == computed, f"docs/security.md's IAM fence table differs from the computed one; run: {REGENERATE}"
+
+
+# --- the account stack: what exists once per account is no environment's -------------------------------------
+
+
+def account_probes(synthesized, settings: EnvironmentSettings) -> list[tuple[str, str, str, dict, dict | None]]:
+    """(label, action, resource, context, resource policy) for the account stack of ``settings``' account: its
+    state objects, bucket, lock table and key (tagged ``Environment = account``, with their synthesized bucket and
+    key policies) and the GitHub OIDC provider. An administrator applies that stack; no environment's role may
+    change or read it (tests/test_account_teardown.py proves the tag on a real apply)."""
+    account = settings.account
+    name = f"{settings.project}-account-{account.id}"
+    stack = synthesized.stack(name)
+    resolve = _resolver(stack.json, account.region, "account", account.id)
+    [(key_id, key)] = stack.resources("aws_kms_key").items()
+    key_arn, key_policy = kms_key_arn(account.region, "account", key_id), _policy(key["policy"], resolve)
+    [bucket_policy] = stack.resources("aws_s3_bucket_policy").values()
+    bucket_policy = _policy(bucket_policy["policy"], resolve)
+    bucket = f"arn:aws:s3:::{account.state_bucket}"
+    state = f"{bucket}/{name}/terraform.tfstate"
+    tags = {"aws:ResourceTag/Environment": "account", "aws:RequestedRegion": account.region,
+            "aws:SecureTransport": "true"}  # fmt: skip
+    plain = {"aws:RequestedRegion": account.region, "aws:SecureTransport": "true"}
+    table = f"arn:aws:dynamodb:{account.region}:{ACCOUNT}:table/{account.lock_table}"
+    provider = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    return [
+        ("read the account stack's state", "s3:GetObject", state, plain, bucket_policy),
+        ("overwrite the account stack's state", "s3:PutObject", state, plain, bucket_policy),
+        ("delete a version of it", "s3:DeleteObjectVersion", state, plain, bucket_policy),
+        ("rewrite its bucket's policy", "s3:PutBucketPolicy", bucket, plain, bucket_policy),
+        ("delete its bucket", "s3:DeleteBucket", bucket, plain, bucket_policy),
+        ("decrypt with its key", "kms:Decrypt", key_arn, tags, key_policy),
+        ("schedule its key's deletion", "kms:ScheduleKeyDeletion", key_arn, tags, key_policy),
+        ("rewrite its key's policy", "kms:PutKeyPolicy", key_arn, tags, key_policy),
+        ("take its lock", "dynamodb:PutItem", table, tags, None),
+        ("delete its lock table", "dynamodb:DeleteTable", table, tags, None),
+        ("change the GitHub OIDC provider", "iam:UpdateOpenIDConnectProviderThumbprint", provider,
+         {"aws:RequestedRegion": "us-east-1"}, None),
+        ("delete the GitHub OIDC provider", "iam:DeleteOpenIDConnectProvider", provider,
+         {"aws:RequestedRegion": "us-east-1"}, None),
+    ]
+
+
+def test_no_role_of_an_environment_reaches_the_account_stack(synthesized, settings, environments):
+    """Every environment's deploy, review, plan and (widened) workload role, against the account stack of an
+    account they share: all denied."""
+    batches, labels = [], []
+    for env, e in environments.items():
+        probes = account_probes(synthesized, e.settings)
+        for role in ROLES:
+            identity, boundary = e.roles[role]
+            batches.append({"principal": f"arn:aws:iam::{ACCOUNT}:role/{e.settings.stack_name(role)}",
+                            "accountId": ACCOUNT, "identityPolicies": identity, "permissionBoundaryPolicies": boundary,
+                            "requests": [{"action": a, "resource": r, "context": c,
+                                          **({"resourcePolicy": p} if p else {})} for _, a, r, c, p in probes]})
+            labels.append([(env, role, label) for label, *_ in probes])
+    results = evaluate_all(batches)
+    allowed = [f"{env} {role}: {label}" for batch, names in zip(results, labels, strict=True)
+               for result, (env, role, label) in zip(batch, names, strict=True) if result["result"] == "Allowed"]
+    errors = [r for batch in results for r in batch if r["result"] == "Error"]
+    assert not errors, errors
+    assert not allowed, "roles of an environment reach the account stack:\n" + "\n".join(allowed)
+    assert len(labels) == 4 * len(environments) and all(len(n) == 12 for n in labels)
+
+    # what holds the key: its Environment tag. Untagged (as the account stack was before), dev's deploy role could
+    # schedule the key's deletion: the gate would fail.
+    e = environments[sorted(environments)[0]]
+    identity, boundary = e.roles["deploy"]
+    [(_, action, key, context, key_policy)] = [p for p in account_probes(synthesized, e.settings)
+                                               if p[0] == "schedule its key's deletion"]  # fmt: skip
+    untagged = {k: v for k, v in context.items() if k != "aws:ResourceTag/Environment"}
+    [[result]] = evaluate_all([{"principal": f"arn:aws:iam::{ACCOUNT}:role/{e.settings.stack_name('deploy')}",
+                                "accountId": ACCOUNT, "identityPolicies": identity,
+                                "permissionBoundaryPolicies": boundary, "requests": [
+                                    {"action": action, "resource": key, "context": untagged,
+                                     "resourcePolicy": key_policy}]}])  # fmt: skip
+    assert result["result"] == "Allowed", result

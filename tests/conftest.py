@@ -8,6 +8,7 @@ the whole one.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -142,3 +143,24 @@ def copy_envs(tmp_path: Path) -> Path:
     target = tmp_path / "envs"
     shutil.copytree(ROOT / "envs", target)
     return target
+
+
+def add_staging(envs: Path, *, account: str | None = None) -> Path:
+    """``envs/staging.toml``, made from qa.toml with its own names and address range: in ``account`` (a new
+    account), or without it in qa's account, shared explicitly both ways (``[account] shared_with``)."""
+    text = (envs / "qa.toml").read_text()
+    staging = (
+        text.replace("mGenialQA", "mGenialStaging")
+        .replace("-qa-", "-staging-")
+        .replace('"twentycrm-qa"', '"twentycrm-staging"')
+        .replace("10.1.", "10.7.")
+        .replace('github_environment = "qa"', 'github_environment = "staging"')
+    )
+    if account:
+        qa_account = re.search(r'^id = "([0-9]{12})"', text, re.M).group(1)
+        staging = staging.replace(qa_account, account)
+    else:
+        staging = staging.replace("shared_with = []", 'shared_with = ["qa"]')
+        (envs / "qa.toml").write_text(text.replace("shared_with = []", 'shared_with = ["staging"]'))
+    (envs / "staging.toml").write_text(staging)
+    return envs / "staging.toml"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from aws_requests import read_recording
-from conftest import ENVIRONMENTS, copy_envs, edit
+from conftest import ENVIRONMENTS, add_staging, copy_envs
 from terraform_support import BOOTSTRAP_ENV, write_json
 
 from modules.stacks import FORMER_OIDC_PROVIDER_ADDRESS
@@ -156,20 +156,6 @@ def test_the_former_provider_address_is_the_one_cdktf_gave_it():
     assert f"aws_iam_openid_connect_provider.{stack.get_logical_id(provider)}" == FORMER_OIDC_PROVIDER_ADDRESS
 
 
-def _staging(envs: Path, account: str) -> None:
-    text = (envs / "qa.toml").read_text()
-    qa_account = "444455556666"
-    staging = (
-        text.replace("mGenialQA", "mGenialStaging")
-        .replace("-qa-", "-staging-")
-        .replace('"twentycrm-qa"', '"twentycrm-staging"')
-        .replace("10.1.", "10.7.")
-        .replace('github_environment = "qa"', 'github_environment = "staging"')
-        .replace(qa_account, account)
-    )
-    (envs / "staging.toml").write_text(staging)
-
-
 def _outputs(out: Path) -> dict[str, str]:
     return {d.name: (d / "cdk.tf.json").read_text() for d in sorted((out / "stacks").iterdir())}
 
@@ -178,7 +164,7 @@ def test_a_new_environment_in_a_new_account_adds_its_stacks_and_one_account_stac
     from main import synth
 
     envs = copy_envs(tmp_path)
-    _staging(envs, "999988887777")
+    add_staging(envs, account="999988887777")
     names = synth(envs, tmp_path / "out")
     added = set(names) - set(synthesized.names)
     assert added == {"twentycrm-account-999988887777", "twentycrm-staging-state", "twentycrm-staging-platform",
@@ -195,11 +181,7 @@ def test_a_new_environment_in_an_existing_account_changes_no_other_stack(tmp_pat
 
     envs = copy_envs(tmp_path)
     qa = settings["qa"]
-    _staging(envs, qa.account.id)
-    edit(envs / "staging.toml", f'state_bucket = "olhai-twentycrm-account-{qa.account.id}-tfstate"',
-         f'state_bucket = "olhai-twentycrm-account-{qa.account.id}-tfstate"')  # the same account stack
-    edit(envs / "staging.toml", "shared_with = []", 'shared_with = ["qa"]')  # sharing is explicit, both ways
-    edit(envs / "qa.toml", "shared_with = []", 'shared_with = ["staging"]')
+    add_staging(envs)  # qa's account (and account stack), shared explicitly both ways
     names = synth(envs, tmp_path / "out")
     assert set(names) - set(synthesized.names) == {f"twentycrm-staging-{p}" for p in ("state", "platform", "apps")}
     before = _outputs(synthesized.outdir)

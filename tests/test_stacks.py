@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from cdktf import Testing as CdktfTesting  # renamed so pytest does not collect it
-from conftest import ROOT, build_stack, copy_envs, with_changes
+from conftest import ROOT, add_staging, build_stack, copy_envs, with_changes
 
 from modules.stacks import PlatformStack
 
@@ -65,17 +65,7 @@ def test_a_new_environment_file_yields_new_stacks(tmp_path):
     from main import synth
 
     envs = copy_envs(tmp_path)
-    text = (envs / "qa.toml").read_text()
-    staging = (
-        text.replace("mGenialQA", "mGenialStaging")
-        .replace("-qa-", "-staging-")
-        .replace('"twentycrm-qa"', '"twentycrm-staging"')
-        .replace("10.1.", "10.7.")
-        .replace('github_environment = "qa"', 'github_environment = "staging"')
-        .replace("shared_with = []", 'shared_with = ["qa"]')  # qa's account, shared on purpose
-    )
-    (envs / "staging.toml").write_text(staging)
-    (envs / "qa.toml").write_text(text.replace("shared_with = []", 'shared_with = ["staging"]'))
+    add_staging(envs)  # in qa's account, shared on purpose
     names = synth(envs, tmp_path / "out")
     assert {"twentycrm-staging-state", "twentycrm-staging-platform", "twentycrm-staging-apps"} <= set(names)
     stack = (tmp_path / "out" / "stacks" / "twentycrm-staging-platform" / "cdk.tf.json").read_text()

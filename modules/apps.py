@@ -375,7 +375,11 @@ class ClusterAddons(Construct):
             volume_binding_mode="WaitForFirstConsumer",  # create the volume in the zone the pod lands in
             reclaim_policy="Delete",
             allow_volume_expansion=True,
-            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            # tagSpecification_<n> = "key=value" tags each volume the driver creates (aws-ebs-csi-driver
+            # docs/tagging.md, since v1.6.0): without them Redis's volume misses the Environment fence.
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4",
+                        "tagSpecification_1": f"Environment={settings.name}",
+                        "tagSpecification_2": f"Project={settings.project}"},
         )  # fmt: skip
 
         lbc_role = PodIdentityRole(

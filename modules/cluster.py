@@ -202,8 +202,7 @@ class Cluster(Construct):
 
         versions = c.addons()
         self.network_addons: list[ITerraformDependable] = [
-            # The network policy agent enforces the NetworkPolicies of charts/twenty (docs/apps.md).
-            self._addon("vpc-cni", versions["vpc-cni"], configuration={"enableNetworkPolicy": "true"}),
+            self._addon("vpc-cni", versions["vpc-cni"], configuration=self._vpc_cni_configuration()),
             self._addon("kube-proxy", versions["kube-proxy"]),
             self._addon("eks-pod-identity-agent", versions["eks-pod-identity-agent"]),
         ]
@@ -242,6 +241,16 @@ class Cluster(Construct):
         )
 
     # --- parts -----------------------------------------------------------------------------
+
+    def _vpc_cni_configuration(self) -> dict:
+        """The network policy agent enforces the NetworkPolicies of charts/twenty (docs/apps.md).
+
+        ``env.ADDITIONAL_ENI_TAGS`` (a JSON map in a string: the add-on's configuration schema types it
+        ``string``; amazon-vpc-cni-k8s README, since v1.6.0) tags the secondary ENIs the CNI attaches to
+        the nodes, which the launch template's tags never reach: without it they miss the Environment fence.
+        """
+        tags = {"Environment": self._settings.name, "Project": self._settings.project}
+        return {"enableNetworkPolicy": "true", "env": {"ADDITIONAL_ENI_TAGS": json.dumps(tags)}}
 
     def _tags(self, name: str, *, whole_cluster: bool = False) -> dict[str, str]:
         """Control-plane parts carry EKS-x01; what belongs to the cluster as a whole (add-ons,

@@ -255,15 +255,36 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard(apps_stack,
 
 def test_the_vpc_cni_enforces_the_charts_network_policies(platform_stack):
     cni = platform_stack.by_path("aws_eks_addon", "cluster/addon-vpc-cni")
-    assert json.loads(cni["configuration_values"]) == {"enableNetworkPolicy": "true"}
+    assert json.loads(cni["configuration_values"])["enableNetworkPolicy"] == "true"
 
 
-def test_the_gp3_storage_class(apps_stack):
+def test_the_gp3_storage_class(apps_stack, settings, env):
     sc = apps_stack.only("kubernetes_storage_class_v1")
     assert sc["metadata"]["name"] == "gp3"
     assert sc["storage_provisioner"] == "ebs.csi.aws.com"
-    assert sc["parameters"] == {"type": "gp3", "encrypted": "true", "fsType": "ext4"}
+    assert sc["parameters"] == {
+        "type": "gp3", "encrypted": "true", "fsType": "ext4",
+        "tagSpecification_1": f"Environment={env}", "tagSpecification_2": f"Project={settings[env].project}",
+    }  # fmt: skip
     assert sc["volume_binding_mode"] == "WaitForFirstConsumer"
+
+
+def volume_tags(storage_class: dict) -> dict[str, str]:
+    """The tags the EBS CSI driver puts on each volume it provisions from ``storage_class``: every
+    ``tagSpecification*`` parameter is one ``key=value`` (aws-ebs-csi-driver docs/tagging.md)."""
+    specs = [v for k, v in storage_class.get("parameters", {}).items() if k.startswith("tagSpecification")]
+    return dict(spec.split("=", 1) for spec in specs)
+
+
+def test_redis_volumes_carry_the_environment_fence_tag(apps_stack, settings, env):
+    sc = apps_stack.only("kubernetes_storage_class_v1")
+    assert volume_tags(sc) == {"Environment": env, "Project": settings[env].project}
+
+
+def test_the_volume_tag_check_sees_an_untagged_storage_class(apps_stack):
+    sc = apps_stack.only("kubernetes_storage_class_v1")
+    bare = {**sc, "parameters": {k: v for k, v in sc["parameters"].items() if not k.startswith("tagSpecification")}}
+    assert "Environment" not in volume_tags(bare)
 
 
 def test_every_twenty_release_runs_the_pinned_tag_from_the_chart_asset(apps_stack, synthesized, settings, env):

@@ -164,6 +164,58 @@ def test_launch_templates_require_imdsv2_encrypt_disks_and_allow_no_ssh(platform
     assert kinds["instance"]["Component"] == kinds["volume"]["Component"] == template["tags"]["Component"]
 
 
+def fence_tag_gaps(tagged: dict[str, dict[str, str]], env: str, project: str) -> list[str]:
+    """What in ``tagged`` (what AWS creates → the tags it gets) lacks this environment's fence tags."""
+    want = {"Environment": env, "Project": project}
+    return [f"{what}: {key}={tags.get(key)!r}, not {value!r}"
+            for what, tags in tagged.items() for key, value in want.items() if tags.get(key) != value]  # fmt: skip
+
+
+def node_created_tags(platform: dict) -> dict[str, dict[str, str]]:
+    """The tags of what AWS creates for the nodes: instances, root volumes and primary ENIs (from the launch
+    templates' tag specifications), and the secondary ENIs the VPC CNI attaches (its ADDITIONAL_ENI_TAGS)."""
+    tagged = {}
+    for res in platform["resource"]["aws_launch_template"].values():
+        for spec in res.get("tag_specifications", []):
+            tagged[f"{res['name']} {spec['resource_type']}"] = spec["tags"]
+    for res in platform["resource"]["aws_eks_addon"].values():
+        if res["addon_name"] == "vpc-cni":
+            env_vars = json.loads(res.get("configuration_values") or "{}").get("env", {})
+            tagged["vpc-cni secondary network-interface"] = json.loads(env_vars.get("ADDITIONAL_ENI_TAGS", "{}"))
+    return tagged
+
+
+def test_what_aws_creates_for_the_nodes_carries_the_environment_fence_tags(platform_stack, settings, env):
+    tagged = node_created_tags(platform_stack.json)
+    assert sorted(tagged) == sorted([f"{settings[env].cluster.name}-{tier} {kind}" for tier in ("frontend", "backend")
+                                     for kind in ("instance", "volume", "network-interface")]
+                                    + ["vpc-cni secondary network-interface"])  # fmt: skip
+    assert fence_tag_gaps(tagged, env, settings[env].project) == []
+
+
+def test_the_vpc_cni_keeps_network_policy_and_tags_its_enis(platform_stack, settings, env):
+    cni = platform_stack.by_path("aws_eks_addon", "cluster/addon-vpc-cni")
+    # ADDITIONAL_ENI_TAGS is a string holding a JSON map (the add-on's configuration schema types it string).
+    assert json.loads(cni["configuration_values"]) == {
+        "enableNetworkPolicy": "true",
+        "env": {"ADDITIONAL_ENI_TAGS": json.dumps({"Environment": env, "Project": settings[env].project})},
+    }
+
+
+def test_the_fence_tag_check_names_an_untagged_eni_and_a_foreign_volume(platform_stack, settings, env):
+    platform = platform_stack.json
+    for res in platform["resource"]["aws_eks_addon"].values():
+        if res["addon_name"] == "vpc-cni":
+            res["configuration_values"] = json.dumps({"enableNetworkPolicy": "true"})
+    template = next(iter(platform["resource"]["aws_launch_template"].values()))
+    volume = next(spec for spec in template["tag_specifications"] if spec["resource_type"] == "volume")
+    volume["tags"] = {**volume["tags"], "Environment": "someone-else"}
+    gaps = fence_tag_gaps(node_created_tags(platform), env, settings[env].project)
+    assert gaps == [f"{template['name']} volume: Environment='someone-else', not '{env}'",
+                    f"vpc-cni secondary network-interface: Environment=None, not '{env}'",
+                    f"vpc-cni secondary network-interface: Project=None, not '{settings[env].project}'"]  # fmt: skip
+
+
 def test_node_role_has_only_the_node_policies(platform_stack):
     role = platform_stack.by_path("aws_iam_role", "node-role/role")
     assert [s["Principal"] for s in policy_of(role, "assume_role_policy")["Statement"]] == [{"Service": "ec2.amazonaws.com"}]

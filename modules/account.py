@@ -21,6 +21,11 @@ from modules.state import STATE_COMPONENT, TerraformState
 # thumbprint is only required by the API.
 GITHUB_THUMBPRINT = "6938fd4d98bab03faadb97b34396831e3780aea1"
 
+# Where "create" puts the provider. With "existing", a `removed` block at this address makes Terraform forget a
+# provider this stack created before the switch instead of destroying it (prevent_destroy leaves with the resource
+# block); where the stack never held it, the block is a no-op.
+OIDC_PROVIDER_ADDRESS = "aws_iam_openid_connect_provider.github-oidc"
+
 
 def account_stack_name(project: str, account: AccountSettings) -> str:
     return f"{project}-account-{account.id}"
@@ -85,6 +90,9 @@ class AccountStack(TerraformStack):
                 thumbprint_list=[GITHUB_THUMBPRINT],
                 tags={"Component": f"{ACCOUNT_SCOPE}/github-oidc", "Name": GITHUB_OIDC_HOST},
             )
+        else:
+            # cdktf 0.21 has no construct for a removed block (as the state stacks' FORMER_OIDC_PROVIDER_ADDRESS).
+            self.add_override("removed", [{"from": OIDC_PROVIDER_ADDRESS, "lifecycle": [{"destroy": False}]}])
         if account.deletion_protection:
             # A destroy (or replacement) of what every environment of the account depends on is refused at plan,
             # before any change: table deletion protection alone fails only halfway, the provider gone already.

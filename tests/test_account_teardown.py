@@ -12,6 +12,8 @@ import pytest
 from aws_requests import read_recording
 from terraform_support import BOOTSTRAP_ENV, write_json
 
+from modules.account import OIDC_PROVIDER_ADDRESS
+
 OIDC_HOST = "token.actions.githubusercontent.com"
 READS = ("Get", "List", "Describe", "Head")
 
@@ -35,7 +37,8 @@ def test_an_account_stack_lives_and_is_torn_down_by_the_readme(terraform, synthe
     """On an account of its own (a fresh moto server as dev's account):
     1. dev's state stack planned before the account stack stops at the OIDC provider lookup, changing nothing;
     2. an account stack applied with the former default tags (no Environment) gets Environment = "account" by
-       in-place updates only: nothing replaced;
+       in-place updates only: nothing replaced; switched to github_oidc_provider = "existing" it forgets the
+       provider (plan: forget, apply: no call changes anything, the provider stays), and imports it back;
     3. README "Tear down an account stack": its state back to local, protection lifted, destroyed: the bucket
        (with its state versions), the table and the provider are gone. With protection on, destroy fails."""
     from terraform_support import LocalAws
@@ -87,6 +90,23 @@ def test_an_account_stack_lives_and_is_torn_down_by_the_readme(terraform, synthe
             assert after["tags_all"]["Environment"] == "account", change["address"]
         terraform.run(account, "apply", "-input=false", "tags.tfplan")
         assert terraform.run(state, "plan", "-input=false").returncode == 0  # now the lookup succeeds
+
+        # README "Bootstrap the account stack": github_oidc_provider "create" -> "existing" forgets the provider
+        (account / "cdk.tf.json").write_text(_account_stack_json(settings, github_oidc_provider="existing"))
+        terraform.run(account, "plan", "-input=false", "-out=existing.tfplan", *targets)
+        switch = json.loads(terraform.run(account, "show", "-json", "existing.tfplan").stdout)["resource_changes"]
+        changed = {c["address"]: c["change"]["actions"] for c in switch if c["change"]["actions"] != ["no-op"]}
+        assert changed == {OIDC_PROVIDER_ADDRESS: ["forget"]}, changed
+        with aws.recording() as lines:
+            terraform.run(account, "apply", "-input=false", "existing.tfplan")
+        assert _mutations(lines) == [], _mutations(lines)  # no iam:DeleteOpenIDConnectProvider
+        assert OIDC_PROVIDER_ADDRESS not in terraform.run(account, "state", "list").stdout
+        assert aws.client("iam").get_open_id_connect_provider(OpenIDConnectProviderArn=arn)["Url"] == OIDC_HOST
+        # and back ("existing" -> "create"): the README imports it, after which the plan changes nothing
+        (account / "cdk.tf.json").write_text(_account_stack_json(settings))
+        terraform.run(account, "import", "-input=false", OIDC_PROVIDER_ADDRESS, arn)
+        back = terraform.run(account, "plan", "-input=false", "-detailed-exitcode", *targets, check=False)
+        assert back.returncode == 0, back.stdout + back.stderr
 
         # bootstrap's end: the account stack's state in its own bucket (own_backend = "s3")
         s3 = json.loads(_account_stack_json(settings, own_backend="s3"))["terraform"]["backend"]["s3"]

@@ -16,6 +16,7 @@ from aws_requests import read_recording
 from conftest import ENVIRONMENTS, add_staging, copy_envs
 from terraform_support import BOOTSTRAP_ENV, write_json
 
+from modules.account import OIDC_PROVIDER_ADDRESS
 from modules.stacks import FORMER_OIDC_PROVIDER_ADDRESS
 
 OIDC_HOST = "token.actions.githubusercontent.com"
@@ -205,6 +206,8 @@ def test_a_shared_account_with_an_existing_provider_creates_none(tmp_path):
     assert [n for n in names if "-account-" in n] == ["twentycrm-account-210987654321"]
     account = json.loads((tmp_path / "out" / "stacks" / names[0] / "cdk.tf.json").read_text())
     assert "aws_iam_openid_connect_provider" not in account["resource"]
+    # a stack that created it before the switch forgets it (proven in test_account_teardown.py)
+    assert account["removed"] == [{"from": OIDC_PROVIDER_ADDRESS, "lifecycle": [{"destroy": False}]}]
     assert account["output"]["github_oidc_provider_arn"]["value"].endswith(
         f":iam::210987654321:oidc-provider/{OIDC_HOST}")
 

@@ -65,7 +65,8 @@ def test_pull_requests_test_synthesize_scan_and_plan_every_environment():
     assert "./scripts/test" in runs and "./scripts/synth" in runs
     assert any("security_scan.py cdktf.out" in r for r in runs)
     plan = wf["jobs"]["plan"]
-    assert plan["needs"] == "test" and plan["strategy"]["matrix"]["environment"] == list(ENVIRONMENTS)
+    assert plan["needs"] == "test"
+    assert plan["strategy"]["matrix"]["environment"] == "${{ fromJSON(needs.test.outputs.environments) }}"
     assert plan["permissions"]["id-token"] == "write" and "environment" not in plan  # no approval for a plan
     steps = {s.get("name", s.get("uses")): s for s in plan["steps"]}
     creds = next(s for s in plan["steps"] if "configure-aws-credentials" in s.get("uses", ""))
@@ -498,6 +499,68 @@ def test_check_account_stops_a_missing_or_different_account(tmp_path, github_acc
                            env={**os.environ, "GITHUB_OUTPUT": str(output)})  # fmt: skip
     assert result.returncode == 1 and message in result.stderr, result.stderr
     assert not output.exists(), "no account may reach the credentials step"
+
+
+def test_the_pull_request_plan_matrix_is_every_environment_file(tmp_path):
+    """The test job's step lists envs/*.toml: dev, qa and prod here; a new file (staging) joins with no change."""
+    job = workflow("pull-request.yml")["jobs"]["test"]
+    step = next(s for s in job["steps"] if s.get("id") == "environments")
+    assert job["outputs"]["environments"] == "${{ steps.environments.outputs.list }}"
+
+    def listed(cwd: Path) -> list[str]:
+        output = tmp_path / "github_output"
+        output.write_text("")
+        subprocess.run(["bash", "-e", "-c", step["run"]], cwd=cwd, env={**os.environ, "GITHUB_OUTPUT": str(output)},
+                       check=True, timeout=30)  # fmt: skip
+        key, _, value = output.read_text().strip().partition("=")
+        assert key == "list"
+        return json.loads(value)
+
+    assert listed(ROOT) == sorted(ENVIRONMENTS)
+    envs = copy_envs(tmp_path)
+    (envs / "staging.toml").write_text((envs / "qa.toml").read_text())
+    assert listed(tmp_path) == sorted([*ENVIRONMENTS, "staging"])
+
+
+def test_check_boundary_stops_an_upgrade_whose_state_stack_is_not_applied_and_passes_once_it_is(tmp_path):
+    """Against moto as prod's account: no boundary yet (the state stack not applied) fails naming the runbook;
+    the boundary created, it passes. The README names the runbook the message points to."""
+    from terraform_support import LocalAws
+
+    aws_cli = ROOT / ".venv" / "bin" / "aws"
+    if not aws_cli.exists():
+        pytest.skip("the aws CLI (PyPI awscli, Pipfile) is not installed in .venv")
+    account = "777788889999"
+    arn = f"arn:aws:iam::{account}:policy/twentycrm-prod-workload-boundary"
+    with LocalAws(tmp_path, account_id=account) as aws:
+        env = {**os.environ, "PATH": f"{aws_cli.parent}:{os.environ['PATH']}", "AWS_ENDPOINT_URL": aws.url,
+               "AWS_CA_BUNDLE": str(aws.ca_bundle), "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+               "AWS_DEFAULT_REGION": "sa-east-1"}  # fmt: skip
+        missing = _ci_terraform("check-boundary", "prod", account, cwd=ROOT, env=env)
+        assert missing.returncode == 1, missing.stdout + missing.stderr
+        assert f"::error::the permissions boundary {arn} does not exist" in missing.stderr, missing.stderr
+        runbook = "Upgrading to one account per environment / the fences"
+        assert f"(README, '{runbook}')" in missing.stderr
+        assert f"## {runbook}" in (ROOT / "README.md").read_text()
+        aws.client("iam").create_policy(PolicyName="twentycrm-prod-workload-boundary", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        present = _ci_terraform("check-boundary", "prod", account, cwd=ROOT, env=env)
+        assert present.returncode == 0, present.stderr
+        assert f"the permissions boundary {arn} exists" in present.stdout
+
+
+def test_every_plan_of_platform_or_apps_checks_the_boundary_first():
+    """In every workflow, a job that plans platform or apps runs check-boundary with its credentials, before."""
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            runs = [step.get("run", "") for step in job.get("steps", [])]
+            plans = [i for i, run in enumerate(runs) if re.search(r"ci-terraform (plan|save-plan) ", run)]
+            if not plans:
+                continue
+            checks = [i for i, run in enumerate(runs) if "ci-terraform check-boundary " in run]
+            assert checks and checks[0] < plans[0], f"{path.name}: job {name} plans without check-boundary"
+            credentials = [i for i, s in enumerate(job["steps"]) if "configure-aws-credentials" in s.get("uses", "")]
+            assert credentials and credentials[0] < checks[0], f"{path.name}: {name} checks before credentials"
 
 
 def test_the_runbooks_access_entry_addresses_are_the_synthesized_ones(synthesized):

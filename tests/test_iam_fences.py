@@ -416,16 +416,23 @@ def test_the_conditions_the_fences_read_are_in_each_request(cells):
     assert not dropped, f"context keys the evaluator ignores (the fence on them does nothing): {dropped}"
 
 
+TAG_FENCE = "OnlyThisEnvironmentsTaggedResources"
+# the workload boundary as it was before issue 13's review: anything but IAM, in every region
+ANY_SERVICE = "AnythingButIam"
+
+
 def _without(*sids: str):
     def widen(env: str, role: str, boundary: list[dict]) -> list[dict]:
         for policy in boundary:
-            policy["policy"]["Statement"] = [s for s in policy["policy"]["Statement"] if s.get("Sid") not in sids]
+            statements = [s for s in policy["policy"]["Statement"] if s.get("Sid") not in sids]
+            if ANY_SERVICE in sids and policy["name"].endswith("-workload-boundary"):
+                statements = [s for s in statements if s.get("Sid") != "WorkloadServicesInRegion"]
+                statements.append({"Sid": ANY_SERVICE, "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"})
+            policy["policy"]["Statement"] = statements
         return boundary
 
     return widen
 
-
-TAG_FENCE = "OnlyThisEnvironmentsTaggedResources"
 
 
 @pytest.mark.parametrize(("sids", "opened"), [
@@ -438,10 +445,17 @@ TAG_FENCE = "OnlyThisEnvironmentsTaggedResources"
     ((TAG_FENCE, "OnlyThisEnvironmentsCluster"), "make itself admin of the cluster"),
     (("OnlyThisEnvironmentsRecords",), "rewrite a DNS record"),
     (("OnlyThisEnvironmentsBuckets",), "read the Terraform state"),
-    (("OnlyThisEnvironmentsLockTable",), "take the state lock"),
+    ((TAG_FENCE,), "launch an instance into a subnet"),
+    ((TAG_FENCE,), "add a rule to the load balancer's listener"),
+    ((TAG_FENCE,), "read a log group's events"),
+    (("NoRemoteCommands",), "associate a shell script with the database host"),
+    ((ANY_SERVICE,), "stop CloudTrail"),
+    ((ANY_SERVICE,), "launch an instance in another region"),
+    # the workload's services no longer include DynamoDB or Route53: these fences are shown with the old ceiling
+    (("OnlyThisEnvironmentsLockTable", ANY_SERVICE), "take the state lock"),
     (("NoTaggingAsAnotherEnvironment",), "label an own resource as this environment's"),
     (("KeepTheEnvironmentTag",), "remove the Environment tag"),
-    (("NoHostedZoneAdministration",), "delete a hosted zone"),
+    (("NoHostedZoneAdministration", ANY_SERVICE), "delete a hosted zone"),
     (("NoRemoteCommands", TAG_FENCE), "run a command on the database host"),
     (("OnlyRolesUnderTheWorkloadBoundary",), "create a role without the boundary"),
 ])  # fmt: skip
@@ -452,7 +466,7 @@ def test_a_boundary_without_a_fence_fails_the_gate(environments, sids, opened):
     found = cross_environment_allows(cells) + [f"{c.env} {c.role} may {c.probe.label} (own)" for c in cells
                                                if c.own and c.probe.label in ALWAYS_DENIED and c.result == "Allowed"]
     assert any(opened in line for line in found), f"without {sids} '{opened}' stays closed: {found}"
-    if len(sids) == 2:  # and the tag fence alone does not open it: the name fence holds by itself
+    if TAG_FENCE in sids and len(sids) == 2:  # and the tag fence alone does not open it: the name fence holds by itself
         alone = cross_environment_allows(judge(environments, widen=_without(TAG_FENCE), probes=probes))
         assert not any(opened in line for line in alone), alone
 
@@ -671,3 +685,75 @@ def test_no_role_of_an_environment_reaches_the_account_stack(synthesized, settin
                                     {"action": action, "resource": key, "context": untagged,
                                      "resourcePolicy": key_policy}]}])  # fmt: skip
     assert result["result"] == "Allowed", result
+
+
+# --- the workload boundary never breaks a workload -------------------------------------------------------------
+
+
+def _statements(document: dict) -> list[dict]:
+    statements = document["Statement"]
+    return [statements] if isinstance(statements, dict) else statements
+
+
+def _listed(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def aws_managed_policy(arn: str) -> dict:
+    """An AWS managed policy's document as moto ships it (moto/iam/aws_managed_policies.py, AWS's own documents)."""
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    return json.loads(aws_managed_policies_data)[arn.rsplit("/", 1)[-1]]["Document"]
+
+
+def workload_grants(synthesized, settings: EnvironmentSettings) -> dict[str, list[str]]:
+    """Every role under the workload boundary in the environment's stacks → the actions its identity policies
+    allow: inline policies, the environment's own attached policies and the attached AWS managed policies."""
+    grants: dict[str, list[str]] = {}
+    for name in synthesized.names:
+        if not name.startswith(settings.stack_name("")):
+            continue
+        stack = synthesized.stack(name)
+        roles = {rid: r for rid, r in stack.resources("aws_iam_role").items()
+                 if str(r.get("permissions_boundary", "")).endswith("-workload-boundary")}  # fmt: skip
+        policies = {f"${{aws_iam_policy.{pid}.arn}}": json.loads(p["policy"])
+                    for pid, p in stack.resources("aws_iam_policy").items() if not p["policy"].startswith("${")}
+        documents: dict[str, list[dict]] = {rid: [] for rid in roles}
+        for inline in stack.resources("aws_iam_role_policy").values():
+            rid = re.match(r"\$\{aws_iam_role\.([\w-]+)\.", inline["role"]).group(1)
+            if rid in roles:
+                documents[rid].append(json.loads(inline["policy"]))
+        for attachment in stack.resources("aws_iam_role_policy_attachment").values():
+            rid = re.match(r"\$\{aws_iam_role\.([\w-]+)\.", attachment["role"]).group(1)
+            arn = attachment["policy_arn"]
+            if rid in roles:
+                documents[rid].append(policies[arn] if arn in policies else aws_managed_policy(arn))
+        for rid, docs in documents.items():
+            grants[f"{name}/{roles[rid]['name']}"] = sorted({a for d in docs for s in _statements(d)
+                                                              if s["Effect"] == "Allow" for a in _listed(s["Action"])})
+    return grants
+
+
+def outside_the_boundary(grants: dict[str, list[str]], boundary: dict) -> list[str]:
+    """Each granted action (wildcards expanded through iam-data) that no Allow of the boundary covers."""
+    allows = [p.lower() for s in _statements(boundary) if s["Effect"] == "Allow" for p in _listed(s.get("Action"))]
+    outside = []
+    for role, patterns in grants.items():
+        for pattern in patterns:
+            service = pattern.split(":")[0]
+            expanded = [f"{service}:{a['name']}" for a in _actions(pattern)] if pattern != "*" else ["*:*"]
+            outside += [f"{role}: {a}" for a in expanded if not any(fnmatch.fnmatch(a.lower(), p) for p in allows)]
+    return outside
+
+
+def test_every_workload_grant_is_within_the_workload_boundary(synthesized, settings, environments):
+    """The boundary never breaks a workload: every action its roles' policies (AWS managed ones included) grant
+    is allowed by one of the boundary's statements."""
+    for env, e in environments.items():
+        grants = workload_grants(synthesized, e.settings)
+        assert len(grants) >= 4, sorted(grants)
+        boundary = e.roles["workload"][1][0]["policy"]
+        outside = outside_the_boundary(grants, boundary)
+        assert not outside, f"{env}: granted but outside the workload boundary:\n" + "\n".join(outside)
+    # the gate on a deliberately bad input: a grant of a service the boundary leaves out
+    assert outside_the_boundary({"x": ["lambda:InvokeFunction"]}, boundary) == ["x: lambda:InvokeFunction"]

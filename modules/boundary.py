@@ -117,10 +117,10 @@ ZONE_ADMIN_ACTIONS = (
 # apps.py pod identities, ci_runner.py) and the AWS managed policies the stacks attach (ATTACHABLE_AWS_POLICIES in
 # modules/deploy_role.py): EKS cluster/node/CNI/EBS CSI (autoscaling, ec2, eks, eks-auth, elasticloadbalancing,
 # kms), ECR pulls, SSM's agent (ssm, ssmmessages, ec2messages), the CloudWatch agent (cloudwatch, logs, xray),
-# Data Lifecycle Manager (ec2, events) and the CI runner (codebuild, codeconnections, logs, s3). Allowed only in
+# Data Lifecycle Manager (ec2, events) and the CI runner (codeconnections, ec2, logs, s3). Allowed only in
 # the environment's region; tests/test_iam_fences.py checks every action those policies grant is inside.
 WORKLOAD_SERVICES = (
-    "autoscaling", "cloudwatch", "codebuild", "codeconnections", "ec2", "ec2messages", "ecr", "eks", "eks-auth",
+    "autoscaling", "cloudwatch", "codeconnections", "ec2", "ec2messages", "ecr", "eks", "eks-auth",
     "elasticloadbalancing", "events", "kms", "logs", "s3", "secretsmanager", "ssm", "ssmmessages", "xray",
 )  # fmt: skip
 # Global (no region in the request): IAM's reads, service-linked roles and STS.

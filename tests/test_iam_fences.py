@@ -749,11 +749,15 @@ def outside_the_boundary(grants: dict[str, list[str]], boundary: dict) -> list[s
 def test_every_workload_grant_is_within_the_workload_boundary(synthesized, settings, environments):
     """The boundary never breaks a workload: every action its roles' policies (AWS managed ones included) grant
     is allowed by one of the boundary's statements."""
+    used = set()
     for env, e in environments.items():
         grants = workload_grants(synthesized, e.settings)
         assert len(grants) >= 4, sorted(grants)
+        used |= {a.split(":")[0] for actions in grants.values() for a in actions}
         boundary = e.roles["workload"][1][0]["policy"]
         outside = outside_the_boundary(grants, boundary)
         assert not outside, f"{env}: granted but outside the workload boundary:\n" + "\n".join(outside)
+    # and nothing more: every service of the ceiling is one some workload uses
+    assert set(WORKLOAD_SERVICES) == used - {"iam", "sts"}, sorted(used)
     # the gate on a deliberately bad input: a grant of a service the boundary leaves out
     assert outside_the_boundary({"x": ["lambda:InvokeFunction"]}, boundary) == ["x: lambda:InvokeFunction"]

@@ -4,10 +4,10 @@ One AWS account may hold several environments (docs/ci-cd.md, "Least privilege")
 roles may touch is fenced twice:
 
 - by **tag**, where the service authorizes on it: every resource the stacks create carries
-  ``Environment = <env>`` (the provider's ``default_tags``), so a deny on ``aws:ResourceTag/Environment``
-  being another environment's stops the dangerous actions (writes, tagging, rule changes and the reads that
-  open data) on the other environments' resources, and a deny on ``aws:RequestTag/Environment`` stops
-  creating or tagging anything as another environment's;
+  ``Environment = <env>`` (the provider's ``default_tags``), so where ``aws:ResourceTag/Environment`` is another
+  environment's everything but metadata reads (``TAG_FENCE_EXEMPT_READS``) is denied; IAM judges every resource
+  of a request, so this also stops launching into another environment's subnet or security group. A deny on
+  ``aws:RequestTag/Environment`` stops creating or tagging anything as another environment's;
 - by **name**, where tags are not in the request: secrets (``<project>/<env>/*``), the EKS cluster and its
   access entries (``cluster.name``), Route53 records (names at or under ``domain``), S3 buckets and state
   objects, the lock table, KMS aliases.
@@ -31,40 +31,30 @@ from modules.settings import EnvironmentSettings
 ENVIRONMENT_TAG = "Environment"
 WORKLOAD_BOUNDARY = "workload-boundary"
 
-# Actions that change, tag or open another environment's resource: denied where the resource's Environment tag
-# is another environment's. Each authorizes on a resource type whose condition keys include aws:ResourceTag
-# (Service Authorization Reference; iam-simulate's iam-data, tests/test_iam_fences.py checks every entry).
-TAG_FENCED_ACTIONS = (
-    # EC2: instances, security groups (rules are authorized on their group), volumes, snapshots, templates
-    "ec2:StopInstances", "ec2:StartInstances", "ec2:RebootInstances", "ec2:TerminateInstances",
-    "ec2:ModifyInstanceAttribute", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
-    "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress", "ec2:ModifySecurityGroupRules",
-    "ec2:UpdateSecurityGroupRuleDescriptionsIngress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
-    "ec2:CreateTags", "ec2:DeleteTags", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot",
-    "ec2:Delete*", "ec2:Modify*", "ec2:Disassociate*", "ec2:Detach*", "ec2:ReplaceRoute", "ec2:CreateRoute",
-    # EKS: the cluster (and its node groups, add-ons and access entries, tagged like it)
-    "eks:Delete*", "eks:Update*", "eks:CreateAccessEntry", "eks:AssociateAccessPolicy",
-    "eks:DisassociateAccessPolicy", "eks:TagResource", "eks:UntagResource",
-    # KMS: the keys of databases, secrets, logs and state
-    "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:CreateGrant",
-    "kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:TagResource", "kms:UntagResource",
-    # Secrets Manager: the values and the secrets themselves
-    "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
-    "secretsmanager:Delete*", "secretsmanager:PutResourcePolicy", "secretsmanager:TagResource",
-    "secretsmanager:UntagResource",
-    # SSM: instances (Run Command, sessions) and parameters
-    "ssm:SendCommand", "ssm:StartSession", "ssm:GetParameter*", "ssm:PutParameter", "ssm:DeleteParameter*",
-    # load balancers, logs, alarms, topics, snapshots' policies, CodeBuild
-    "elasticloadbalancing:Delete*", "elasticloadbalancing:Modify*", "elasticloadbalancing:AddTags",
-    "elasticloadbalancing:RemoveTags", "elasticloadbalancing:RegisterTargets",
-    "logs:Delete*", "logs:TagResource", "logs:UntagResource", "logs:PutRetentionPolicy",
-    "sns:DeleteTopic", "sns:Publish", "sns:SetTopicAttributes", "sns:Subscribe", "sns:TagResource",
-    "sns:UntagResource", "cloudwatch:DeleteAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:TagResource",
-    "cloudwatch:UntagResource", "dlm:Delete*", "dlm:Update*", "dlm:TagResource", "codebuild:Delete*",
-    "codebuild:Update*", "codebuild:StartBuild",
-    # sharing: resource policies, snapshot and document permissions, grants (parliament's permissions management)
-    "codebuild:PutResourcePolicy", "ec2:CreateNetworkInterfacePermission", "ec2:ResetSnapshotAttribute",
-    "kms:RetireGrant", "kms:RevokeGrant", "sns:AddPermission", "sns:RemovePermission", "ssm:ModifyDocumentPermission",
+# What a role may still do on a resource tagged as another environment's: the metadata reads a plan or refresh
+# makes (Describe/List and configuration Gets; never GetSecretValue, GetObject, GetLogEvents, GetParameter* or
+# GetPasswordData) and sts:GetCallerIdentity. Every other action is denied there (an allow-list: an action nobody
+# thought of is closed too). S3 and DynamoDB are fenced by name (OnlyThisEnvironmentsBuckets,
+# OnlyThisEnvironmentsLockTable), so the shared state bucket and lock table stay reachable.
+TAG_FENCE_EXEMPT_READS = (
+    "acm:Describe*", "acm:List*", "acm:GetCertificate",
+    "autoscaling:Describe*",
+    "cloudwatch:Describe*", "cloudwatch:GetDashboard", "cloudwatch:ListTagsForResource",
+    "codebuild:BatchGetProjects", "codebuild:ListProjects",
+    "codeconnections:GetConnection", "codeconnections:ListTagsForResource",
+    "dlm:GetLifecyclePolicies", "dlm:GetLifecyclePolicy", "dlm:ListTagsForResource",
+    "ec2:Describe*", "ec2:GetLaunchTemplateData",
+    "eks:Describe*", "eks:List*",
+    "elasticloadbalancing:Describe*",
+    "iam:Get*", "iam:List*",
+    "kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:List*",
+    "logs:Describe*", "logs:ListTags*",
+    "route53:Get*", "route53:List*",
+    "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy", "secretsmanager:ListSecretVersionIds",
+    "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource",
+    "sns:ListSubscriptionsByTopic",
+    "sts:GetCallerIdentity",
+    "s3:*", "dynamodb:*",
 )  # fmt: skip
 # Account-wide permissions with no resource in IAM, so no tag or name can fence them: CloudWatch Logs' resource
 # policies (which services may write to which log groups) and CodeBuild's stored source credentials. The stacks
@@ -103,6 +93,10 @@ REMOTE_COMMAND_ACTIONS = (
     "ssm:SendCommand", "ssm:StartSession", "ssm:ResumeSession", "ssm:StartAutomationExecution",
     "ec2-instance-connect:SendSSHPublicKey", "ec2-instance-connect:SendSerialConsoleSSHPublicKey",
     "ec2-instance-connect:OpenTunnel",
+    # associations and maintenance-window tasks run documents (AWS-RunShellScript) on instances: the stacks create
+    # none (no aws_ssm_association, no aws_ssm_maintenance_window_task)
+    "ssm:CreateAssociation*", "ssm:StartAssociationsOnce", "ssm:RegisterTaskWithMaintenanceWindow",
+    "ssm:UpdateAssociation*",
 )  # fmt: skip
 # S3 actions that read or change a bucket's objects or its configuration.
 S3_DATA_ACTIONS = (
@@ -117,6 +111,20 @@ ZONE_ADMIN_ACTIONS = (
     "route53:DeleteHostedZone", "route53:AssociateVPCWithHostedZone", "route53:DisassociateVPCFromHostedZone",
     "route53:UpdateHostedZoneComment", "route53:ChangeCidrCollection",
 )  # fmt: skip
+
+
+# The services the workload roles use, from every role's identity policies (modules/cluster.py, database.py,
+# apps.py pod identities, ci_runner.py) and the AWS managed policies the stacks attach (ATTACHABLE_AWS_POLICIES in
+# modules/deploy_role.py): EKS cluster/node/CNI/EBS CSI (autoscaling, ec2, eks, eks-auth, elasticloadbalancing,
+# kms), ECR pulls, SSM's agent (ssm, ssmmessages, ec2messages), the CloudWatch agent (cloudwatch, logs, xray),
+# Data Lifecycle Manager (ec2, events) and the CI runner (codeconnections, ec2, logs, s3). Allowed only in
+# the environment's region; tests/test_iam_fences.py checks every action those policies grant is inside.
+WORKLOAD_SERVICES = (
+    "autoscaling", "cloudwatch", "codeconnections", "ec2", "ec2messages", "ecr", "eks", "eks-auth",
+    "elasticloadbalancing", "events", "kms", "logs", "s3", "secretsmanager", "ssm", "ssmmessages", "xray",
+)  # fmt: skip
+# Global (no region in the request): IAM's reads, service-linked roles and STS.
+WORKLOAD_GLOBAL_ACTIONS = ("iam:Get*", "iam:List*", "sts:*")
 
 
 def workload_boundary_name(settings: EnvironmentSettings) -> str:
@@ -168,7 +176,7 @@ def environment_fences(settings: EnvironmentSettings, *, partition: str, account
     kms = f"arn:{partition}:kms:{settings.region}:{account}"
     dynamodb = f"arn:{partition}:dynamodb:{settings.region}:{account}:table/"
     return [
-        {"Sid": "OnlyThisEnvironmentsTaggedResources", "Effect": "Deny", "Action": list(TAG_FENCED_ACTIONS),
+        {"Sid": "OnlyThisEnvironmentsTaggedResources", "Effect": "Deny", "NotAction": list(TAG_FENCE_EXEMPT_READS),
          "Resource": "*", "Condition": other_env},
         {"Sid": "NoTaggingAsAnotherEnvironment", "Effect": "Deny", "Action": "*", "Resource": "*",
          "Condition": {"StringNotEquals": {f"aws:RequestTag/{ENVIRONMENT_TAG}": env},
@@ -204,9 +212,12 @@ def _bucket_arns(partition: str, buckets: list[str]) -> list[str]:
 class WorkloadBoundary(Construct):
     """``<project>-<env>-workload-boundary``: the ceiling of every role the platform and apps stacks create.
 
-    Anything but IAM writes (service-linked roles excepted), inside the environment's fences: a workload role
-    someone gave ``*`` still reaches only its own environment's resources. In the state stack, so only an
-    administrator changes it (the deploy boundary's NoTouchingCiIdentity names it)."""
+    Only the services the workloads use (``WORKLOAD_SERVICES``), only in the environment's region; IAM reads,
+    service-linked roles and STS globally; no other IAM write. Inside the environment's fences: on a resource
+    tagged as another environment's only metadata reads, and the name fences where tags are not in the request.
+    A role someone gave ``*`` (or one the deploy role creates with a ``*`` inline policy) reaches no other
+    service, region or environment. In the state stack, so only an administrator changes it (the deploy boundary's
+    NoTouchingCiIdentity names it)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, partition: str,
                  account: str, tags: dict[str, str]) -> None:  # fmt: skip
@@ -219,8 +230,10 @@ class WorkloadBoundary(Construct):
             name=workload_boundary_name(settings),
             description=f"Caps every workload role of {settings.name}: its own environment only (docs/security.md)",
             policy=json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Sid": "AnythingButIam", "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"},
-                {"Sid": "IamReads", "Effect": "Allow", "Action": ["iam:Get*", "iam:List*"], "Resource": "*"},
+                {"Sid": "WorkloadServicesInRegion", "Effect": "Allow",
+                 "Action": [f"{service}:*" for service in WORKLOAD_SERVICES], "Resource": "*",
+                 "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
+                {"Sid": "GlobalReads", "Effect": "Allow", "Action": list(WORKLOAD_GLOBAL_ACTIONS), "Resource": "*"},
                 # a service-linked role's path is always /aws-service-role/<service>/ (IAM names it)
                 {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
                  "Resource": f"arn:{partition}:iam::{account}:role/aws-service-role/*"},

@@ -12,7 +12,7 @@
   the environment's region (IAM, Route53, ACM-for-CloudFront and STS are global); IAM writes only
   to roles, profiles and policies named after this environment; a permissions boundary that
   forbids touching the deploy roles, the OIDC provider, the boundary itself and the state
-  resources, and deleting anything tagged for another environment.
+  resources, and anything but metadata reads on resources tagged for another environment.
 """
 
 from __future__ import annotations

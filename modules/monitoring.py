@@ -66,9 +66,11 @@ class Monitoring(Construct):
         nat_gateway_ids: Mapping[str, str],
         cluster_name: str,
         after: Sequence[ITerraformDependable],
+        web_acl_name: str,
     ) -> None:
         """``node_group_asg_names``: tier -> Auto Scaling group of the managed node group;
-        ``nat_gateway_ids``: zone letter -> NAT gateway; ``after``: what the add-on waits for (the nodes)."""
+        ``nat_gateway_ids``: zone letter -> NAT gateway; ``after``: what the add-on waits for (the nodes);
+        ``web_acl_name``: the WAF web ACL in front of the ALB (modules/waf.py)."""
         super().__init__(scope, construct_id)
         self._settings = settings
         m = settings.monitoring
@@ -140,6 +142,7 @@ class Monitoring(Construct):
             )
         for zone, nat in nat_gateway_ids.items():
             self._nat_alarms(zone, nat)
+        self._waf_alarm(web_acl_name)
         self.dashboard = self._dashboard(
             alb=alb_arn_suffix,
             target_group=target_group_arn_suffix,
@@ -338,6 +341,21 @@ class Monitoring(Construct):
                     return_data=True,
                 ),
             ],
+        )
+
+    def _waf_alarm(self, web_acl: str) -> None:
+        # WAF publishes per web ACL, Region and rule; Rule=ALL sums every rule. In count mode nothing is blocked and
+        # CountedRequests is what would have been (AWS WAF Developer Guide, "AWS WAF metrics and dimensions").
+        waf = self._settings.waf
+        metric = "CountedRequests" if waf.mode == "count" else "BlockedRequests"
+        self._alarm(
+            "waf-blocked-requests",
+            f"WAF {metric} above {waf.alarm_threshold} in 5 minutes: an attack, or a rule blocking Twenty's own "
+            "traffic. Read the WAF logs (docs/edge.md, reading the logs) before tuning a rule",
+            metric=("AWS/WAFV2", metric, {"WebACL": web_acl, "Region": self._settings.region, "Rule": "ALL"}, "Sum"),
+            threshold=waf.alarm_threshold,
+            period=300,
+            missing="notBreaching",  # no request blocked, no data
         )
 
     # --- Container Insights ---------------------------------------------------------------

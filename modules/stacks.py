@@ -47,6 +47,7 @@ from modules.node_group import TIER_LABEL, NodeGroup, NodeRole
 from modules.node_security_group import NodeSecurityGroup
 from modules.settings import EnvironmentSettings
 from modules.state import TerraformState
+from modules.waf import WebApplicationFirewall
 
 
 # Where the state stack held the account's GitHub OIDC provider before it moved to the account stack
@@ -141,7 +142,7 @@ class StateStack(TerraformStack):
 
 class PlatformStack(TerraformStack):
     """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``dns``,
-    ``load_balancer``, ``cluster``, ``node_groups``, ``database`` and ``monitoring``."""
+    ``load_balancer``, ``waf``, ``cluster``, ``node_groups``, ``database`` and ``monitoring``."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
@@ -177,6 +178,8 @@ class PlatformStack(TerraformStack):
             certificate_arn=self.dns.certificate_arn,
             zone_id=self.dns.zone_id,
         )
+        # the web ACL in front of the ALB (modules/waf.py, docs/edge.md "Web application firewall")
+        self.waf = WebApplicationFirewall(self, "waf", settings=settings, alb_arn=self.load_balancer.alb.arn)
         TerraformOutput(
             self,
             "zone_name_servers",
@@ -187,6 +190,9 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "certificate_arn", value=self.dns.certificate_arn)
         TerraformOutput(self, "alb_dns_name", value=self.load_balancer.alb.dns_name)
         TerraformOutput(self, "alb_security_group_id", value=self.load_balancer.security_group.id)
+        TerraformOutput(self, "web_acl_arn", value=self.waf.web_acl.arn)
+        TerraformOutput(self, "waf_log_group", value=self.waf.log_group.name,
+                        description="WAF logs: docs/edge.md, reading the logs")
         TerraformOutput(
             self,
             "server_target_group_arn",
@@ -302,6 +308,7 @@ class PlatformStack(TerraformStack):
             nat_gateway_ids={zone: nat.id for zone, nat in self.network.nat_gateways.items()},
             cluster_name=self.cluster.eks.name,
             after=list(groups.values()),
+            web_acl_name=self.waf.web_acl.name,
         )
         TerraformOutput(self, "alarm_topic_arn", value=self.monitoring.topic.arn)
         TerraformOutput(self, "dashboard_name", value=self.monitoring.dashboard.dashboard_name)

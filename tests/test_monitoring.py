@@ -15,7 +15,7 @@ from modules.stacks import PlatformStack
 EXPECTED_ALARMS = {
     "alb-5xx-rate", "alb-unhealthy-targets", "alb-no-healthy-targets", "alb-p99-latency",
     "db-cpu", "db-status-check", "db-memory", "db-root-disk", "db-boot-failed", "db-data-free",
-    "nodes-frontend-cpu", "nodes-backend-cpu",
+    "nodes-frontend-cpu", "nodes-backend-cpu", "waf-blocked-requests",
 }  # fmt: skip
 
 

@@ -563,6 +563,22 @@ def test_the_fences_read_what_the_recorded_requests_carry(platform_applied, sett
     assert {r["result"] for r in results} == {"ExplicitlyDenied"}, results
 
 
+def test_the_web_acl_applies_and_the_deploy_role_may_make_its_calls(platform_applied):
+    """The WAF (modules/waf.py) is applied against moto: its calls are recorded, tagged as this environment's and
+    allowed to the deploy role; the same calls on another environment's tag are denied (the tag fence)."""
+    requests = [r for r in judged_requests(platform_applied, platform_applied["apply_calls"])
+                if r["action"].startswith("wafv2:")]  # fmt: skip
+    assert {r["action"] for r in requests} >= {"wafv2:CreateWebACL", "wafv2:AssociateWebACL",
+                                                "wafv2:PutLoggingConfiguration", "wafv2:GetWebACL"}, requests
+    assert all(r["context"].get("aws:RequestTag/Environment") == BOOTSTRAP_ENV
+               for r in requests if r["action"] == "wafv2:CreateWebACL")  # fmt: skip
+    assert {r["result"] for r in judge_requests(platform_applied, requests, "deploy")} == {"Allowed"}
+    # the gate on a deliberately bad input: a web ACL tagged as another environment's
+    other = [{**r, "context": {**r["context"], "aws:RequestTag/Environment": "prod"}}
+             for r in requests if r["action"] == "wafv2:CreateWebACL"]  # fmt: skip
+    assert {r["result"] for r in judge_requests(platform_applied, other, "deploy")} == {"ExplicitlyDenied"}
+
+
 def test_known_gaps_fail_the_gate_when_they_change():
     """The comparison itself: an unlisted denial fails, and so does a listed gap that no longer shows."""
     listed = ("s3:ListBucket", "arn:aws:s3:::olhai-twentycrm-dev-alb-logs")

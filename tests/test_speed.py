@@ -10,7 +10,7 @@ from conftest import ROOT
 PROBE = """
 import sys, modules.stacks
 loaded = [m for m in sys.modules if m.startswith("cdktf_cdktf_provider_aws.") and m.count(".") == 1]
-print(len(loaded), "cdktf_cdktf_provider_aws.wafv2_web_acl" in sys.modules)
+print(len(loaded), "cdktf_cdktf_provider_aws.lambda_function" in sys.modules)
 """
 
 

@@ -19,6 +19,7 @@ from modules.settings.environment import EnvironmentSettings, check_across, load
 from modules.settings.fields import SettingsError
 from modules.settings.network import NetworkSettings, StateSettings, SubnetSettings
 from modules.settings.operations import AlarmThresholds, CiSettings, MonitoringSettings
+from modules.settings.waf import WafSettings
 
 __all__ = [
     "ACCOUNT_SCOPE",
@@ -40,6 +41,7 @@ __all__ = [
     "SettingsError",
     "StateSettings",
     "SubnetSettings",
+    "WafSettings",
     "check_across",
     "instance_memory_gib",
     "load_all",

@@ -21,6 +21,7 @@ from modules.settings.edge import DnsSettings, LoadBalancerSettings
 from modules.settings.fields import _ENV_NAME, _REGION, DomainName, SettingsError, _Model, _pattern
 from modules.settings.network import NetworkSettings, StateSettings
 from modules.settings.operations import CiSettings, MonitoringSettings, github_environment_problems
+from modules.settings.waf import WafSettings
 
 
 class EnvironmentSettings(_Model):
@@ -38,6 +39,7 @@ class EnvironmentSettings(_Model):
     database: DatabaseSettings
     dns: DnsSettings
     load_balancer: LoadBalancerSettings
+    waf: WafSettings = Field(default_factory=WafSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     ci: CiSettings
     apps: AppsSettings

@@ -120,7 +120,7 @@ def with_changes(settings: EnvironmentSettings, **sections) -> EnvironmentSettin
             data[section] = {**data[section], **changes}
         else:
             data[section] = changes
-    return EnvironmentSettings(source=settings.source, **data)
+    return EnvironmentSettings(source=settings.source, images=settings.images, **data)
 
 
 def edit(path: Path, old: str, new: str, count: int = 1) -> None:

@@ -39,6 +39,10 @@ DEPLOY_COMPONENT = "ci-deploy"  # not in the document; tagged <env>/ci-deploy
 MANAGED_SERVICES = (
     "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
     "kms", "logs", "secretsmanager", "sns", "ssm",
+    # pull-through cache rules and creation templates (modules/registry.py). IAM knows no resource and no condition
+    # key for them (Service Authorization Reference, Amazon ECR), so no fence can scope them to one environment;
+    # repositories are fenced by name (OnlyThisEnvironmentsRepositories), registry-wide settings denied.
+    "ecr",
 )  # fmt: skip
 # S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's, and only
 # the calls hashicorp/aws 5.100.0 makes for the stacks' aws_s3_bucket* resources: create, read back (HeadBucket is
@@ -86,6 +90,7 @@ PLAN_READ_ACTIONS = (
     "dlm:Get*",
     "ec2:Describe*", "ec2:GetLaunchTemplateData",
     "eks:Describe*", "eks:List*",
+    "ecr:DescribePullThroughCacheRules", "ecr:DescribeRepositoryCreationTemplates",
     "elasticloadbalancing:Describe*",
     "iam:Get*", "iam:List*",
     "kms:Describe*", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:List*",

@@ -33,6 +33,7 @@ from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, Kuberne
 from constructs import Construct
 
 from modules.account import AccountStack
+from modules.registry import ImageRegistry
 from modules.apps import (
     CHART_DIR, RELEASES, ClusterAddons, FilesBucket, TwentySecret, image_reference, twenty_release,
 )  # fmt: skip
@@ -153,6 +154,7 @@ class PlatformStack(TerraformStack):
         self._network(settings)
         self._edge(settings)
         self._cluster(settings)
+        self.registry = ImageRegistry(self, "registry", settings=settings)
         self._database(settings)
         self._monitoring(settings)
         self._ci_runner(settings)

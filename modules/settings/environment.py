@@ -257,10 +257,11 @@ def load_environment(path: Path, lock_file: Path = LOCK_FILE) -> EnvironmentSett
         env = EnvironmentSettings(name=path.stem, source=source, **data)
     except ValidationError as err:
         raise SettingsError(_describe(err, source)) from None
-    return _with_images(env, lock_file)
+    return with_images(env, lock_file)
 
 
-def _with_images(env: EnvironmentSettings, lock_file: Path) -> EnvironmentSettings:
+def with_images(env: EnvironmentSettings, lock_file: Path = LOCK_FILE) -> EnvironmentSettings:
+    """``env`` with its images pinned from ``lock_file``; SettingsError for a tag the lock does not hold."""
     if problems := prefix_problems(env.source, env.project, env.name):
         raise SettingsError(problems)
     version = env.cluster.kubernetes_version

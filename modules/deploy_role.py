@@ -39,10 +39,16 @@ DEPLOY_COMPONENT = "ci-deploy"  # not in the document; tagged <env>/ci-deploy
 MANAGED_SERVICES = (
     "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
     "kms", "logs", "secretsmanager", "sns", "ssm",
-    # pull-through cache rules and creation templates (modules/registry.py). IAM knows no resource and no condition
-    # key for them (Service Authorization Reference, Amazon ECR), so no fence can scope them to one environment;
-    # repositories are fenced by name (OnlyThisEnvironmentsRepositories), registry-wide settings denied.
-    "ecr",
+)  # fmt: skip
+# The ECR calls the platform stack's pull-through cache rules and creation templates make (modules/registry.py):
+# nothing on repositories or images, which ECR itself creates. IAM knows no resource type and no condition key for
+# these actions (Service Authorization Reference, Amazon ECR), so no fence can scope them to one environment
+# (docs/images.md); the repositories are fenced by name (OnlyThisEnvironmentsRepositories).
+ECR_CACHE_ACTIONS = (
+    "ecr:CreatePullThroughCacheRule", "ecr:UpdatePullThroughCacheRule", "ecr:DeletePullThroughCacheRule",
+    "ecr:DescribePullThroughCacheRules", "ecr:ValidatePullThroughCacheRule",
+    "ecr:CreateRepositoryCreationTemplate", "ecr:UpdateRepositoryCreationTemplate",
+    "ecr:DeleteRepositoryCreationTemplate", "ecr:DescribeRepositoryCreationTemplates",
 )  # fmt: skip
 # S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's, and only
 # the calls hashicorp/aws 5.100.0 makes for the stacks' aws_s3_bucket* resources: create, read back (HeadBucket is
@@ -231,6 +237,8 @@ class DeployRole(Construct):
                 "Resource": "*",
                 "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}},
             },
+            {"Sid": "PullThroughCache", "Effect": "Allow", "Action": list(ECR_CACHE_ACTIONS), "Resource": "*",
+             "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
             {"Sid": "GlobalReads", "Effect": "Allow", "Action": list(READ_ACTIONS), "Resource": "*"},
             {"Sid": "OwnIamOnly", "Effect": "Allow", "Action": list(IAM_WRITE_ACTIONS), "Resource": own_iam},
             {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",

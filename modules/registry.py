@@ -117,6 +117,7 @@ class ImageRegistry(Construct):
         the AWS account and enables IAM policies")."""
         return {
             "Sid": "PullThroughCacheReadsCredential", "Effect": "Allow",
+            # "Resource": "*" in a key policy is the key itself (AWS KMS developer guide, "Key policies")
             "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*",
             "Condition": {
                 "StringEquals": {"kms:ViaService": f"secretsmanager.{settings.region}.amazonaws.com",

@@ -41,9 +41,9 @@ def _oci_index(layout: Path, tag: str) -> str:
         layer = _blob(layout, f"layer of {arch}".encode(), "application/vnd.oci.image.layer.v1.tar")
         config = _blob(layout, json.dumps({"architecture": arch, "os": "linux", "rootfs": {
             "type": "layers", "diff_ids": [layer["digest"]]}}).encode(), "application/vnd.oci.image.config.v1+json")
-        manifest = _blob(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                             "config": config, "layers": [layer]}).encode(),
-                         "application/vnd.oci.image.manifest.v1+json")
+        manifest_type = "application/vnd.oci.image.manifest.v1+json"
+        manifest = _blob(layout, json.dumps({"schemaVersion": 2, "mediaType": manifest_type, "config": config,
+                                             "layers": [layer]}).encode(), manifest_type)
         manifests.append({**manifest, "platform": {"architecture": arch, "os": "linux"}})
     index = _blob(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                                       "manifests": manifests}).encode(), "application/vnd.oci.image.index.v1+json")

@@ -424,7 +424,8 @@ def test_every_environment_pins_its_images_from_the_lock(settings):
 def test_a_tag_missing_from_the_lock_names_the_file_the_field_and_the_command(envs):
     edit(envs / "dev.toml", 'twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "v2.46.0"')
     message = problems_for(envs)
-    assert "dev.toml: apps.twenty_image_tag: docker.io/twentycrm/twenty:v2.46.0 has no digest in images.lock.toml" in message
+    assert ("dev.toml: apps.twenty_image_tag: docker.io/twentycrm/twenty:v2.46.0 has no digest in images.lock.toml"
+            in message)
     assert "run `scripts/images lock docker.io/twentycrm/twenty:v2.46.0`" in message
 
 

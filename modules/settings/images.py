@@ -26,7 +26,8 @@ REDIS_IMAGE = "docker.io/library/redis"
 KUBECTL_IMAGE = "registry.k8s.io/kubectl"
 # kubectl of the "stop" upgrade hook per cluster minor version. kubectl is supported within one minor version of
 # the API server (kubernetes.io/releases/version-skew-policy, "kubectl"): 1.34 serves a 1.35 cluster. No public
-# digest of a 1.35 or 1.36 kubectl was found; a 1.36 cluster needs `scripts/images lock registry.k8s.io/kubectl:v1.36.0`.
+# digest of a 1.35 or 1.36 kubectl was found; a 1.36 cluster needs
+# `scripts/images lock registry.k8s.io/kubectl:v1.36.0`.
 KUBECTL_TAGS = {"1.35": "v1.34.1", "1.36": "v1.36.0"}
 # Upstream registry host -> (pull-through cache rule's upstream registry URL, the suffix of its ECR prefix).
 UPSTREAMS = {"docker.io": ("registry-1.docker.io", "docker"), "registry.k8s.io": ("registry.k8s.io", "k8s")}

@@ -14,6 +14,7 @@ from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTag
 from constructs import Construct
 
 from modules.deploy_role import AUDIENCE, GITHUB_OIDC_HOST, GITHUB_OIDC_URL
+from modules.registry_scanning import RegistryScanning
 from modules.settings import ACCOUNT_SCOPE, AccountSettings
 from modules.state import STATE_COMPONENT, TerraformState
 
@@ -99,6 +100,7 @@ class AccountStack(TerraformStack):
             for resource in (self.state.bucket, self.state.lock_table, self.state.key.key, self.oidc_provider):
                 if resource is not None:
                     resource.add_override("lifecycle.prevent_destroy", True)
+        self.registry_scanning = RegistryScanning(self, "registry-scanning")  # ECR: one per account and region
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
         TerraformOutput(self, "state_key_arn", value=self.state.key.arn)

@@ -38,6 +38,7 @@ from modules.node_group import TIER_LABEL
 from modules.private_bucket import private_bucket
 from modules.settings import EnvironmentSettings
 from modules.settings.apps import SERVER_MAX_SURGE, WORKER_MAX_SURGE
+from modules.settings.images import PinnedImage, ecr_prefix
 
 CHART_DIR = Path(__file__).resolve().parent.parent / "charts" / "twenty"
 SECRET_NAME = "twenty-secrets"
@@ -72,12 +73,21 @@ CLUSTER_AUTOSCALER = {
 }
 # The Cluster Autoscaler's minor version must match the cluster's Kubernetes minor version.
 CLUSTER_AUTOSCALER_IMAGE_TAGS = {"1.35": "v1.35.0", "1.36": "v1.36.0"}
-# kubectl of the "stop" upgrade hook, of the cluster's minor version: registry.k8s.io/kubectl is published with
-# every Kubernetes release (kubernetes/kubernetes CHANGELOG-1.35.md / CHANGELOG-1.36.md, container images).
-KUBECTL_IMAGES = {"1.35": "registry.k8s.io/kubectl:v1.35.0", "1.36": "registry.k8s.io/kubectl:v1.36.0"}
 SYSTEM_NAMESPACE = "kube-system"
 LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
+
+
+def image_reference(settings: EnvironmentSettings, image: PinnedImage) -> str:
+    """``<account>.dkr.ecr.<region>.amazonaws.com/<prefix>/<upstream path>`` (no tag): the environment's pull-through
+    cache repository of an upstream image (modules/registry.py); pods pull ``<this>@<digest>``."""
+    host = f"{settings.account.id}.dkr.ecr.{settings.region}.amazonaws.com"
+    return f"{host}/{ecr_prefix(settings.project, settings.name, image.registry)}/{image.path}"
+
+
+def _image_values(settings: EnvironmentSettings, image: PinnedImage) -> dict[str, str]:
+    return {"repository": image_reference(settings, image), "tag": image.tag, "digest": image.digest,
+            "pullPolicy": "IfNotPresent"}  # fmt: skip
 
 
 def chart_values(
@@ -89,10 +99,12 @@ def chart_values(
     ``database`` holds host, port, name and user (the platform stack's db_* outputs). ``backend_revision``
     (frontend only): the backend release's revision, so every backend upgrade upgrades the frontend after it.
     """
-    apps = settings.apps
+    apps, images = settings.apps, settings.images
+    if images is None:
+        raise ValueError(f"{settings.source}: images are not pinned; load settings with load_environment/load_all")
     return {
         "tier": tier,
-        "image": {"repository": "twentycrm/twenty", "tag": apps.twenty_image_tag, "pullPolicy": "Always"},
+        "image": _image_values(settings, images.twenty),
         "serverUrl": f"https://{settings.domain}",
         "secretName": SECRET_NAME,
         "database": {**database, "allowSelfSignedTls": True},
@@ -107,7 +119,7 @@ def chart_values(
         "nodeSelector": {TIER_LABEL: "backend" if tier == "redis" else tier},
         "redis": {
             "storageClassName": STORAGE_CLASS, "storage": f"{apps.redis_volume_size_gb}Gi",
-            "image": {"repository": "redis", "tag": apps.redis_image_tag, "pullPolicy": "Always"},
+            "image": _image_values(settings, images.redis),
         },
         "twenty": {
             "pgPoolMaxConnections": apps.pg_pool_max_connections,
@@ -131,7 +143,7 @@ def chart_values(
         "extraEnv": dict(apps.extra_env),
         "upgrade": {
             "strategy": apps.upgrade_strategy,
-            "kubectlImage": KUBECTL_IMAGES[settings.cluster.kubernetes_version],
+            "kubectlImage": f"{image_reference(settings, images.kubectl)}@{images.kubectl.digest}",
             "stopTimeoutSeconds": 600,
             "backendRevision": backend_revision if tier == "frontend" else 0,
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},

@@ -8,7 +8,8 @@ roles may touch is fenced twice:
   environment's everything but metadata reads (``TAG_FENCE_EXEMPT_READS``) is denied; IAM judges every resource
   of a request, so this also stops launching into another environment's subnet or security group. A deny on
   ``aws:RequestTag/Environment`` stops creating or tagging anything as another environment's;
-- by **name**, where tags are not in the request: secrets (``<project>/<env>/*``), the EKS cluster and its
+- by **name**, where tags are not in the request: secrets (``<project>/<env>/*`` and the pull-through cache's
+  ``ecr-pullthroughcache/<project>/<env>/*``), ECR repositories (``<project>-<env>/*``), the EKS cluster and its
   access entries (``cluster.name``), Route53 records (names at or under ``domain``), S3 buckets and state
   objects, the lock table, KMS aliases.
 
@@ -64,6 +65,10 @@ TAG_FENCE_EXEMPT_READS = (
 ACCOUNT_WIDE_ACTIONS = (
     "logs:PutResourcePolicy", "logs:DeleteResourcePolicy", "codebuild:ImportSourceCredentials",
     "codebuild:DeleteSourceCredentials",
+    # ECR's registry-wide settings (one per account and region): the account stack owns scanning
+    # (modules/registry_scanning.py); no stack sets the others
+    "ecr:PutRegistryScanningConfiguration", "ecr:PutRegistryPolicy", "ecr:DeleteRegistryPolicy",
+    "ecr:PutReplicationConfiguration", "ecr:PutAccountSetting",
 )  # fmt: skip
 # Removing the Environment tag would take a resource out of the tag fence. Each carries aws:TagKeys (S3's
 # PutBucketTagging and Route53's ChangeTagsForResource do not: there the buckets' names and the record names fence).
@@ -99,6 +104,15 @@ REMOTE_COMMAND_ACTIONS = (
     # none (no aws_ssm_association, no aws_ssm_maintenance_window_task)
     "ssm:CreateAssociation*", "ssm:StartAssociationsOnce", "ssm:RegisterTaskWithMaintenanceWindow",
     "ssm:UpdateAssociation*",
+)  # fmt: skip
+# ECR actions that write a repository or its images: only the environment's pull-through cache repositories
+# (<project>-<env>/*, modules/registry.py). Pulls stay open: nodes pull EKS add-on images from AWS's accounts.
+ECR_WRITE_ACTIONS = (
+    "ecr:CreateRepository", "ecr:DeleteRepository", "ecr:BatchImportUpstreamImage", "ecr:PutImage",
+    "ecr:BatchDeleteImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
+    "ecr:SetRepositoryPolicy", "ecr:DeleteRepositoryPolicy", "ecr:PutLifecyclePolicy", "ecr:DeleteLifecyclePolicy",
+    "ecr:PutImageTagMutability", "ecr:PutImageScanningConfiguration", "ecr:StartImageScan", "ecr:ReplicateImage",
+    "ecr:TagResource", "ecr:UntagResource",
 )  # fmt: skip
 # S3 actions that read or change a bucket's objects or its configuration.
 S3_DATA_ACTIONS = (
@@ -146,7 +160,9 @@ def own_buckets(settings: EnvironmentSettings) -> list[str]:
 
 def own_secret_arns(settings: EnvironmentSettings, *, partition: str, account: str) -> list[str]:
     prefix = f"arn:{partition}:secretsmanager:{settings.region}:{account}:secret:"
-    arns = [f"{prefix}{settings.project}/{settings.name}/*"]
+    arns = [f"{prefix}{settings.project}/{settings.name}/*",
+            # the Docker Hub credential of the pull-through cache, under the prefix ECR requires (modules/registry.py)
+            f"{prefix}ecr-pullthroughcache/{settings.project}/{settings.name}/*"]
     smtp = settings.apps.email.password_secret if settings.apps.email else None
     if smtp:
         arns.append(smtp if smtp.startswith("arn:") else f"{prefix}{smtp}-??????")
@@ -195,6 +211,8 @@ def environment_fences(settings: EnvironmentSettings, *, partition: str, account
         {"Sid": "OnlyThisEnvironmentsRecords", "Effect": "Deny", "Action": "route53:ChangeResourceRecordSets",
          "Resource": "*", "Condition": {"ForAnyValue:StringNotLike": {
              "route53:ChangeResourceRecordSetsNormalizedRecordNames": record_names(settings)}}},
+        {"Sid": "OnlyThisEnvironmentsRepositories", "Effect": "Deny", "Action": list(ECR_WRITE_ACTIONS),
+         "NotResource": [f"arn:{partition}:ecr:{settings.region}:{account}:repository/{settings.project}-{env}/*"]},
         {"Sid": "OnlyThisEnvironmentsBuckets", "Effect": "Deny", "Action": list(S3_DATA_ACTIONS),
          "NotResource": s3_resources},
         # all of DynamoDB but the lock table, its account-wide listings (no resource in IAM) included: no pipeline

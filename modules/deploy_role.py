@@ -41,6 +41,16 @@ MANAGED_SERVICES = (
     "kms", "logs", "secretsmanager", "sns", "ssm",
     "wafv2",  # the web ACL, its association with the ALB and its logging configuration (modules/waf.py)
 )  # fmt: skip
+# The ECR calls the platform stack's pull-through cache rules and creation templates make (modules/registry.py):
+# nothing on repositories or images, which ECR itself creates. IAM knows no resource type and no condition key for
+# these actions (Service Authorization Reference, Amazon ECR), so no fence can scope them to one environment
+# (docs/images.md); the repositories are fenced by name (OnlyThisEnvironmentsRepositories).
+ECR_CACHE_ACTIONS = (
+    "ecr:CreatePullThroughCacheRule", "ecr:UpdatePullThroughCacheRule", "ecr:DeletePullThroughCacheRule",
+    "ecr:DescribePullThroughCacheRules", "ecr:ValidatePullThroughCacheRule",
+    "ecr:CreateRepositoryCreationTemplate", "ecr:UpdateRepositoryCreationTemplate",
+    "ecr:DeleteRepositoryCreationTemplate", "ecr:DescribeRepositoryCreationTemplates",
+)  # fmt: skip
 # S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's, and only
 # the calls hashicorp/aws 5.100.0 makes for the stacks' aws_s3_bucket* resources: create, read back (HeadBucket is
 # s3:ListBucket; the bucket read is GetBucket* and the four configuration reads), configure (tags, versioning,
@@ -87,6 +97,7 @@ PLAN_READ_ACTIONS = (
     "dlm:Get*",
     "ec2:Describe*", "ec2:GetLaunchTemplateData",
     "eks:Describe*", "eks:List*",
+    "ecr:DescribePullThroughCacheRules", "ecr:DescribeRepositoryCreationTemplates",
     "elasticloadbalancing:Describe*",
     "iam:Get*", "iam:List*",
     "kms:Describe*", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:List*",
@@ -229,6 +240,8 @@ class DeployRole(Construct):
                 "Resource": "*",
                 "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}},
             },
+            {"Sid": "PullThroughCache", "Effect": "Allow", "Action": list(ECR_CACHE_ACTIONS), "Resource": "*",
+             "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
             {"Sid": "GlobalReads", "Effect": "Allow", "Action": list(READ_ACTIONS), "Resource": "*"},
             {"Sid": "OwnIamOnly", "Effect": "Allow", "Action": list(IAM_WRITE_ACTIONS), "Resource": own_iam},
             {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",

@@ -20,6 +20,7 @@ from cdktf_cdktf_provider_aws.eks_node_group import (
     EksNodeGroupUpdateConfig,
 )
 from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.launch_template import (
     LaunchTemplate,
@@ -69,6 +70,17 @@ class NodeRole(Construct):
             )
             for policy in NODE_POLICIES
         ]
+        # A pull through the environment's cache rules: the first pull of an image imports it from upstream and
+        # creates its repository, which takes these two on the repository besides the pull actions
+        # (ECR user guide, "IAM permissions required to sync an upstream registry"). Only this environment's prefix.
+        prefix = f"{settings.project}-{settings.name}"
+        self.attachments.append(IamRolePolicy(
+            self, "pull-through-cache", name=f"{name}-pull-through-cache", role=self.role.id,
+            policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Sid": "PullThroughOwnCache", "Effect": "Allow",
+                "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
+                "Resource": f"arn:{partition}:ecr:{settings.region}:{account}:repository/{prefix}/*"}]}),
+        ))  # fmt: skip
 
 
 class NodeGroup(Construct):

@@ -33,7 +33,10 @@ from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, Kuberne
 from constructs import Construct
 
 from modules.account import AccountStack
-from modules.apps import CHART_DIR, RELEASES, ClusterAddons, FilesBucket, TwentySecret, twenty_release
+from modules.registry import ImageRegistry
+from modules.apps import (
+    CHART_DIR, RELEASES, ClusterAddons, FilesBucket, TwentySecret, image_reference, twenty_release,
+)  # fmt: skip
 from modules.ci_runner import CiRunner
 from modules.cluster import POD_IDENTITY_PRINCIPAL, Cluster
 from modules.database import MOUNT_POINT, DatabaseHost
@@ -152,6 +155,7 @@ class PlatformStack(TerraformStack):
         self._network(settings)
         self._edge(settings)
         self._cluster(settings)
+        self.registry = ImageRegistry(self, "registry", settings=settings)
         self._database(settings)
         self._monitoring(settings)
         self._ci_runner(settings)
@@ -399,6 +403,8 @@ class AppsStack(TerraformStack):
         TerraformOutput(self, "files_bucket", value=self.files.bucket.bucket)
         TerraformOutput(self, "files_role_arn", value=self.files.role.role.arn)
         TerraformOutput(self, "twenty_image", value=f"twentycrm/twenty:{apps.twenty_image_tag}")
+        TerraformOutput(self, "twenty_image_pulled",
+                        value=f"{image_reference(settings, settings.images.twenty)}@{settings.images.twenty.digest}")
 
 
 def build_accounts(scope: Construct, environments: list[EnvironmentSettings]) -> list[TerraformStack]:

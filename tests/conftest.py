@@ -112,15 +112,35 @@ def build_stack(stack_class, settings: EnvironmentSettings) -> Stack:
     return Stack(stack.node.id, Testing.synth(stack))
 
 
-def with_changes(settings: EnvironmentSettings, **sections) -> EnvironmentSettings:
-    """A copy of ``settings`` with some fields of its sections replaced, re-validated."""
+def with_changes(settings: EnvironmentSettings, *, lock: Path | None = None, **sections) -> EnvironmentSettings:
+    """A copy of ``settings`` with some fields of its sections replaced, re-validated; with ``lock``, its images
+    pinned again from that lock file (else they stay those of ``settings``)."""
     data = settings.model_dump()
     for section, changes in sections.items():
         if isinstance(changes, dict):
             data[section] = {**data[section], **changes}
         else:
             data[section] = changes
-    return EnvironmentSettings(source=settings.source, **data)
+    changed = EnvironmentSettings(source=settings.source, images=settings.images, **data)
+    if lock is not None:
+        from modules.settings.environment import with_images
+
+        return with_images(changed, lock)
+    return changed
+
+
+def lock_with(tmp_path: Path, *entries: tuple[str, str]) -> Path:
+    """A copy of images.lock.toml with test entries (image, tag): their digests are sha256 of the entry's name,
+    plainly test data, never pulled."""
+    import hashlib
+
+    lock = tmp_path / "images.lock.toml"
+    text = (ROOT / "images.lock.toml").read_text()
+    for image, tag in entries:
+        digest = hashlib.sha256(f"test {image}:{tag}".encode()).hexdigest()
+        text += f'\n["{image}"."{tag}"]\ndigest = "sha256:{digest}"\nsource = "test data (tests/conftest.py)"\n'
+    lock.write_text(text)
+    return lock
 
 
 def edit(path: Path, old: str, new: str, count: int = 1) -> None:

@@ -233,6 +233,25 @@ def role_policy(p: Planned) -> list[dict]:
     return [_request(p, "iam:PutRolePolicy", role, extra=extra), _request(p, "iam:GetRolePolicy", role, extra=extra)]
 
 
+def ecr_pull_through_cache_rule(p: Planned) -> list[dict]:
+    """internal/service/ecr/pull_through_cache_rule.go: resourcePullThroughCacheRuleCreate calls
+    CreatePullThroughCacheRule (EcrRepositoryPrefix, UpstreamRegistryUrl, CredentialArn) and reads it back with
+    DescribePullThroughCacheRules. IAM knows no resource type for either (Service Authorization Reference, ECR)."""
+    return [_request(p, "ecr:CreatePullThroughCacheRule"), _request(p, "ecr:DescribePullThroughCacheRules")]
+
+
+def ecr_repository_creation_template(p: Planned) -> list[dict]:
+    """internal/service/ecr/repository_creation_template.go: resourceRepositoryCreationTemplateCreate calls
+    CreateRepositoryCreationTemplate (Prefix, AppliedFor, CustomRoleArn, EncryptionConfiguration, ResourceTags,
+    LifecyclePolicy) and reads it back with DescribeRepositoryCreationTemplates; ECR takes the custom role
+    (iam:PassRole, ECR user guide, "Creating a repository creation template")."""
+    return [
+        _request(p, "ecr:CreateRepositoryCreationTemplate"),
+        *_pass_role(p, p.values.get("custom_role_arn"), "ecr.amazonaws.com"),
+        _request(p, "ecr:DescribeRepositoryCreationTemplates"),
+    ]
+
+
 # resource type → the create function's calls (each builder's docstring cites the provider's file)
 PROVIDER_CALLS: dict[str, Callable[[Planned], list[dict]]] = {
     "aws_instance": instance,
@@ -248,6 +267,8 @@ PROVIDER_CALLS: dict[str, Callable[[Planned], list[dict]]] = {
     "aws_eks_node_group": eks_node_group,
     "aws_cloudwatch_dashboard": dashboard,
     "aws_iam_role_policy": role_policy,
+    "aws_ecr_pull_through_cache_rule": ecr_pull_through_cache_rule,
+    "aws_ecr_repository_creation_template": ecr_repository_creation_template,
 }
 
 

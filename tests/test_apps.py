@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, build_stack, copy_envs, edit, problems_for, with_changes
+from conftest import ROOT, build_stack, copy_envs, edit, lock_with, problems_for, with_changes
 
 from modules.apps import (
     CLUSTER_AUTOSCALER,
@@ -392,10 +392,16 @@ def test_a_new_secret_key_rewrites_the_secret_without_a_bump(settings):
     assert all(0 < secret_data_revision(r, secret_keys(smtp=m)) < 2**53 for r in (1, 99) for m in (False, True))
 
 
-def test_a_changed_tag_reaches_every_release(settings):
-    stack = build_stack(AppsStack, with_changes(settings["dev"], apps={"twenty_image_tag": "v2.46.1"}))
+def test_a_changed_tag_reaches_every_release_by_its_locked_digest(settings, tmp_path):
+    lock = lock_with(tmp_path, ("docker.io/twentycrm/twenty", "v2.46.1"))
+    changed = with_changes(settings["dev"], lock=lock, apps={"twenty_image_tag": "v2.46.1"})
+    digest = changed.images.twenty.digest
+    assert digest != settings["dev"].images.twenty.digest
+    stack = build_stack(AppsStack, changed)
     for name in ("twenty-redis", "twenty-backend", "twenty-frontend"):
         assert '"tag" = "v2.46.1"' in releases(stack)[name]["values"][0]
+        assert f'twentycrm-dev/docker/twentycrm/twenty", "tag" = "v2.46.1", "digest" = "{digest}"' in releases(
+            stack)[name]["values"][0]
 
 
 def test_the_chart_directory_is_the_one_in_the_repository():

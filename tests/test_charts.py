@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import render_charts  # noqa: E402
 import security_scan  # noqa: E402
 
-from modules.apps import CHART_DIR, RELEASES, release_name  # noqa: E402
+from modules.apps import CHART_DIR, RELEASES, image_reference, release_name  # noqa: E402
 
 REQUIRED_ENV = ("PG_DATABASE_URL", "PG_DATABASE_PASSWORD", "REDIS_URL", "SERVER_URL", "ENCRYPTION_KEY", "APP_SECRET",
                 "STORAGE_TYPE", "STORAGE_S3_REGION", "STORAGE_S3_NAME")  # fmt: skip
@@ -203,14 +204,27 @@ def test_pods_run_on_their_tiers_nodes_spread_over_zones(objects, tier):
             assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"], kind
 
 
-def test_images_are_pinned_never_latest(objects, settings, env):
-    tag = settings[env].apps.twenty_image_tag
-    for kind, spec in pod_specs(objects):
+DIGEST_REFERENCE = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[a-z0-9./_-]+@sha256:[0-9a-f]{64}$")
+
+
+def test_every_image_is_pulled_by_digest_from_the_environments_ecr(objects, settings, env):
+    """Every container (hooks and init containers too) names its image by digest, in this environment's account and
+    region, under this environment's pull-through cache prefix, with the digest of images.lock.toml."""
+    from modules.settings.images import load_lock
+
+    s = settings[env]
+    lock = load_lock()
+    ecr = f"{s.account.id}.dkr.ecr.{s.region}.amazonaws.com/{s.project}-{env}/"
+    expected = {"twenty": s.images.twenty, "redis": s.images.redis, "kubectl": s.images.kubectl}
+    for kind, spec in pod_specs(objects, stop=True):
         for container in spec["containers"] + spec.get("initContainers", []):
             image = container["image"]
-            assert ":" in image and not image.endswith(":latest"), (kind, image)
-            if "redis" not in kind:
-                assert image == f"twentycrm/twenty:{tag}", kind
+            assert DIGEST_REFERENCE.match(image) and image.startswith(ecr), (kind, image)
+            assert container["imagePullPolicy"] == "IfNotPresent", kind
+            part = "kubectl" if kind == STOP_JOB else "redis" if "redis" in kind else "twenty"
+            pinned = expected[part]
+            assert image.endswith(f"/{pinned.path}@{pinned.digest}"), (kind, image)
+            assert lock[pinned.upstream][pinned.tag].digest == pinned.digest
 
 
 def test_non_root_without_privileges(objects):
@@ -276,7 +290,9 @@ def test_redis_keeps_queues_on_gp3_without_eviction(rendered, settings, env):
 
 def test_redis_asks_for_the_secrets_password_on_a_patched_release(rendered, settings, env):
     container = one(rendered[env, "redis"], "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == f"redis:{settings[env].apps.redis_image_tag}"
+    redis = settings[env].images.redis
+    assert (redis.tag, container["image"]) == (settings[env].apps.redis_image_tag,
+                                               f"{image_reference(settings[env], redis)}@{redis.digest}")
     env_vars = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     assert env_vars == {"REDIS_PASSWORD": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"},
                         "REDISCLI_AUTH": {"name": "twenty-secrets", "key": "REDIS_PASSWORD"}}  # fmt: skip
@@ -492,7 +508,7 @@ def stop_needed(helm, tmp_path, cases: dict[str, dict]) -> dict[str, str]:
     return yaml.safe_load(result.stdout.split("---", 1)[1].split("\n", 2)[2])
 
 
-def test_only_a_new_twenty_tag_stops_the_server_and_worker(helm, rendered, env, tmp_path):
+def test_only_a_new_twenty_tag_stops_the_server_and_worker(helm, rendered, settings, env, tmp_path):
     """The stop hook exists in an upgrade only when the live worker runs another tag than the one installed;
     with no worker to look up (first install, `helm template`) it is rendered, the safe side."""
     def worker(tag: str) -> dict:
@@ -507,8 +523,10 @@ def test_only_a_new_twenty_tag_stops_the_server_and_worker(helm, rendered, env, 
     assert 'lookup "apps/v1" "Deployment" .Release.Namespace (printf "%s-worker"' in stop
     assert '(dict "worker" $worker "tag" .Values.image.tag)' in stop and "$stopNeeded }}" in stop
     labels = one(rendered[env, "backend"], "Deployment")["metadata"]["labels"]
-    assert labels["app.kubernetes.io/version"] == one(rendered[env, "backend"], "Deployment")["spec"]["template"][
-        "spec"]["containers"][0]["image"].rsplit(":", 1)[1], "the label the decision reads is the running tag"
+    image = one(rendered[env, "backend"], "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    pinned = settings[env].images.twenty
+    # the label the decision reads is the tag whose locked digest the worker runs
+    assert (labels["app.kubernetes.io/version"], image.rsplit("@", 1)[1]) == (pinned.tag, pinned.digest)
 
 
 def test_a_crashing_worker_never_counts_as_ready(rendered, env):
@@ -547,7 +565,11 @@ def test_the_worker_rolls_with_an_explicit_surge(rendered, env):
 def test_the_stop_hook_runs_kubectl_of_the_clusters_minor(rendered, settings, env):
     spec = one(rendered[env, "backend"], "Job", "-stop")["spec"]["template"]["spec"]
     for container in spec["initContainers"] + spec["containers"]:
-        assert container["image"] == f"registry.k8s.io/kubectl:v{settings[env].cluster.kubernetes_version}.0"
+        kubectl = settings[env].images.kubectl
+        assert container["image"] == f"{image_reference(settings[env], kubectl)}@{kubectl.digest}"
+        # kubectl is supported within one minor version of the cluster (Kubernetes version skew policy)
+        minor = int(settings[env].cluster.kubernetes_version.split(".")[1])
+        assert abs(int(settings[env].images.kubectl.tag.split(".")[1]) - minor) <= 1
 
 
 def order_problems(releases: dict[str, list[dict]]) -> list[str]:
@@ -647,13 +669,27 @@ def test_smtp_sets_twentys_mail_variables_and_takes_the_password_from_the_secret
 # --- values that break the schema ----------------------------------------------------------
 
 
+LOCKED_TWENTY = "sha256:dca6d82985901468b391c0335aa8f0519a52b9809709e66f2de1dbff04351e53"  # images.lock.toml
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"image": {"repository": "twentycrm/twenty", "tag": "latest", "pullPolicy": "Always"}},
+        ({"image": {"repository": "twentycrm/twenty", "tag": "latest", "digest": LOCKED_TWENTY,
+                    "pullPolicy": "IfNotPresent"}},
          "image.tag: Does not match pattern"),
+        # a tag-only image (no digest) is refused: images are pulled by digest only
+        ({"image": {"repository": "twentycrm/twenty", "tag": "v2.45.6", "pullPolicy": "IfNotPresent"}},
+         "image: digest is required"),
+        ({"image": {"repository": "twentycrm/twenty:v2.45.6", "tag": "v2.45.6", "digest": LOCKED_TWENTY,
+                    "pullPolicy": "IfNotPresent"}}, "image.repository: Does not match pattern"),
+        ({"image": {"repository": "twentycrm/twenty", "tag": "v2.45.6", "digest": "sha256:abc",
+                    "pullPolicy": "IfNotPresent"}}, "image.digest: Does not match pattern"),
+        ({"image": {"repository": "twentycrm/twenty", "tag": "v2.45.6", "digest": LOCKED_TWENTY,
+                    "pullPolicy": "Always"}}, "image.pullPolicy: image.pullPolicy must be one of the following"),
         ({"imageTag": "v1.14.0"}, "Additional property imageTag is not allowed"),
-        ({"image": {"repository": "twentycrm/twenty", "tag": "v1.14.0", "pullPolicy": "Always"}},
+        ({"image": {"repository": "twentycrm/twenty", "tag": "v1.14.0", "digest": LOCKED_TWENTY,
+                    "pullPolicy": "IfNotPresent"}},
          "image.tag: Does not match pattern"),
         ({"twenty": {"pgPoolMaxConnections": 10, "multiworkspace": False, "workspaceCreationLimitedToAdmins": True,
                      "telemetry": False, "email": {"enabled": True, "host": "smtp.example.com", "port": 587,
@@ -665,7 +701,11 @@ def test_smtp_sets_twentys_mail_variables_and_takes_the_password_from_the_secret
          "extraEnv.SIGN_IN_PREFILLED: String length must be greater than or equal to 1"),
         ({"extraEnv": {"PG_DATABASE_REPLICA_URL": "postgres://replica/twenty"}},
          "extraEnv: Must not validate the schema"),
-        ({"upgrade": {"strategy": "recreate", "kubectlImage": "registry.k8s.io/kubectl:v1.35.0",
+        ({"upgrade": {"strategy": "stop", "kubectlImage": "registry.k8s.io/kubectl:v1.35.0",
+                      "stopTimeoutSeconds": 600, "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                                               "limits": {"cpu": "200m", "memory": "128Mi"}}}},
+         "upgrade.kubectlImage: Does not match pattern"),
+        ({"upgrade": {"strategy": "recreate", "kubectlImage": f"registry.k8s.io/kubectl@{LOCKED_TWENTY}",
                       "stopTimeoutSeconds": 600, "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                                                "limits": {"cpu": "200m", "memory": "128Mi"}}}},
          "upgrade.strategy: upgrade.strategy must be one of the following"),

@@ -187,6 +187,10 @@ def _state_object(t: EnvironmentSettings) -> str:
     return f"{t.project}-{t.name}-platform/terraform.tfstate"
 
 
+def _cached_repository(t: EnvironmentSettings) -> str:
+    return f"arn:aws:ecr:{t.region}:{ACCOUNT}:repository/{t.project}-{t.name}/docker/library/redis"
+
+
 def _db_role(t: EnvironmentSettings) -> str:
     return f"arn:aws:iam::{ACCOUNT}:role/{t.stack_name('db')}"
 
@@ -197,6 +201,14 @@ PROBES = (
     Probe("read Twenty's ENCRYPTION_KEY", "secretsmanager:GetSecretValue", _secret("twenty/encryption-key"),
           ("deploy", "review")),
     Probe("overwrite the database password", "secretsmanager:PutSecretValue", _secret("database/password")),
+    Probe("overwrite the Docker Hub credential", "secretsmanager:PutSecretValue",
+          lambda e, p: (f"arn:aws:secretsmanager:{e.settings.region}:{ACCOUNT}:secret:ecr-pullthroughcache/"
+                        f"{e.settings.project}/{e.settings.name}/docker-hub-AbCdEf", _tagged(e.settings), None),
+          ("deploy",)),
+    Probe("import an image into the cache", "ecr:BatchImportUpstreamImage",
+          lambda e, p: (_cached_repository(e.settings), _tagged(e.settings), None), ("workload",)),
+    Probe("push an image into the cache", "ecr:PutImage",
+          lambda e, p: (_cached_repository(e.settings), _tagged(e.settings), None)),
     Probe("decrypt with the database key", "kms:Decrypt",
           lambda e, p: (e.database_key[0], _tagged(e.settings), e.database_key[1]), ("deploy",)),
     Probe("decrypt the state", "kms:Decrypt",

@@ -60,6 +60,10 @@ NOT_EMULATED = {
     "'codeconnections' (nor 'codestar-connections') entry",
     "aws_codebuild_webhook": f"{MOTO}'s CodeBuild has no webhooks: moto/codebuild/responses.py implements projects "
     "and builds only (no create_webhook)",
+    "aws_ecr_pull_through_cache_rule": f"{MOTO}'s ECR has no pull-through cache: moto/ecr/responses.py has no "
+    "create_pull_through_cache_rule (repositories, images, policies and scanning configuration only)",
+    "aws_ecr_repository_creation_template": f"{MOTO}'s ECR has no creation templates: moto/ecr/responses.py has no "
+    "create_repository_creation_template",
 }
 
 # Attributes moto reads back differently from what it was given: (resource type, attribute) → cause in

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_envs, edit, problems_for
+from conftest import ROOT, copy_envs, edit, lock_with, problems_for
 
 from modules.settings import load_all, load_environment
 
@@ -387,9 +387,10 @@ def test_the_role_connection_limit_is_the_hosts_and_fits_twentys_worst_case(envs
 
 
 @pytest.mark.parametrize("tag", ["7.2.11", "7.4.6-alpine", "8.0.4", "8.2.2-bookworm", "8.2.3"])
-def test_every_fixed_redis_release_is_accepted(envs, tag):
+def test_every_fixed_redis_release_is_accepted(envs, tag, tmp_path):
     edit(envs / "dev.toml", 'redis_image_tag = "7.4.6-alpine"', f'redis_image_tag = "{tag}"')
-    assert load_environment(envs / "dev.toml").apps.redis_image_tag == tag
+    lock = lock_with(tmp_path, *([("docker.io/library/redis", tag)] if tag != "7.4.6-alpine" else []))
+    assert load_environment(envs / "dev.toml", lock).apps.redis_image_tag == tag
 
 
 def test_extra_env_reaches_the_chart(envs):
@@ -405,3 +406,56 @@ def test_an_smtp_password_secret_is_accepted(envs):
     email = load_environment(envs / "dev.toml").apps.email
     assert (email.host, email.port, email.password_secret) == ("email-smtp.sa-east-1.amazonaws.com", 587,
                                                                "twentycrm/dev/smtp")  # fmt: skip
+
+
+# --- the image lock (images.lock.toml) ------------------------------------------------------
+
+
+def test_every_environment_pins_its_images_from_the_lock(settings):
+    from modules.settings.images import DIGEST, load_lock
+
+    lock = load_lock()
+    for env in settings.values():
+        for image in (env.images.twenty, env.images.redis, env.images.kubectl):
+            assert DIGEST.match(image.digest) and lock[image.upstream][image.tag].digest == image.digest
+        assert env.images.twenty.tag == env.apps.twenty_image_tag and env.images.redis.tag == env.apps.redis_image_tag
+
+
+def test_a_tag_missing_from_the_lock_names_the_file_the_field_and_the_command(envs):
+    edit(envs / "dev.toml", 'twenty_image_tag = "v2.45.6"', 'twenty_image_tag = "v2.46.0"')
+    message = problems_for(envs)
+    assert ("dev.toml: apps.twenty_image_tag: docker.io/twentycrm/twenty:v2.46.0 has no digest in images.lock.toml"
+            in message)
+    assert "run `scripts/images lock docker.io/twentycrm/twenty:v2.46.0`" in message
+
+
+def test_a_cluster_whose_kubectl_is_not_locked_is_refused(envs):
+    edit(envs / "qa.toml", 'kubernetes_version = "1.35"', 'kubernetes_version = "1.36"')
+    message = problems_for(envs)
+    assert "qa.toml: cluster.kubernetes_version (kubectl v1.36.0 for 1.36): registry.k8s.io/kubectl:v1.36.0" in message
+
+
+@pytest.mark.parametrize("digest, problem", [
+    ("sha256:DCA6D82985901468B391C0335AA8F0519A52B9809709E66F2DE1DBFF04351E53", "digest: String should match pattern"),
+    ("sha256:dca6d829", "digest: String should match pattern"),
+    ("dca6d82985901468b391c0335aa8f0519a52b9809709e66f2de1dbff04351e53", "digest: String should match pattern"),
+])  # fmt: skip
+def test_a_malformed_digest_in_the_lock_is_refused_with_the_fix(tmp_path, digest, problem):
+    from modules.settings import SettingsError
+    from modules.settings.images import load_lock
+
+    lock = tmp_path / "images.lock.toml"
+    lock.write_text((ROOT / "images.lock.toml").read_text().replace(
+        "sha256:dca6d82985901468b391c0335aa8f0519a52b9809709e66f2de1dbff04351e53", digest))
+    with pytest.raises(SettingsError) as caught:
+        load_lock(lock)
+    text = "\n".join(caught.value.problems)
+    assert f'{lock}: ["docker.io/twentycrm/twenty"."v2.45.6"]: {problem}' in text
+    assert "`scripts/images lock docker.io/twentycrm/twenty:v2.45.6`" in text
+
+
+def test_an_ecr_prefix_over_30_characters_is_refused(envs):
+    edit(envs / "dev.toml", 'region = "sa-east-1"', 'region = "sa-east-1"\nproject = "twentycrm-olhai-crms"')
+    message = problems_for(envs)
+    assert ("dev.toml: project: the ECR pull-through cache prefix 'twentycrm-olhai-crms-dev/docker' is 31 characters, "
+            "over ECR's 30; shorten project or the environment file's name") in message

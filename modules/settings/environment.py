@@ -19,6 +19,7 @@ from modules.settings.cluster import ClusterSettings, deploy_role_admin_problems
 from modules.settings.database import DatabaseSettings
 from modules.settings.edge import DnsSettings, LoadBalancerSettings
 from modules.settings.fields import _ENV_NAME, _REGION, DomainName, SettingsError, _Model, _pattern
+from modules.settings.images import KUBECTL_TAGS, LOCK_FILE, PinnedImages, load_lock, pin_images, prefix_problems
 from modules.settings.network import NetworkSettings, StateSettings
 from modules.settings.operations import CiSettings, MonitoringSettings, github_environment_problems
 from modules.settings.waf import WafSettings
@@ -43,6 +44,8 @@ class EnvironmentSettings(_Model):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     ci: CiSettings
     apps: AppsSettings
+    # Not in the file: the loader pins the images from images.lock.toml (modules/settings/images.py).
+    images: PinnedImages | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _names_fit_the_zone(self) -> "EnvironmentSettings":
@@ -226,8 +229,9 @@ MOVED_CI_KEYS = {
 }
 
 
-def load_environment(path: Path) -> EnvironmentSettings:
-    """Read and validate one file; raise SettingsError naming the file and field."""
+def load_environment(path: Path, lock_file: Path = LOCK_FILE) -> EnvironmentSettings:
+    """Read and validate one file, and pin its images from ``lock_file``; raise SettingsError naming the file and
+    field."""
     source = str(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -237,7 +241,7 @@ def load_environment(path: Path) -> EnvironmentSettings:
     moved = [key for key in MOVED_CI_KEYS if key in ci]
     if moved:
         raise SettingsError([f"{source}: ci.{key}: {MOVED_CI_KEYS[key]}" for key in moved])
-    for reserved in ("name", "source"):
+    for reserved in ("name", "source", "images"):
         if reserved in data:
             raise SettingsError([f"{source}: {reserved}: do not set it; the environment name is the file name"])
     if path.stem == ACCOUNT_SCOPE:
@@ -252,9 +256,24 @@ def load_environment(path: Path) -> EnvironmentSettings:
              "digits or hyphens, starting with a letter (e.g. envs/staging.toml)"]
         )  # fmt: skip
     try:
-        return EnvironmentSettings(name=path.stem, source=source, **data)
+        env = EnvironmentSettings(name=path.stem, source=source, **data)
     except ValidationError as err:
         raise SettingsError(_describe(err, source)) from None
+    return with_images(env, lock_file)
+
+
+def with_images(env: EnvironmentSettings, lock_file: Path = LOCK_FILE) -> EnvironmentSettings:
+    """``env`` with its images pinned from ``lock_file``; SettingsError for a tag the lock does not hold."""
+    if problems := prefix_problems(env.source, env.project, env.name):
+        raise SettingsError(problems)
+    version = env.cluster.kubernetes_version
+    images = pin_images(env.source, lock=load_lock(lock_file), lock_path=lock_file, field_tags={
+        "twenty": ("apps.twenty_image_tag", env.apps.twenty_image_tag),
+        "redis": ("apps.redis_image_tag", env.apps.redis_image_tag),
+        "kubectl": (f"cluster.kubernetes_version (kubectl {KUBECTL_TAGS[version]} for {version})",
+                    KUBECTL_TAGS[version]),
+    })  # fmt: skip
+    return env.model_copy(update={"images": images})
 
 
 def check_across(envs: list[EnvironmentSettings]) -> None:

@@ -28,7 +28,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- if or (not .Values.image.tag) (eq .Values.image.tag "latest") -}}
 {{- fail "image.tag must be a released Twenty version such as v2.45.6, never latest" -}}
 {{- end -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- if not .Values.image.digest -}}
+{{- fail "image.digest must be the sha256: digest of the image (images.lock.toml); images are pulled by digest only" -}}
+{{- end -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- end -}}
+
+{{- define "twenty.redisImage" -}}
+{{ .Values.redis.image.repository }}@{{ .Values.redis.image.digest }}
 {{- end -}}
 
 {{/* The password comes from $(REDIS_PASSWORD), expanded by Kubernetes (letters and digits only). */}}

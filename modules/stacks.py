@@ -424,7 +424,11 @@ def build_accounts(scope: Construct, environments: list[EnvironmentSettings]) ->
     first: dict[str, EnvironmentSettings] = {}
     for env in environments:
         first.setdefault(env.account.id, env)
-    return [AccountStack(scope, project=env.project, account=env.account) for env in first.values()]
+    return [AccountStack(scope, project=env.project, account=env.account,
+                         regions=[e.region for e in environments if e.account.id == env.account.id],
+                         route53_query_logs=any(e.dns.query_logging for e in environments
+                                                if e.account.id == env.account.id))
+            for env in first.values()]  # fmt: skip
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from aws_requests import AwsCall, context_for, kms_calls_by_s3, read_recording, resource_arn
 from provider_calls import PROVIDER_CALLS, left_out_requests, profile_roles
-from terraform_support import BOOTSTRAP_ENV, write_json
+from terraform_support import BOOTSTRAP_ENV, provider_aliases, write_json
 
 from modules.settings import load_environment
 
@@ -344,7 +344,7 @@ def platform_applied(bootstrapped, terraform, local_aws, synthesized, settings, 
     env = settings[BOOTSTRAP_ENV]
     name = env.stack_name("platform")
     work = terraform.stack_copy(synthesized.outdir / "stacks" / name, tmp_path_factory.mktemp("apply") / name)
-    write_json(work / "aws_override.tf.json", local_aws.provider_override())
+    write_json(work / "aws_override.tf.json", local_aws.provider_override(provider_aliases(work)))
     key = f"{name}/applied-against-moto.tfstate"  # not the bootstrap tests' key: their lock test needs an empty state
     terraform.run(work, "init", "-input=false", *bootstrapped["flags"], f"-backend-config=key={key}")
     terraform.run(work, "plan", "-input=false", "-out=platform.tfplan", timeout=600)

@@ -60,6 +60,11 @@ NOT_EMULATED = {
     "'codeconnections' (nor 'codestar-connections') entry",
     "aws_codebuild_webhook": f"{MOTO}'s CodeBuild has no webhooks: moto/codebuild/responses.py implements projects "
     "and builds only (no create_webhook)",
+    "aws_route53_key_signing_key": f"{MOTO} routes no key-signing keys: moto/route53/urls.py has no /keysigningkey "
+    "path, so CreateKeySigningKey (POST /2013-04-01/keysigningkey) answers 404",
+    "aws_route53_query_log": f"{MOTO}'s create_query_logging_config (moto/route53/models.py) finds the log group only "
+    "when the ARN it is given equals f\"{{entry.arn}}:*\"; the provider sends the group's ARN without ':*' (as AWS "
+    "documents it), so moto answers NoSuchCloudWatchLogsLogGroup",
 }
 
 # Attributes moto reads back differently from what it was given: (resource type, attribute) → cause in
@@ -422,6 +427,8 @@ def test_the_not_emulated_table_is_what_moto_says():
     assert "access-entries" not in (source / "eks" / "urls.py").read_text()
     assert "codeconnections" not in (source / "backend_index.py").read_text()
     assert "def create_webhook" not in (source / "codebuild" / "responses.py").read_text()
+    assert "keysigningkey" not in (source / "route53" / "urls.py").read_text()
+    assert 'if log_group_arn == f"{entry.arn}:*":' in (source / "route53" / "models.py").read_text()
 
 
 def drifted_attributes(plan: dict) -> dict[tuple[str, str], list[str]]:

@@ -33,8 +33,8 @@ class Planned:
     profile_roles: dict[str, str]
     # role name → its permissions boundary (planned or applied): iam:PermissionsBoundary of calls naming the role
     role_boundaries: dict[str, str] = field(default_factory=dict)
-    # ARN of an applied resource → its tags (aws:ResourceTag of calls on it, e.g. a KSK's KMS key)
-    tags_by_arn: dict[str, dict[str, str]] = field(default_factory=dict)
+    # ARN of an applied resource → its attributes (tags_all, a KMS key's policy: e.g. a KSK's key)
+    applied_by_arn: dict[str, dict] = field(default_factory=dict)
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
@@ -245,13 +245,15 @@ def key_signing_key(p: Planned) -> list[dict]:
     (CallerReference, HostedZoneId, KeyManagementServiceArn, Name, Status), waits on the change with GetChange,
     and reads with GetDNSSEC. Route53 uses the KMS key in us-east-1 for the caller (DescribeKey, GetPublicKey, Sign,
     CreateGrant: Route53 developer guide, "Working with customer managed keys for DNSSEC"): judged on the key as
-    the caller's, in us-east-1, with the key's applied tags."""
+    the caller's, in us-east-1, with the key's applied tags and its key policy (which must allow too)."""
     key = p.get("key_management_service_arn")
-    key_tags = p.tags_by_arn.get(key, {})
+    applied = p.applied_by_arn.get(key, {})
+    assert applied.get("policy"), f"{p.address}: its KMS key {key} is not in the applied state"
     us_east_1 = {"aws:RequestedRegion": "us-east-1"}
     return [
         _request(p, "route53:CreateKeySigningKey", _zone(p, "hosted_zone_id")),
-        *(_request(p, action, key, resource_tags=key_tags, extra=us_east_1)
+        *({**_request(p, action, key, resource_tags=applied.get("tags_all") or {}, extra=us_east_1),
+           "resourcePolicy": json.loads(applied["policy"])}
           for action in ("kms:DescribeKey", "kms:GetPublicKey", "kms:Sign", "kms:CreateGrant")),
         _request(p, "route53:GetChange", "arn:aws:route53:::change/*"),
         _request(p, "route53:GetDNSSEC", _zone(p, "hosted_zone_id")),
@@ -327,7 +329,7 @@ def left_out_requests(plan: dict, state: dict, left_out: set[str], region: str, 
                   and (c["change"]["after"] or {}).get("permissions_boundary")}  # fmt: skip
     boundaries.update({v["name"]: v["permissions_boundary"] for a, v in applied.items()
                        if a.startswith("aws_iam_role.") and v.get("permissions_boundary")})  # fmt: skip
-    tags_by_arn = {v["arn"]: v.get("tags_all") or {} for v in applied.values() if isinstance(v.get("arn"), str)}
+    by_arn = {v["arn"]: v for v in applied.values() if isinstance(v.get("arn"), str)}
     resources = plan.get("configuration", {}).get("root_module", {}).get("resources", [])
     configs = {r["address"]: r.get("expressions", {}) for r in resources}
     requests, missing = [], set()
@@ -340,7 +342,7 @@ def left_out_requests(plan: dict, state: dict, left_out: set[str], region: str, 
             continue
         after = _resolved(change["change"]["after"] or {}, change["change"].get("after_unknown") or {},
                           configs.get(change["address"], {}), applied)  # fmt: skip
-        requests += builder(Planned(change["address"], after, region, account, roles, boundaries, tags_by_arn))
+        requests += builder(Planned(change["address"], after, region, account, roles, boundaries, by_arn))
     if missing:
         raise AssertionError(f"left-out resource types with no row in PROVIDER_CALLS (tests/provider_calls.py): "
                              f"{sorted(missing)}")  # fmt: skip

@@ -86,6 +86,12 @@ ROUTE53_WRITE_ACTIONS = (
 # environment's where the deploy role may act, and there only on KMS keys tagged as its environment's (and
 # creating such keys), its own key aliases (the alias fence) and its zone's query log group, by name.
 ROUTE53_REGION = "us-east-1"
+# What aws_cloudwatch_log_group manages on the query log group (create, retention, key, tags, delete); no log reads
+QUERY_LOG_GROUP_ACTIONS = (
+    "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy",
+    "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:TagResource", "logs:UntagResource",
+    "logs:ListTagsForResource", "logs:TagLogGroup", "logs:UntagLogGroup", "logs:ListTagsLogGroup",
+)  # fmt: skip
 # What a plan of the platform stack reads (no object contents, secret values or log events).
 PLAN_READ_ACTIONS = (
     "acm:Describe*", "acm:Get*", "acm:List*",
@@ -186,7 +192,8 @@ def us_east_1_statements(settings: EnvironmentSettings, *, partition: str, accou
     if dns.query_logging:
         group = f"arn:{partition}:logs:{ROUTE53_REGION}:{account}:log-group:{query_log_group_name(settings.zone_name)}"
         statements += [
-            {"Sid": "QueryLogGroupInUsEast1", "Effect": "Allow", "Action": "logs:*", "Resource": [group, f"{group}:*"]},
+            {"Sid": "QueryLogGroupInUsEast1", "Effect": "Allow", "Action": list(QUERY_LOG_GROUP_ACTIONS),
+             "Resource": [group, f"{group}:*"]},
             {"Sid": "ListLogGroupsInUsEast1", "Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*",
              "Condition": {"StringEquals": region}},
         ]  # fmt: skip

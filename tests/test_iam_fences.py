@@ -295,7 +295,7 @@ PROBES = (
     Probe("delete the zone's query log group", "logs:DeleteLogGroup",
           lambda e, p: (_query_log_group(e.settings), _us_east_1(e.settings), None), ("deploy",)),
     Probe("read the zone's query logs", "logs:GetLogEvents",
-          lambda e, p: (f"{_query_log_group(e.settings)}:log-stream:x", _us_east_1(e.settings), None), ("deploy",)),
+          lambda e, p: (f"{_query_log_group(e.settings)}:log-stream:x", _us_east_1(e.settings), None)),
     Probe("turn the zone's DNSSEC signing off", "route53:DisableHostedZoneDNSSEC",
           lambda e, p: ("arn:aws:route53:::hostedzone/Z0EXAMPLE", {"aws:RequestedRegion": "us-east-1"}, None)),
     # a role created under the workload boundary with a "*" policy: no other service, no other region

@@ -144,7 +144,8 @@ class StateStack(TerraformStack):
 
 class PlatformStack(TerraformStack):
     """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``dns``,
-    ``load_balancer``, ``cluster``, ``node_groups``, ``database`` and ``monitoring``."""
+    ``load_balancer``, ``cluster``, ``node_groups``, ``database``, ``monitoring`` and ``us_east_1_provider``
+    (the aws provider alias ``us_east_1``: Route53's DNSSEC key and query log group live only there)."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")

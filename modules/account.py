@@ -8,6 +8,8 @@ touches the provider every environment's CI roles trust. One stack per distinct 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
@@ -15,6 +17,7 @@ from constructs import Construct
 
 from modules.deploy_role import AUDIENCE, GITHUB_OIDC_HOST, GITHUB_OIDC_URL
 from modules.registry_scanning import RegistryScanning
+from modules.log_delivery import LogDeliveryPolicies
 from modules.settings import ACCOUNT_SCOPE, AccountSettings
 from modules.state import STATE_COMPONENT, TerraformState
 
@@ -36,20 +39,20 @@ class AccountStack(TerraformStack):
     """``<project>-account-<id>``: exposes ``state`` (a TerraformState) and ``oidc_provider`` (None when the
     account's provider exists already). A person applies it, once per account, before any environment."""
 
-    def __init__(self, scope: Construct, *, project: str, account: AccountSettings) -> None:
+    def __init__(self, scope: Construct, *, project: str, account: AccountSettings, regions: Sequence[str] = (),
+                 route53_query_logs: bool = False) -> None:  # fmt: skip
+        """``regions``: those of the account's environments; ``route53_query_logs``: whether any logs DNS queries."""
         name = account_stack_name(project, account)
         super().__init__(scope, name)
+        # Environment = "account" (a name no environment file may take): the deploy roles' fences deny
+        # every resource whose Environment tag is not their own environment's, so these are covered too.
+        default_tags = {"Project": project, "Scope": ACCOUNT_SCOPE, "Environment": ACCOUNT_SCOPE, "ManagedBy": "cdktf"}
         AwsProvider(
             self,
             "aws",
             region=account.region,
             allowed_account_ids=[account.id],
-            default_tags=[
-                # Environment = "account" (a name no environment file may take): the deploy roles' fences deny
-                # every resource whose Environment tag is not their own environment's, so these are covered too.
-                AwsProviderDefaultTags(tags={"Project": project, "Scope": ACCOUNT_SCOPE, "Environment": ACCOUNT_SCOPE,
-                                             "ManagedBy": "cdktf"})
-            ],
+            default_tags=[AwsProviderDefaultTags(tags=default_tags)],
         )
         key_alias = f"{project}-account-tfstate"
         if account.own_backend == "s3":
@@ -101,6 +104,10 @@ class AccountStack(TerraformStack):
                 if resource is not None:
                     resource.add_override("lifecycle.prevent_destroy", True)
         self.registry_scanning = RegistryScanning(self, "registry-scanning")  # ECR: one per account and region
+        self.log_delivery = LogDeliveryPolicies(
+            self, "log-delivery", project=project, account_id=account.id, home_region=account.region,
+            regions=regions, route53_query_logs=route53_query_logs, default_tags=default_tags,
+        )  # fmt: skip
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
         TerraformOutput(self, "state_key_arn", value=self.state.key.arn)

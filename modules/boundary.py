@@ -126,6 +126,11 @@ KMS_ALIAS_ACTIONS = ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
 ZONE_ADMIN_ACTIONS = (
     "route53:DeleteHostedZone", "route53:AssociateVPCWithHostedZone", "route53:DisassociateVPCFromHostedZone",
     "route53:UpdateHostedZoneComment", "route53:ChangeCidrCollection",
+    # Unsigning a zone whose DS record the parent still publishes makes it unresolvable (docs/edge.md, DNSSEC): only
+    # an administrator turns signing or query logging off, after the DS record is gone. Route53 authorizes these on
+    # the zone, which has no tag, so this also keeps one environment off another's signing.
+    "route53:DisableHostedZoneDNSSEC", "route53:DeactivateKeySigningKey", "route53:DeleteKeySigningKey",
+    "route53:DeleteQueryLoggingConfig",
 )  # fmt: skip
 
 
@@ -192,6 +197,8 @@ def environment_fences(settings: EnvironmentSettings, *, partition: str, account
     other_env = {"StringNotEquals": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": env},
                  "Null": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": "false"}}  # fmt: skip
     kms = f"arn:{partition}:kms:{settings.region}:{account}"
+    # Route53's DNSSEC and query log keys live in us-east-1 (modules/dnssec.py), aliased <project>-<env>-*
+    kms_us_east_1 = f"arn:{partition}:kms:us-east-1:{account}"
     dynamodb = f"arn:{partition}:dynamodb:{settings.region}:{account}:table/"
     return [
         {"Sid": "OnlyThisEnvironmentsTaggedResources", "Effect": "Deny", "NotAction": list(TAG_FENCE_EXEMPT_READS),
@@ -221,7 +228,8 @@ def environment_fences(settings: EnvironmentSettings, *, partition: str, account
          **({"NotResource": [f"{dynamodb}{t}" for t in lock_tables]} if lock_tables else {"Resource": "*"})},
         {"Sid": "OnlyThisEnvironmentsKeyAliases", "Effect": "Deny", "Action": list(KMS_ALIAS_ACTIONS),
          "NotResource": [f"{kms}:alias/{settings.stack_name('')}*", f"{kms}:alias/{settings.cluster.name}-*",
-                         f"{kms}:key/*"]},
+                         f"{kms}:key/*", f"{kms_us_east_1}:alias/{settings.stack_name('')}*",
+                         f"{kms_us_east_1}:key/*"]},
     ]  # fmt: skip
 
 

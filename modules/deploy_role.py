@@ -26,7 +26,9 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
-from modules.boundary import environment_fences, own_buckets as environment_buckets, workload_boundary_arn
+from modules.boundary import (
+    ENVIRONMENT_TAG, environment_fences, own_buckets as environment_buckets, workload_boundary_arn,
+)  # fmt: skip
 from modules.kms import EncryptionKey
 from modules.settings import EnvironmentSettings
 
@@ -86,6 +88,20 @@ IAM_WRITE_ACTIONS = (
 READ_ACTIONS = ("iam:Get*", "iam:List*", "route53:Get*", "route53:List*", "sts:GetCallerIdentity")
 ROUTE53_WRITE_ACTIONS = (
     "route53:ChangeResourceRecordSets", "route53:CreateHostedZone", "route53:ChangeTagsForResource",
+    # signing and query logging (modules/dnssec.py); turning either off is an administrator's act
+    # (modules/boundary.py ZONE_ADMIN_ACTIONS)
+    "route53:CreateKeySigningKey", "route53:ActivateKeySigningKey", "route53:EnableHostedZoneDNSSEC",
+    "route53:CreateQueryLoggingConfig",
+)  # fmt: skip
+# Route53 keeps DNSSEC keys and query log groups in us-east-1 only (modules/dnssec.py): the only region besides the
+# environment's where the deploy role may act, and there only on KMS keys tagged as its environment's (and
+# creating such keys), its own key aliases (the alias fence) and its zone's query log group, by name.
+ROUTE53_REGION = "us-east-1"
+# What aws_cloudwatch_log_group manages on the query log group (create, retention, key, tags, delete); no log reads
+QUERY_LOG_GROUP_ACTIONS = (
+    "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy",
+    "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:TagResource", "logs:UntagResource",
+    "logs:ListTagsForResource", "logs:TagLogGroup", "logs:UntagLogGroup", "logs:ListTagsLogGroup",
 )  # fmt: skip
 # What a plan of the platform stack reads (no object contents, secret values or log events).
 PLAN_READ_ACTIONS = (
@@ -168,6 +184,36 @@ def app_secret_arns(settings: EnvironmentSettings, *, partition: str, account: s
     return arns
 
 
+def us_east_1_statements(settings: EnvironmentSettings, *, partition: str, account: str) -> list[dict[str, Any]]:
+    """What the zone's DNSSEC key and query log group need in us-east-1 (none when both are off)."""
+    from modules.dnssec import query_log_group_name
+
+    dns, region = settings.dns, {"aws:RequestedRegion": ROUTE53_REGION}
+    statements: list[dict[str, Any]] = []
+    if dns.dnssec or dns.query_logging:
+        own = {"aws:RequestedRegion": ROUTE53_REGION, f"aws:ResourceTag/{ENVIRONMENT_TAG}": settings.name}
+        statements += [
+            {"Sid": "OwnKeysInUsEast1", "Effect": "Allow", "Action": "kms:*", "Resource": "*",
+             "Condition": {"StringEquals": own}},
+            {"Sid": "CreateOwnKeysInUsEast1", "Effect": "Allow", "Action": ["kms:CreateKey", "kms:TagResource"],
+             "Resource": "*", "Condition": {"StringEquals": {
+                 **region, f"aws:RequestTag/{ENVIRONMENT_TAG}": settings.name}}},
+            # aliases carry no tags: OnlyThisEnvironmentsKeyAliases (modules/boundary.py) keeps these to its own
+            {"Sid": "KeyAliasesInUsEast1", "Effect": "Allow",
+             "Action": ["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias", "kms:ListAliases"],
+             "Resource": "*", "Condition": {"StringEquals": region}},
+        ]  # fmt: skip
+    if dns.query_logging:
+        group = f"arn:{partition}:logs:{ROUTE53_REGION}:{account}:log-group:{query_log_group_name(settings.zone_name)}"
+        statements += [
+            {"Sid": "QueryLogGroupInUsEast1", "Effect": "Allow", "Action": list(QUERY_LOG_GROUP_ACTIONS),
+             "Resource": [group, f"{group}:*"]},
+            {"Sid": "ListLogGroupsInUsEast1", "Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*",
+             "Condition": {"StringEquals": region}},
+        ]  # fmt: skip
+    return statements
+
+
 def _doc(*statements: dict[str, Any]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
@@ -242,6 +288,7 @@ class DeployRole(Construct):
             },
             {"Sid": "PullThroughCache", "Effect": "Allow", "Action": list(ECR_CACHE_ACTIONS), "Resource": "*",
              "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
+            *us_east_1_statements(settings, partition=partition, account=account),
             {"Sid": "GlobalReads", "Effect": "Allow", "Action": list(READ_ACTIONS), "Resource": "*"},
             {"Sid": "OwnIamOnly", "Effect": "Allow", "Action": list(IAM_WRITE_ACTIONS), "Resource": own_iam},
             {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",

@@ -7,7 +7,7 @@ waits until ACM has actually issued the certificate.
 
 from __future__ import annotations
 
-from cdktf import TerraformIterator, TerraformResourceLifecycle, Token
+from cdktf import TerraformIterator, TerraformProvider, TerraformResourceLifecycle, Token
 from cdktf_cdktf_provider_aws.acm_certificate import AcmCertificate, AcmCertificateOptions
 from cdktf_cdktf_provider_aws.acm_certificate_validation import AcmCertificateValidation
 from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
@@ -15,6 +15,7 @@ from cdktf_cdktf_provider_aws.route53_record import Route53Record
 from cdktf_cdktf_provider_aws.route53_zone import Route53Zone
 from constructs import Construct
 
+from modules.dnssec import QueryLogging, ZoneSigning
 from modules.settings import EnvironmentSettings
 
 
@@ -23,10 +24,12 @@ class Dns(Construct):
 
     Exposes ``zone_id``, ``zone_name``, ``name_servers`` and ``certificate_arn`` (the validated one);
     ``zone`` is the ``Route53Zone`` or ``DataAwsRoute53Zone`` behind them, ``certificate`` the
-    ``AcmCertificate``.
+    ``AcmCertificate``. With ``dns.dnssec`` and ``dns.query_logging`` (a zone created here only), ``signing``
+    (ZoneSigning) and ``query_logging`` (QueryLogging) are built through ``us_east_1``, else they are None.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings,
+                 us_east_1: TerraformProvider | None = None) -> None:  # fmt: skip
         super().__init__(scope, construct_id)
         dns = settings.dns
         self.zone_name = settings.zone_name
@@ -44,6 +47,7 @@ class Dns(Construct):
             )
         self.zone_id = self.zone.zone_id
         self.name_servers = self.zone.name_servers
+        self._us_east_1(settings, us_east_1)
 
         self.certificate = AcmCertificate(
             self,
@@ -76,3 +80,17 @@ class Dns(Construct):
             validation_record_fqdns=Token.as_list(TerraformIterator.from_resources(records).pluck_property("fqdn")),
         )
         self.certificate_arn = validation.certificate_arn
+
+    def _us_east_1(self, settings: EnvironmentSettings, provider: TerraformProvider | None) -> None:
+        """DNSSEC and query logging; the settings have refused both with an existing zone (dnssec_problems)."""
+        dns = settings.dns
+        self.signing = self.query_logging = None
+        if (dns.dnssec or dns.query_logging) and provider is None:
+            raise ValueError("dns.dnssec and dns.query_logging need the stack's us-east-1 provider (us_east_1)")
+        tags = {"Component": settings.component(dns.id)}
+        if dns.dnssec:
+            self.signing = ZoneSigning(self, "dnssec", settings=settings, zone_id=self.zone_id, provider=provider,
+                                       tags={**tags, "Name": f"{settings.zone_name} DNSSEC"})  # fmt: skip
+        if dns.query_logging:
+            self.query_logging = QueryLogging(self, "query-logging", settings=settings, zone_id=self.zone_id,
+                                              provider=provider, tags=tags)  # fmt: skip

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from cdktf import TerraformProvider
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
@@ -32,13 +33,16 @@ class EncryptionKey(Construct):
         logs_region: str | None = None,
         log_group_name: str | None = None,
         service_statements: Sequence[dict[str, Any]] = (),
+        provider: TerraformProvider | None = None,
     ) -> None:
         """``logs_region`` and ``log_group_name`` let CloudWatch Logs use the key for that group only
         (``log_group_name`` may end in ``*`` for a family of groups); ``service_statements`` are
-        further key-policy statements, e.g. CloudWatch alarms publishing to an encrypted topic."""
+        further key-policy statements, e.g. CloudWatch alarms publishing to an encrypted topic.
+        ``provider``: another region's provider (e.g. us-east-1 for Route53's query logs); the stack's default
+        when None."""
         super().__init__(scope, construct_id)
-        self.account_id = DataAwsCallerIdentity(self, "account").account_id
-        self.partition = DataAwsPartition(self, "partition").partition
+        self.account_id = DataAwsCallerIdentity(self, "account", provider=provider).account_id
+        self.partition = DataAwsPartition(self, "partition", provider=provider).partition
         statements = [
             {
                 "Sid": "AccountAdministersKey",
@@ -63,9 +67,10 @@ class EncryptionKey(Construct):
             deletion_window_in_days=30,
             policy=json.dumps({"Version": "2012-10-17", "Statement": statements}),
             tags=tags,
+            provider=provider,
         )
         self.arn = self.key.arn
-        KmsAlias(self, "alias", name=f"alias/{alias}", target_key_id=self.key.key_id)
+        KmsAlias(self, "alias", name=f"alias/{alias}", target_key_id=self.key.key_id, provider=provider)
 
     @staticmethod
     def _logs_statement(*, region: str, partition: str, account_id: str, log_group_name: str) -> dict[str, Any]:
@@ -95,6 +100,7 @@ def encrypted_log_group(
     description: str,
     region: str,
     tags: dict[str, str],
+    provider: TerraformProvider | None = None,
 ) -> tuple[CloudwatchLogGroup, EncryptionKey]:
     """A CloudWatch log group with retention, encrypted by its own key that only Logs may use for it.
 
@@ -108,8 +114,10 @@ def encrypted_log_group(
         tags=tags,
         logs_region=region,
         log_group_name=log_group_name,
+        provider=provider,
     )
     group = CloudwatchLogGroup(
-        scope, name, name=log_group_name, retention_in_days=retention_days, kms_key_id=key.arn, tags=tags
-    )
+        scope, name, name=log_group_name, retention_in_days=retention_days, kms_key_id=key.arn, tags=tags,
+        provider=provider,
+    )  # fmt: skip
     return group, key

@@ -58,11 +58,14 @@ from modules.waf import WebApplicationFirewall
 FORMER_OIDC_PROVIDER_ADDRESS = "aws_iam_openid_connect_provider.deploy_github-oidc_D1604D37"
 
 
-def _aws_provider(stack: TerraformStack, settings: EnvironmentSettings) -> AwsProvider:
+def _aws_provider(stack: TerraformStack, settings: EnvironmentSettings, *, alias: str | None = None,
+                  region: str | None = None) -> AwsProvider:  # fmt: skip
+    """The stack's provider, or with ``alias`` another region's (the same account fence and tags)."""
     return AwsProvider(
         stack,
-        "aws",
-        region=settings.region,
+        alias or "aws",
+        alias=alias,
+        region=region or settings.region,
         # a wrong profile or role fails before any change: the provider refuses every other account
         allowed_account_ids=[settings.account.id],
         default_tags=[
@@ -145,12 +148,15 @@ class StateStack(TerraformStack):
 
 class PlatformStack(TerraformStack):
     """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``dns``,
-    ``load_balancer``, ``waf``, ``cluster``, ``node_groups``, ``database`` and ``monitoring``."""
+    ``load_balancer``, ``waf``, ``cluster``, ``node_groups``, ``database``, ``monitoring`` and ``us_east_1_provider``
+    (the aws provider alias ``us_east_1``: Route53's DNSSEC key and query log group live only there)."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
         super().__init__(scope, name)
         _aws_provider(self, settings)
+        # Route53's DNSSEC keys and query log groups live in us-east-1 only (modules/dnssec.py)
+        self.us_east_1_provider = _aws_provider(self, settings, alias="us_east_1", region="us-east-1")
         _s3_backend(self, settings, name)
         self._network(settings)
         self._edge(settings)
@@ -171,7 +177,7 @@ class PlatformStack(TerraformStack):
         TerraformOutput(self, "node_security_group_id", value=self.node_security_group.id)
 
     def _edge(self, settings: EnvironmentSettings) -> None:
-        self.dns = Dns(self, "dns", settings=settings)
+        self.dns = Dns(self, "dns", settings=settings, us_east_1=self.us_east_1_provider)
         self.load_balancer = LoadBalancer(
             self,
             "load-balancer",
@@ -191,6 +197,11 @@ class PlatformStack(TerraformStack):
             description=f"Delegate {self.dns.zone_name} to these from its parent zone (docs/edge.md)",
         )
         TerraformOutput(self, "zone_id", value=self.dns.zone_id)
+        if self.dns.signing:
+            self._dnssec_outputs(self.dns.signing.key_signing_key)
+        if self.dns.query_logging:
+            TerraformOutput(self, "query_log_group", value=self.dns.query_logging.log_group.name,
+                            description="Route53's query logs of the zone, in us-east-1 (docs/edge.md)")
         TerraformOutput(self, "certificate_arn", value=self.dns.certificate_arn)
         TerraformOutput(self, "alb_dns_name", value=self.load_balancer.alb.dns_name)
         TerraformOutput(self, "alb_security_group_id", value=self.load_balancer.security_group.id)
@@ -204,6 +215,20 @@ class PlatformStack(TerraformStack):
             description="For the TargetGroupBinding of Twenty's server (ip targets, port "
             f"{settings.load_balancer.target_port})",
         )
+
+    def _dnssec_outputs(self, ksk) -> None:
+        """What the parent zone olhai.app.br needs to publish (the DS record), and the KSK's fields behind it."""
+        TerraformOutput(self, "ds_record", value=ksk.ds_record,
+                        description="Publish in the parent zone as the DS record of this zone, after signing "
+                        "(docs/edge.md, DNSSEC and query logging)")  # fmt: skip
+        TerraformOutput(self, "dnssec_key_tag", value=ksk.key_tag)
+        TerraformOutput(self, "dnssec_signing_algorithm", value=ksk.signing_algorithm_type,
+                        description="13: ECDSA P-256 with SHA-256")  # fmt: skip
+        TerraformOutput(self, "dnssec_digest_algorithm", value=ksk.digest_algorithm_type,
+                        description="2: SHA-256")  # fmt: skip
+        TerraformOutput(self, "dnssec_digest", value=ksk.digest_value)
+        TerraformOutput(self, "dnssec_public_key", value=ksk.public_key,
+                        description="The KSK's public key (DNSKEY), for parents that take a key instead of a DS")
 
     def _cluster(self, settings: EnvironmentSettings) -> None:
         private_subnet_ids = [s.id for s in self.network.private_subnets]
@@ -413,7 +438,11 @@ def build_accounts(scope: Construct, environments: list[EnvironmentSettings]) ->
     first: dict[str, EnvironmentSettings] = {}
     for env in environments:
         first.setdefault(env.account.id, env)
-    return [AccountStack(scope, project=env.project, account=env.account) for env in first.values()]
+    return [AccountStack(scope, project=env.project, account=env.account,
+                         regions=[e.region for e in environments if e.account.id == env.account.id],
+                         route53_query_logs=any(e.dns.query_logging for e in environments
+                                                if e.account.id == env.account.id))
+            for env in first.values()]  # fmt: skip
 
 
 def build_environment(scope: Construct, settings: EnvironmentSettings) -> list[TerraformStack]:

@@ -229,6 +229,13 @@ def resource_arn(call: AwsCall, account: str) -> str:
         # the cluster's actions are authorized on the cluster (the EKS name fence reads its ARN); the rest
         # (node groups, add-ons, access entries by their own ARNs) stay "*"
         return f"arn:aws:eks:{region}:{account}:cluster/{cluster}"
+    if call.service == "logs":
+        # the log group by name (the deploy role's us-east-1 statement names Route53's query log group)
+        if str(p.get("resourceArn", "")).startswith("arn:"):
+            return p["resourceArn"]
+        if isinstance(p.get("logGroupName"), str):
+            return f"arn:aws:logs:{region}:{account}:log-group:{p['logGroupName']}"
+        return "*"
     if call.service == "kms" and str(p.get("KeyId", "")).startswith("arn:"):
         return p["KeyId"]
     if call.service == "secretsmanager" and str(p.get("SecretId", "")).startswith("arn:"):

@@ -33,6 +33,8 @@ class Planned:
     profile_roles: dict[str, str]
     # role name → its permissions boundary (planned or applied): iam:PermissionsBoundary of calls naming the role
     role_boundaries: dict[str, str] = field(default_factory=dict)
+    # ARN of an applied resource → its attributes (tags_all, a KMS key's policy: e.g. a KSK's key)
+    applied_by_arn: dict[str, dict] = field(default_factory=dict)
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
@@ -47,7 +49,8 @@ class Planned:
 
 def _request(planned: Planned, action: str, resource: str = "*", *, tags: dict | None = None,
              resource_tags: dict | None = None, extra: dict | None = None) -> dict:  # fmt: skip
-    region = "us-east-1" if action.startswith("iam:") else planned.region
+    # IAM and Route53 are global: their requests are signed for us-east-1
+    region = "us-east-1" if action.startswith(("iam:", "route53:")) else planned.region
     context: dict[str, object] = {"aws:RequestedRegion": region, "aws:SecureTransport": "true"}
     if tags:
         context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
@@ -252,6 +255,49 @@ def ecr_repository_creation_template(p: Planned) -> list[dict]:
     ]
 
 
+def _zone(p: Planned, attribute: str) -> str:
+    return f"arn:aws:route53:::hostedzone/{p.get(attribute)}"
+
+
+def key_signing_key(p: Planned) -> list[dict]:
+    """internal/service/route53/key_signing_key.go: resourceKeySigningKeyCreate calls CreateKeySigningKey
+    (CallerReference, HostedZoneId, KeyManagementServiceArn, Name, Status), waits on the change with GetChange,
+    and reads with GetDNSSEC. Route53 uses the KMS key in us-east-1 for the caller (DescribeKey, GetPublicKey, Sign,
+    CreateGrant: Route53 developer guide, "Working with customer managed keys for DNSSEC"): judged on the key as
+    the caller's, in us-east-1, with the key's applied tags and its key policy (which must allow too)."""
+    key = p.get("key_management_service_arn")
+    applied = p.applied_by_arn.get(key, {})
+    assert applied.get("policy"), f"{p.address}: its KMS key {key} is not in the applied state"
+    us_east_1 = {"aws:RequestedRegion": "us-east-1"}
+    return [
+        _request(p, "route53:CreateKeySigningKey", _zone(p, "hosted_zone_id")),
+        *({**_request(p, action, key, resource_tags=applied.get("tags_all") or {}, extra=us_east_1),
+           "resourcePolicy": json.loads(applied["policy"])}
+          for action in ("kms:DescribeKey", "kms:GetPublicKey", "kms:Sign", "kms:CreateGrant")),
+        _request(p, "route53:GetChange", "arn:aws:route53:::change/*"),
+        _request(p, "route53:GetDNSSEC", _zone(p, "hosted_zone_id")),
+    ]  # fmt: skip
+
+
+def hosted_zone_dnssec(p: Planned) -> list[dict]:
+    """internal/service/route53/hosted_zone_dnssec.go: resourceHostedZoneDNSSECCreate calls EnableHostedZoneDNSSEC
+    (signing_status SIGNING), waits with GetChange, and reads with GetDNSSEC."""
+    return [
+        _request(p, "route53:EnableHostedZoneDNSSEC", _zone(p, "hosted_zone_id")),
+        _request(p, "route53:GetChange", "arn:aws:route53:::change/*"),
+        _request(p, "route53:GetDNSSEC", _zone(p, "hosted_zone_id")),
+    ]
+
+
+def query_log(p: Planned) -> list[dict]:
+    """internal/service/route53/query_log.go: resourceQueryLogCreate calls CreateQueryLoggingConfig
+    (CloudWatchLogsLogGroupArn, HostedZoneId), then GetQueryLoggingConfig to read (IAM: resource "*")."""
+    return [
+        _request(p, "route53:CreateQueryLoggingConfig", _zone(p, "zone_id")),
+        _request(p, "route53:GetQueryLoggingConfig"),
+    ]
+
+
 # resource type → the create function's calls (each builder's docstring cites the provider's file)
 PROVIDER_CALLS: dict[str, Callable[[Planned], list[dict]]] = {
     "aws_instance": instance,
@@ -269,6 +315,9 @@ PROVIDER_CALLS: dict[str, Callable[[Planned], list[dict]]] = {
     "aws_iam_role_policy": role_policy,
     "aws_ecr_pull_through_cache_rule": ecr_pull_through_cache_rule,
     "aws_ecr_repository_creation_template": ecr_repository_creation_template,
+    "aws_route53_key_signing_key": key_signing_key,
+    "aws_route53_hosted_zone_dnssec": hosted_zone_dnssec,
+    "aws_route53_query_log": query_log,
 }
 
 
@@ -301,6 +350,7 @@ def left_out_requests(plan: dict, state: dict, left_out: set[str], region: str, 
                   and (c["change"]["after"] or {}).get("permissions_boundary")}  # fmt: skip
     boundaries.update({v["name"]: v["permissions_boundary"] for a, v in applied.items()
                        if a.startswith("aws_iam_role.") and v.get("permissions_boundary")})  # fmt: skip
+    by_arn = {v["arn"]: v for v in applied.values() if isinstance(v.get("arn"), str)}
     resources = plan.get("configuration", {}).get("root_module", {}).get("resources", [])
     configs = {r["address"]: r.get("expressions", {}) for r in resources}
     requests, missing = [], set()
@@ -313,7 +363,7 @@ def left_out_requests(plan: dict, state: dict, left_out: set[str], region: str, 
             continue
         after = _resolved(change["change"]["after"] or {}, change["change"].get("after_unknown") or {},
                           configs.get(change["address"], {}), applied)  # fmt: skip
-        requests += builder(Planned(change["address"], after, region, account, roles, boundaries))
+        requests += builder(Planned(change["address"], after, region, account, roles, boundaries, by_arn))
     if missing:
         raise AssertionError(f"left-out resource types with no row in PROVIDER_CALLS (tests/provider_calls.py): "
                              f"{sorted(missing)}")  # fmt: skip

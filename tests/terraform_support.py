@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -225,8 +225,14 @@ class LocalAws:
             verify=str(self.ca_bundle),
         )
 
-    def provider_override(self) -> dict:
-        """``*_override.tf.json`` content that points the aws provider of a stack at this server."""
+    def provider_override(self, aliases: Sequence[str] = ()) -> dict:
+        """``*_override.tf.json`` content that points the aws provider of a stack at this server, and each of its
+        aliased providers (``provider_aliases``: e.g. the platform stack's us-east-1 one; moto serves every region).
+        Terraform refuses an override for an alias the stack does not define, so pass exactly the stack's."""
+        base = self._provider_settings()
+        return {"provider": {"aws": [base, *({**base, "alias": alias} for alias in aliases)] if aliases else base}}
+
+    def _provider_settings(self) -> dict:
         return {
             "provider": {
                 "aws": {
@@ -242,7 +248,7 @@ class LocalAws:
                     "endpoints": [{service: self.url for service in self.SERVICES}],
                 }
             }
-        }
+        }["provider"]["aws"]
 
     def backend_config_flags(self, *, bucket: str, lock_table: str) -> list[str]:
         """``terraform init -backend-config`` flags redirecting a stack's S3 backend to this server."""
@@ -261,6 +267,12 @@ class LocalAws:
             "endpoints": f"{{{endpoints}}}",
         }
         return [f"-backend-config={k}={v}" for k, v in settings.items()]
+
+
+def provider_aliases(stack_dir: Path) -> list[str]:
+    """The aliases of a synthesized stack's aws providers (for ``LocalAws.provider_override``)."""
+    providers = json.loads((stack_dir / "cdk.tf.json").read_text()).get("provider", {}).get("aws", [])
+    return [p["alias"] for p in providers if p.get("alias")]
 
 
 # --- the session's shared fixtures (registered in conftest.py through ``pytest_plugins``) --------
@@ -303,7 +315,7 @@ def account_applied(terraform, local_aws, synthesized, settings, tmp_path_factor
     before any state stack: the state stacks look its GitHub OIDC provider up and stop without it."""
     env = settings[BOOTSTRAP_ENV]
     work = terraform.stack_copy(account_stack_dir(synthesized, env), tmp_path_factory.mktemp("account") / "account")
-    write_json(work / "aws_override.tf.json", local_aws.provider_override())
+    write_json(work / "aws_override.tf.json", local_aws.provider_override(provider_aliases(work)))
     write_json(work / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "account.tfstate"}}}})
     terraform.run(work, "init", "-input=false")
     terraform.run(work, "apply", "-input=false", "-auto-approve", "-parallelism=32", timeout=600)

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from aws_requests import read_recording
-from terraform_support import BOOTSTRAP_ENV, write_json
+from terraform_support import BOOTSTRAP_ENV, provider_aliases, write_json
 
 from modules.account import OIDC_PROVIDER_ADDRESS
 
@@ -28,8 +28,10 @@ def _account_stack_json(settings, **changes) -> str:
 
     from modules.account import AccountStack
 
-    account = settings[BOOTSTRAP_ENV].account.model_copy(update=changes)
-    return Testing.synth(AccountStack(Testing.app(), project="twentycrm", account=account))
+    env = settings[BOOTSTRAP_ENV]  # alone in its account: its region and query logging are the account's
+    account = env.account.model_copy(update=changes)
+    return Testing.synth(AccountStack(Testing.app(), project="twentycrm", account=account, regions=[env.region],
+                                      route53_query_logs=env.dns.query_logging))  # fmt: skip
 
 
 @pytest.mark.slow
@@ -63,9 +65,9 @@ def test_an_account_stack_lives_and_is_torn_down_by_the_readme(terraform, synthe
         name = f"twentycrm-account-{dev.account.id}"
         account = terraform.stack_copy(synthesized.outdir / "stacks" / name, tmp_path / "account")
         former_tags = {"Project": "twentycrm", "Scope": "account", "ManagedBy": "cdktf"}
-        override = aws.provider_override()
-        write_json(account / "aws_override.tf.json", override | {"provider": {"aws": {
-            **override["provider"]["aws"], "default_tags": [{"tags": former_tags}]}}})  # fmt: skip
+        override = aws.provider_override(provider_aliases(account))
+        write_json(account / "aws_override.tf.json", {"provider": {"aws": [
+            {**p, "default_tags": [{"tags": former_tags}]} for p in override["provider"]["aws"]]}})  # fmt: skip
         write_json(account / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "a.tfstate"}}}})
         terraform.run(account, "init", "-input=false")
         terraform.run(account, "plan", "-input=false", "-out=first.tfplan")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aws_requests import read_recording
 from conftest import ENVIRONMENTS, add_staging, copy_envs
-from terraform_support import BOOTSTRAP_ENV, write_json
+from terraform_support import BOOTSTRAP_ENV, provider_aliases, write_json
 
 from modules.account import OIDC_PROVIDER_ADDRESS
 from modules.stacks import FORMER_OIDC_PROVIDER_ADDRESS
@@ -53,8 +53,9 @@ def test_every_provider_and_backend_refuses_other_accounts(synthesized, settings
     by_stack |= {name: account for account, name in _account_stacks(settings).items()}
     for name, account in by_stack.items():
         stack = synthesized.stack(name).json
-        [aws] = stack["provider"]["aws"]
-        assert aws["allowed_account_ids"] == [account], name
+        # the default provider and every aliased one (us-east-1 for Route53's DNSSEC and query logs)
+        for aws in stack["provider"]["aws"]:
+            assert aws["allowed_account_ids"] == [account], (name, aws.get("alias"))
         backend = stack["terraform"]["backend"]
         if "s3" in backend:
             assert backend["s3"]["allowed_account_ids"] == [account], name
@@ -90,9 +91,9 @@ def test_the_account_stacks_resources_are_tagged_environment_account(synthesized
     resources carry Environment = "account" (no file may be named so), so no environment's role may touch them."""
     for name in _account_stacks(settings).values():
         stack = synthesized.stack(name).json
-        [aws] = stack["provider"]["aws"]
-        assert aws["default_tags"] == [{"tags": {"Project": "twentycrm", "Scope": "account", "Environment": "account",
-                                                 "ManagedBy": "cdktf"}}]  # fmt: skip
+        for aws in stack["provider"]["aws"]:  # the us-east-1 alias too (modules/log_delivery.py)
+            assert aws["default_tags"] == [{"tags": {"Project": "twentycrm", "Scope": "account",
+                                                     "Environment": "account", "ManagedBy": "cdktf"}}]  # fmt: skip
         tagged = {kind: body for kind, body in stack["resource"].items() if any("tags" in r for r in body.values())}
         assert set(tagged) == {"aws_kms_key", "aws_s3_bucket", "aws_dynamodb_table",
                                "aws_iam_openid_connect_provider"}  # fmt: skip
@@ -281,7 +282,7 @@ def test_the_oidc_provider_moves_from_devs_state_stack_to_the_account_stack(acco
     (state / "cdk.tf.json").write_text(new_config)  # the code of this branch
 
     account = terraform.stack_copy(synthesized.outdir / "stacks" / account_name, tmp_path / "account")
-    write_json(account / "aws_override.tf.json", local_aws.provider_override())
+    write_json(account / "aws_override.tf.json", local_aws.provider_override(provider_aliases(account)))
     write_json(account / "backend_override.tf.json", {"terraform": {"backend": {"local": {"path": "acct.tfstate"}}}})
 
     def take_over() -> None:

@@ -92,6 +92,7 @@ class Environment:
     database_key: tuple[str, dict]  # (ARN, key policy)
     state_key: tuple[str, dict]
     bucket_policies: dict[str, dict]  # bucket name → policy
+    dnssec_key: tuple[str, dict] | None = None  # the zone's signing key in us-east-1 (modules/dnssec.py)
 
 
 def _policy(text: str, resolve) -> dict:
@@ -123,17 +124,19 @@ def load_environment(synthesized, settings: EnvironmentSettings) -> Environment:
     everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
     roles["workload"] = ([{"name": "widened", "policy": everything}], [{"name": name, "policy": boundaries[name]}])
 
-    def key(stack: str, path: str) -> tuple[str, dict]:
+    def key(stack: str, path: str, region: str = settings.region) -> tuple[str, dict]:
         found = [(rid, r) for rid, r in stacks[stack].resources("aws_kms_key").items()
                  if r["//"]["metadata"]["path"].endswith(path)]  # fmt: skip
         rid, resource = found[0]
-        return kms_key_arn(settings.region, env, rid), _policy(resource["policy"], resolve[stack])
+        return kms_key_arn(region, env, rid), _policy(resource["policy"], resolve[stack])
 
     buckets = {}
     for part, stack in stacks.items():
         for bucket_policy in stack.resources("aws_s3_bucket_policy").values():
             buckets[resolve[part](bucket_policy["bucket"])] = _policy(bucket_policy["policy"], resolve[part])
-    return Environment(settings, roles, key("platform", "database/key/key"), key("state", "state/key/key"), buckets)
+    dnssec = key("platform", "dns/dnssec/key", "us-east-1") if settings.dns.dnssec else None
+    return Environment(settings, roles, key("platform", "database/key/key"), key("state", "state/key/key"), buckets,
+                       dnssec)
 
 
 # --- the dangerous actions, each a request on a target environment's resource ---------------------------------
@@ -189,6 +192,15 @@ def _state_object(t: EnvironmentSettings) -> str:
 
 def _cached_repository(t: EnvironmentSettings) -> str:
     return f"arn:aws:ecr:{t.region}:{ACCOUNT}:repository/{t.project}-{t.name}/docker/library/redis"
+
+
+def _us_east_1(t: EnvironmentSettings, **extra) -> dict:
+    """A request on the environment's Route53 resources in us-east-1 (modules/dnssec.py), tagged as its own."""
+    return _tagged(t, **{"aws:RequestedRegion": "us-east-1", **extra})
+
+
+def _query_log_group(t: EnvironmentSettings) -> str:
+    return f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/route53/{t.zone_name}"
 
 
 def _db_role(t: EnvironmentSettings) -> str:
@@ -287,6 +299,17 @@ PROBES = (
     Probe("read a log group's events", "logs:GetLogEvents",
           lambda e, p: (f"arn:aws:logs:{e.settings.region}:{ACCOUNT}:log-group:/{e.settings.stack_name('app')}"
                         ":log-stream:app", _tagged(e.settings), None)),
+    # DNSSEC and query logging live in us-east-1 (issue 14): the same fences hold there
+    Probe("schedule deletion of the zone's DNSSEC key", "kms:ScheduleKeyDeletion",
+          lambda e, p: (e.dnssec_key[0], _us_east_1(e.settings), e.dnssec_key[1]), ("deploy",)),
+    Probe("change the DNSSEC key's policy", "kms:PutKeyPolicy",
+          lambda e, p: (e.dnssec_key[0], _us_east_1(e.settings), e.dnssec_key[1]), ("deploy",)),
+    Probe("delete the zone's query log group", "logs:DeleteLogGroup",
+          lambda e, p: (_query_log_group(e.settings), _us_east_1(e.settings), None), ("deploy",)),
+    Probe("read the zone's query logs", "logs:GetLogEvents",
+          lambda e, p: (f"{_query_log_group(e.settings)}:log-stream:x", _us_east_1(e.settings), None)),
+    Probe("turn the zone's DNSSEC signing off", "route53:DisableHostedZoneDNSSEC",
+          lambda e, p: ("arn:aws:route53:::hostedzone/Z0EXAMPLE", {"aws:RequestedRegion": "us-east-1"}, None)),
     # a role created under the workload boundary with a "*" policy: no other service, no other region
     Probe("stop CloudTrail", "cloudtrail:StopLogging",
           lambda e, p: (f"arn:aws:cloudtrail:{p.region}:{ACCOUNT}:trail/account", _untagged(p.region), None)),
@@ -300,7 +323,7 @@ PROBES = (
 )
 # own-environment cells every role must be denied too: nobody's pipeline or workload needs them
 ALWAYS_DENIED = {"run a command on the database host", "open a shell on the database host", "delete a hosted zone",
-                 "remove the Environment tag",
+                 "remove the Environment tag", "turn the zone's DNSSEC signing off",
                  "put an inline policy on a role without the boundary", "create a role without the boundary",
                  "associate a shell script with the database host", "stop CloudTrail", "delete GuardDuty's detector",
                  "change a Lambda function's code", "launch an instance in another region"}

@@ -16,7 +16,7 @@ import time
 
 import pytest
 from conftest import ENVIRONMENTS
-from terraform_support import BOOTSTRAP_ENV, STATE_STACK_NOT_APPLIED, write_json
+from terraform_support import BOOTSTRAP_ENV, STATE_STACK_NOT_APPLIED, provider_aliases, write_json
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +132,7 @@ def platform_dir(bootstrapped, terraform, local_aws, synthesized, settings, tmp_
     work = terraform.stack_copy(
         synthesized.outdir / "stacks" / env.stack_name("platform"), tmp_path_factory.mktemp("platform") / "platform"
     )
-    write_json(work / "aws_override.tf.json", local_aws.provider_override())
+    write_json(work / "aws_override.tf.json", local_aws.provider_override(provider_aliases(work)))
     terraform.run(work, "init", "-input=false", *bootstrapped["flags"])
     return work
 

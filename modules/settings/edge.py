@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from modules.settings.fields import BucketName, ComponentId, DomainName, _Model
+from modules.settings.fields import BucketName, ComponentId, DomainName, LogRetentionDays, _Model
 
 
 class DnsSettings(_Model):
@@ -24,6 +24,30 @@ class DnsSettings(_Model):
         description="More names on the certificate (e.g. 'www.<domain>'); each gets an alias record to the ALB "
         "and must lie inside the zone.",
     )
+    dnssec: bool = Field(
+        default=True,
+        description="Sign the zone with DNSSEC (a KMS key in us-east-1, as Route53 requires); the parent zone then "
+        "needs the DS record of the output ds_record (docs/edge.md, DNSSEC). Only for a zone these stacks create.",
+    )
+    query_logging: bool = Field(
+        default=True,
+        description="Log every DNS query Route53 answers for the zone to the us-east-1 log group "
+        "/aws/route53/<zone> (Route53 writes query logs only there). Only for a zone these stacks create.",
+    )
+    query_log_retention_days: LogRetentionDays = Field(
+        default=365, description="Days the query logs are kept (a CloudWatch Logs retention value)."
+    )
+
+
+def dnssec_problems(dns: DnsSettings) -> list[str]:
+    """Signing and query logging change the zone itself: refused on a zone someone else owns (existing_zone)."""
+    return [
+        f"dns.{field} = true needs a zone these stacks create, but dns.existing_zone '{dns.existing_zone}' is "
+        f"someone else's: set dns.{field} = false (and {why} in that zone's own configuration), or remove "
+        "dns.existing_zone"
+        for field, why in (("dnssec", "sign it"), ("query_logging", "log its queries"))
+        if dns.existing_zone and getattr(dns, field)
+    ]
 
 
 # ALB listener policies that allow TLS 1.2 and 1.3 only (AWS's recommended family, plus its stricter variants).

@@ -17,7 +17,7 @@ from modules.settings.apps import (
 )  # fmt: skip
 from modules.settings.cluster import ClusterSettings, deploy_role_admin_problems
 from modules.settings.database import DatabaseSettings
-from modules.settings.edge import DnsSettings, LoadBalancerSettings
+from modules.settings.edge import DnsSettings, LoadBalancerSettings, dnssec_problems
 from modules.settings.fields import _ENV_NAME, _REGION, DomainName, SettingsError, _Model, _pattern
 from modules.settings.images import KUBECTL_TAGS, LOCK_FILE, PinnedImages, load_lock, pin_images, prefix_problems
 from modules.settings.network import NetworkSettings, StateSettings
@@ -74,6 +74,7 @@ class EnvironmentSettings(_Model):
         if self.load_balancer.access_log_bucket == self.state.bucket:
             problems.append("load_balancer.access_log_bucket must differ from state.bucket")
         problems += self._account_stack_clashes()
+        problems += dnssec_problems(self.dns)
         if problems:
             raise ValueError("; ".join(problems))
         return self

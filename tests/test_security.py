@@ -68,7 +68,7 @@ def test_the_gate_fails_on_a_known_bad_stack(checkov, tmp_path):
 
 def test_an_allowlist_entry_must_be_scoped_to_match(findings):
     """An entry for the right check but another resource accepts nothing, and is reported stale."""
-    entry = {"check": "CKV_AWS_150", "resources": ["no-such-construct_*"], "reason": "x"}
+    entry = {"check": "CKV_AWS_260", "resources": ["no-such-construct_*"], "reason": "x"}
     left, unused = security_scan.gate(findings, [entry])
     assert unused == [entry]
-    assert any(f.check == "CKV_AWS_150" for f in left)
+    assert any(f.check == "CKV_AWS_260" for f in left)

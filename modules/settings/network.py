@@ -54,7 +54,7 @@ class NetworkSettings(_Model):
         default="single",
         description="'single' shares one NAT gateway (cheaper); 'per_zone' survives the loss of a zone.",
     )
-    flow_log_retention_days: LogRetentionDays = 90
+    flow_log_retention_days: LogRetentionDays = 365
     subnets: tuple[SubnetSettings, ...]
 
     @model_validator(mode="after")

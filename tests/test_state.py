@@ -14,14 +14,14 @@ def test_bucket_is_named_from_settings_and_kept_on_destroy(state_stack, settings
     assert CdktfTesting.to_have_resource_with_properties(
         state_stack.text, "aws_s3_bucket", {"bucket": settings[env].state.bucket, "force_destroy": False}
     )
-    assert state_stack.only("aws_s3_bucket")["tags"]["Component"] == f"{env}/terraform-state"
+    assert state_stack.by_path("aws_s3_bucket", "state/bucket")["tags"]["Component"] == f"{env}/terraform-state"
 
 
 def test_bucket_is_versioned_encrypted_private_and_owner_enforced(state_stack):
     assert CdktfTesting.to_have_resource_with_properties(
         state_stack.text, "aws_s3_bucket_versioning", {"versioning_configuration": {"status": "Enabled"}}
     )
-    sse = state_stack.only("aws_s3_bucket_server_side_encryption_configuration")["rule"][0]
+    sse = state_stack.by_path("aws_s3_bucket_server_side_encryption_configuration", "state/bucket-encryption")["rule"][0]
     assert sse["apply_server_side_encryption_by_default"]["sse_algorithm"] == "aws:kms"
     assert sse["apply_server_side_encryption_by_default"]["kms_master_key_id"].startswith("${aws_kms_key.")
     assert CdktfTesting.to_have_resource_with_properties(
@@ -35,7 +35,7 @@ def test_bucket_is_versioned_encrypted_private_and_owner_enforced(state_stack):
 
 
 def test_bucket_policy_denies_requests_without_tls(state_stack):
-    policy = json.loads(state_stack.only("aws_s3_bucket_policy")["policy"])
+    policy = json.loads(state_stack.by_path("aws_s3_bucket_policy", "state/bucket-policy")["policy"])
     [deny] = policy["Statement"]
     assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and deny["Action"] == "s3:*"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -43,7 +43,7 @@ def test_bucket_policy_denies_requests_without_tls(state_stack):
 
 
 def test_lifecycle_expires_old_versions_and_aborts_uploads(state_stack, settings, env):
-    [rule] = state_stack.only("aws_s3_bucket_lifecycle_configuration")["rule"]
+    [rule] = state_stack.by_path("aws_s3_bucket_lifecycle_configuration", "state/bucket-lifecycle")["rule"]
     assert rule["status"] == "Enabled"
     assert rule["noncurrent_version_expiration"] == [
         {"noncurrent_days": settings[env].state.noncurrent_version_expiration_days}

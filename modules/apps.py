@@ -208,6 +208,7 @@ class FilesBucket(Construct):
             kms_key_arn=self.key.arn,
             lifecycle_rule_id="expire-old-file-versions",
             noncurrent_days=apps.files_noncurrent_days,
+            access_log_bucket=settings.state.access_log_bucket,
         ).bucket
         # Twenty reads, writes and deletes objects and checks the bucket exists; nothing else.
         self.role = PodIdentityRole(

@@ -83,4 +83,5 @@ class DatabaseBackup(Construct):
             expire_after_days=db.dump_retention_days,
             noncurrent_days=db.dump_noncurrent_days,
             abort_upload_days=1,
+            access_log_bucket=settings.state.access_log_bucket,
         ).bucket

@@ -56,7 +56,8 @@ ECR_CACHE_ACTIONS = (
 # S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's, and only
 # the calls hashicorp/aws 5.100.0 makes for the stacks' aws_s3_bucket* resources: create, read back (HeadBucket is
 # s3:ListBucket; the bucket read is GetBucket* and the four configuration reads), configure (tags, versioning,
-# policy, public access block, ownership, lifecycle, encryption; their deletes are authorized as these Puts), and
+# policy, public access block, ownership, lifecycle, encryption, server access logging; their deletes are
+# authorized as these Puts), and
 # delete (force_destroy, set on the load balancer's log bucket, first lists and deletes every object version).
 OWN_BUCKET_ACTIONS = (
     "s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucket*",
@@ -64,6 +65,7 @@ OWN_BUCKET_ACTIONS = (
     "s3:GetAccelerateConfiguration", "s3:PutBucketTagging", "s3:PutBucketVersioning", "s3:PutBucketPolicy",
     "s3:DeleteBucketPolicy", "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls",
     "s3:PutLifecycleConfiguration", "s3:PutEncryptionConfiguration",
+    "s3:PutBucketLogging",  # aws_s3_bucket_logging: server access logs into <state bucket>-access-logs
 )  # fmt: skip
 OWN_OBJECT_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
 # IAM actions that carry iam:PermissionsBoundary (the role's boundary, or the one a CreateRole asks for): the

@@ -222,6 +222,7 @@ class LoadBalancer(Construct):
             noncurrent_days=1,
             # Where the ALB is protected (prod), so are its logs; elsewhere the stack can be torn down.
             force_destroy=not lb.deletion_protection,
+            access_log_bucket=self._settings.state.access_log_bucket,
             statements=lambda bucket: [
                 {
                     "Sid": "ElbWritesAccessLogs",

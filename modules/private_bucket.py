@@ -2,8 +2,9 @@
 
 Versioned; encrypted (SSE-KMS with a customer key, or SSE-S3 where the writer supports nothing
 else, e.g. ALB log delivery); all four public-access blocks; ACLs disabled (BucketOwnerEnforced);
-a policy denying any request not made over TLS, plus the caller's own statements; and a lifecycle
-rule that expires old versions and aborts stale multipart uploads.
+a policy denying any request not made over TLS, plus the caller's own statements; a lifecycle
+rule that expires old versions and aborts stale multipart uploads; and, given ``access_log_bucket``, S3 server
+access logging into that bucket under ``<bucket name>/`` (``server_access_log_bucket`` makes one).
 
 It adds its resources to the caller's scope as ``<name>``, ``<name>-versioning``,
 ``<name>-encryption`` … so their Terraform addresses read as part of the construct that owns
@@ -26,6 +27,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRuleFilter,
     S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
 )
+from cdktf_cdktf_provider_aws.s3_bucket_logging import S3BucketLoggingA
 from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
     S3BucketOwnershipControls,
     S3BucketOwnershipControlsRule,
@@ -66,12 +68,16 @@ def private_bucket(
     expire_after_days: int | None = None,
     force_destroy: bool = False,
     statements: Callable[[S3Bucket], list[dict[str, Any]]] | None = None,
+    access_log_bucket: "str | PrivateBucket | None" = None,
 ) -> PrivateBucket:
     """Create the bucket in ``scope``.
 
     ``kms_key_arn`` None means SSE-S3 (AES256): only for writers that cannot use KMS.
     ``expire_after_days`` expires current objects too (logs, dumps); None keeps them (state).
     ``statements(bucket)`` returns extra bucket-policy statements, e.g. a log writer's grant.
+    ``access_log_bucket`` receives the bucket's S3 server access logs (a ``server_access_log_bucket``): its name
+    when another stack made it, or the PrivateBucket itself in the same stack (the logging then waits for its
+    policy: S3 refuses PutBucketLogging until the target grants the logging service, InvalidTargetBucketForLogging).
     """
     bucket = S3Bucket(scope, name, bucket=bucket_name, force_destroy=force_destroy, tags=tags)
     S3BucketVersioningA(
@@ -156,4 +162,62 @@ def private_bucket(
             )
         ],
     )
+    if access_log_bucket:
+        same_stack = isinstance(access_log_bucket, PrivateBucket)
+        S3BucketLoggingA(
+            scope, f"{name}-access-logging", bucket=bucket.id,
+            target_bucket=access_log_bucket.bucket.bucket if same_stack else access_log_bucket,
+            target_prefix=access_log_prefix(bucket_name),
+            depends_on=[access_log_bucket.policy] if same_stack else None,
+        )  # fmt: skip
     return PrivateBucket(bucket=bucket, public_access=public_access, policy=policy)
+
+
+def access_log_prefix(bucket_name: str) -> str:
+    """Where a bucket's server access logs land in the log bucket: one folder per source bucket."""
+    return f"{bucket_name}/"
+
+
+def server_access_log_bucket(
+    scope: Construct,
+    name: str,
+    *,
+    bucket_name: str,
+    source_buckets: list[str],
+    account_id: str,
+    partition: str,
+    retention_days: int,
+    tags: dict[str, str],
+    force_destroy: bool,
+) -> PrivateBucket:
+    """The destination of S3 server access logs for ``source_buckets`` (names, same account and region).
+
+    SSE-S3: AWS supports only SSE-S3 default encryption on a server access log destination bucket; it logs
+    nothing itself (AWS: a bucket logging into the bucket that receives its logs makes logs about logs, an endless
+    loop). The grant is the one AWS documents: logging.s3.amazonaws.com may PutObject, for the named source buckets
+    of this account only (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).
+    """
+    return private_bucket(
+        scope,
+        name,
+        bucket_name=bucket_name,
+        tags=tags,
+        kms_key_arn=None,  # SSE-S3: the only default encryption S3 server access log delivery supports
+        lifecycle_rule_id="expire-old-access-logs",
+        expire_after_days=retention_days,
+        noncurrent_days=1,
+        force_destroy=force_destroy,
+        statements=lambda bucket: [
+            {
+                "Sid": "S3ServerAccessLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": "logging.s3.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": f"{bucket.arn}/*",
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": [f"arn:{partition}:s3:::{b}" for b in sorted(source_buckets)]},
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                },
+            }
+        ],
+    )

@@ -1,7 +1,9 @@
 """The Terraform state of one environment: an S3 bucket, a DynamoDB lock table and their KMS key.
 
 Modelled on terraform-aws-modules/s3-bucket's secure defaults: versioned, SSE-KMS with a rotating
-customer key, every public-access-block flag on, ACLs disabled, TLS-only, old versions expire.
+customer key, every public-access-block flag on, ACLs disabled, TLS-only, old versions expire. Beside them,
+``<bucket>-access-logs`` receives the S3 server access logs of the state bucket and, for an environment, of its
+other buckets (created here, first, so it exists before the platform and apps stacks point their buckets at it).
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ from cdktf_cdktf_provider_aws.dynamodb_table import (
 from constructs import Construct
 
 from modules.kms import EncryptionKey
-from modules.private_bucket import private_bucket
+from modules.private_bucket import private_bucket, server_access_log_bucket
 from modules.settings import EnvironmentSettings
+from modules.settings.network import access_log_bucket_for
 
 STATE_COMPONENT = "terraform-state"  # not in the document; the tag still pairs it with the environment
 
 
 class TerraformState(Construct):
     """A state bucket, its lock table and the key that encrypts both: an environment's (``for_environment``)
-    or an account stack's (modules/account.py).
+    or an account stack's (modules/account.py), and the bucket of their S3 server access logs.
 
-    Exposes ``bucket``, ``lock_table`` and ``key`` for the stacks that use them.
+    Exposes ``bucket``, ``lock_table``, ``key`` and ``access_logs`` (the log bucket's PrivateBucket) for the stacks that use them.
+    ``logged_buckets``: the names of other buckets (same account and region) that send their access logs here.
     """
 
     def __init__(
@@ -40,9 +44,24 @@ class TerraformState(Construct):
         noncurrent_days: int,
         deletion_protection: bool,
         tags: dict[str, str],
+        logged_buckets: tuple[str, ...] = (),
+        access_log_retention_days: int = 365,
     ) -> None:
         super().__init__(scope, construct_id)
         self.key = EncryptionKey(self, "key", alias=key_alias, description=description, tags=tags)
+        log_bucket_name = access_log_bucket_for(bucket_name)
+        self.access_logs = server_access_log_bucket(
+            self,
+            "access-logs",
+            bucket_name=log_bucket_name,
+            source_buckets=[bucket_name, *logged_buckets],
+            account_id=self.key.account_id,
+            partition=self.key.partition,
+            retention_days=access_log_retention_days,
+            tags={**tags, "Name": log_bucket_name},
+            # Protected with the lock table: while on, a destroy stops at a bucket that holds logs.
+            force_destroy=not deletion_protection,
+        )
         self.bucket = private_bucket(
             self,
             "bucket",
@@ -51,6 +70,7 @@ class TerraformState(Construct):
             kms_key_arn=self.key.arn,
             lifecycle_rule_id="expire-old-state-versions",
             noncurrent_days=noncurrent_days,
+            access_log_bucket=self.access_logs,
         ).bucket
 
         self.lock_table = DynamodbTable(
@@ -79,4 +99,7 @@ class TerraformState(Construct):
             noncurrent_days=state.noncurrent_version_expiration_days,
             deletion_protection=state.deletion_protection,
             tags={"Component": settings.component(STATE_COMPONENT)},
+            logged_buckets=(settings.load_balancer.access_log_bucket, settings.database.dump_bucket,
+                            settings.apps.files_bucket),  # fmt: skip
+            access_log_retention_days=state.access_log_retention_days,
         )

@@ -82,7 +82,8 @@ def test_the_oidc_provider_lives_only_in_account_stacks(synthesized, settings):
     for account, name in _account_stacks(settings).items():
         stack = synthesized.stack(name)
         assert stack.only("aws_iam_openid_connect_provider")["url"] == f"https://{OIDC_HOST}"
-        assert stack.only("aws_s3_bucket")["bucket"] == f"olhai-twentycrm-account-{account}-tfstate"
+        assert sorted(b["bucket"] for b in stack.resources("aws_s3_bucket").values()) == [
+            f"olhai-twentycrm-account-{account}-tfstate", f"olhai-twentycrm-account-{account}-tfstate-access-logs"]
         assert stack.json["terraform"]["backend"] == {"local": {"path": f"../../../terraform.{name}.tfstate"}}
 
 
@@ -102,6 +103,12 @@ def test_the_account_stacks_resources_are_tagged_environment_account(synthesized
                 assert "Environment" not in resource["tags"], f"{kind} overrides the Environment default tag"
 
 
+def _state_bucket(stack_json: dict) -> dict:
+    """The account stack's state bucket (its server access logs go to the bucket beside it)."""
+    [bucket] = [b for b in stack_json["resource"]["aws_s3_bucket"].values() if b["bucket"].endswith("-tfstate")]
+    return bucket
+
+
 def test_the_account_stacks_lock_table_protection_follows_the_setting(synthesized, settings):
     from cdktf import Testing
 
@@ -110,20 +117,21 @@ def test_the_account_stacks_lock_table_protection_follows_the_setting(synthesize
     [table] = synthesized.stack(f"twentycrm-account-{settings['dev'].account.id}").resources(
         "aws_dynamodb_table").values()
     assert table["deletion_protection_enabled"] is True  # the default of every shipped file
-    [bucket] = synthesized.stack(f"twentycrm-account-{settings['dev'].account.id}").resources(
-        "aws_s3_bucket").values()
+    bucket = _state_bucket(synthesized.stack(f"twentycrm-account-{settings['dev'].account.id}").json)
     assert bucket["force_destroy"] is False
     account = settings["dev"].account.model_copy(update={"deletion_protection": False})
     stack = json.loads(Testing.synth(AccountStack(Testing.app(), project="twentycrm", account=account)))
     [table] = stack["resource"]["aws_dynamodb_table"].values()
     assert table["deletion_protection_enabled"] is False
-    [bucket] = stack["resource"]["aws_s3_bucket"].values()
-    assert bucket["force_destroy"] is True
+    assert _state_bucket(stack)["force_destroy"] is True
+    # the access-log bucket beside it follows the same protection (a destroy empties it only once lifted)
+    assert {b["bucket"]: b["force_destroy"] for b in stack["resource"]["aws_s3_bucket"].values()}[
+        f"{account.state_bucket}-access-logs"] is True
     protected = synthesized.stack(f"twentycrm-account-{settings['dev'].account.id}").json["resource"]
     for kind in ("aws_s3_bucket", "aws_dynamodb_table", "aws_kms_key", "aws_iam_openid_connect_provider"):
-        [resource] = protected[kind].values()
+        [resource] = [r for r in protected[kind].values() if not r.get("bucket", "").endswith("-access-logs")]
         assert resource["lifecycle"] == {"prevent_destroy": True}, kind
-        [resource] = stack["resource"][kind].values()
+        [resource] = [r for r in stack["resource"][kind].values() if not r.get("bucket", "").endswith("-access-logs")]
         assert "lifecycle" not in resource, kind
 
 

@@ -248,12 +248,14 @@ def test_read_only_root_where_twenty_allows(rendered, env):
     }  # fmt: skip
     assert read_only == {
         "Deployment/twenty-frontend-server": True, "StatefulSet/twenty-redis": True,
-        "Deployment/twenty-backend-worker": False, "Job/twenty-backend-migrate": False,  # yarn writes under /app
-        STOP_JOB: True,
+        "Deployment/twenty-backend-worker": True, "Job/twenty-backend-migrate": True, STOP_JOB: True,
     }  # fmt: skip
     server = one(rendered[env, "frontend"], "Deployment")["spec"]["template"]["spec"]
     assert {m["mountPath"] for m in server["containers"][0]["volumeMounts"]} == {"/tmp", "/home/twenty"}
     assert all("emptyDir" in v for v in server["volumes"])
+    for kind, spec in pod_specs(rendered[env, "backend"]):  # the worker and the migration Job too
+        assert {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]} == {"/tmp", "/home/twenty"}, kind
+        assert all("emptyDir" in v for v in spec["volumes"]), kind
 
 
 def test_disruption_budgets_cover_the_deployments(objects):
@@ -632,7 +634,8 @@ def test_the_migration_job_runs_explicit_steps_not_the_entrypoint(rendered, env)
 
 def test_worker_runs_twentys_worker_command(rendered, settings, env):
     worker = one(rendered[env, "backend"], "Deployment")
-    assert worker["spec"]["template"]["spec"]["containers"][0]["command"] == ["yarn", "worker:prod"]
+    # yarn worker:prod's script (packages/twenty-server/package.json), run by node itself: nothing writes under /app
+    assert worker["spec"]["template"]["spec"]["containers"][0]["command"] == ["node", "dist/queue-worker/queue-worker"]
     assert worker["spec"]["replicas"] == settings[env].apps.worker_replicas
 
 

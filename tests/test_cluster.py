@@ -72,7 +72,7 @@ def test_control_plane_logs_go_to_an_encrypted_group_with_retention(platform_sta
     assert f"aws_cloudwatch_log_group.{group['//']['metadata']['uniqueId']}" in platform_stack.only("aws_eks_cluster")["depends_on"]
 
 
-@pytest.mark.parametrize(("env", "days"), [("dev", 90), ("qa", 90), ("prod", 365)])
+@pytest.mark.parametrize(("env", "days"), [("dev", 365), ("qa", 365), ("prod", 365)])
 def test_log_retention_is_read_from_the_file(settings, env, days):
     assert settings[env].cluster.log_retention_days == days
 

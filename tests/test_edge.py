@@ -73,7 +73,7 @@ def test_alb_is_public_hardened_and_logged(platform_stack, settings, env):
     assert alb["drop_invalid_header_fields"] is True
     assert alb["desync_mitigation_mode"] == lb.desync_mitigation_mode != "monitor"
     assert alb["idle_timeout"] == lb.idle_timeout_seconds
-    assert alb["enable_deletion_protection"] is (env == "prod")
+    assert alb["enable_deletion_protection"] is True  # every shipped file (CKV_AWS_150 is not accepted)
     assert alb["access_logs"]["enabled"] is True
     bucket = platform_stack.by_path("aws_s3_bucket", "load-balancer/logs")
     assert alb["access_logs"]["bucket"] == f"{ref(bucket, 'aws_s3_bucket')}id}}"
@@ -172,7 +172,7 @@ def test_log_bucket_is_private_sse_s3_expiring_and_writable_by_elb(platform_stac
     lb = settings[env].load_balancer
     bucket = platform_stack.by_path("aws_s3_bucket", "load-balancer/logs")
     assert bucket["bucket"] == f"olhai-twentycrm-{env}-alb-logs"
-    assert bucket["force_destroy"] is (env != "prod")
+    assert bucket["force_destroy"] is (not lb.deletion_protection) is False  # on in every shipped file
     encryption = platform_stack.by_path(
         "aws_s3_bucket_server_side_encryption_configuration", "load-balancer/logs-encryption"
     )
@@ -216,11 +216,13 @@ def test_every_edge_resource_carries_its_document_id(platform_stack, env):
 
 @pytest.fixture(scope="module")
 def existing_zone_stack(settings):
-    """dev writing into the existing parent zone, with www on the certificate too."""
+    """dev writing into the existing parent zone, with www on the certificate too, and the ALB's deletion
+    protection lifted as the teardown runbook does (README, "Deploy", last paragraph)."""
     changed = with_changes(
         settings["dev"],
         dns={"existing_zone": "olhai.app.br", "extra_certificate_names": ["www.mgenialdev.olhai.app.br"],
              "dnssec": False, "query_logging": False},  # refused on a zone that is not ours
+        load_balancer={"deletion_protection": False},
     )
     return build_stack(PlatformStack, changed)
 
@@ -242,6 +244,15 @@ def test_extra_certificate_names_are_on_the_certificate_and_aliased(existing_zon
     assert cert["subject_alternative_names"] == ["www.mgenialdev.olhai.app.br"]
     aliases = sorted(r["name"] for r in stack.resources("aws_route53_record").values() if "alias" in r)
     assert aliases == ["mgenialdev.olhai.app.br", "www.mgenialdev.olhai.app.br"]
+
+
+def test_lifting_the_deletion_protection_lets_a_destroy_remove_the_alb_and_its_logs(existing_zone_stack):
+    """The teardown step: ELB refuses DeleteLoadBalancer while the attribute is on, and a bucket holding objects
+    is deleted only with force_destroy."""
+    stack = existing_zone_stack
+    assert stack.only("aws_lb")["enable_deletion_protection"] is False
+    [logs] = [b for b in stack.resources("aws_s3_bucket").values() if b["bucket"] == "olhai-twentycrm-dev-alb-logs"]
+    assert logs["force_destroy"] is True
 
 
 # --- security groups that can be replaced ------------------------------------------------------

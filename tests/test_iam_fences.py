@@ -659,8 +659,7 @@ def account_probes(synthesized, settings: EnvironmentSettings) -> list[tuple[str
     resolve = _resolver(stack.json, account.region, "account", account.id)
     [(key_id, key)] = stack.resources("aws_kms_key").items()
     key_arn, key_policy = kms_key_arn(account.region, "account", key_id), _policy(key["policy"], resolve)
-    [bucket_policy] = stack.resources("aws_s3_bucket_policy").values()
-    bucket_policy = _policy(bucket_policy["policy"], resolve)
+    bucket_policy = _policy(stack.by_path("aws_s3_bucket_policy", "state/bucket-policy")["policy"], resolve)
     bucket = f"arn:aws:s3:::{account.state_bucket}"
     state = f"{bucket}/{name}/terraform.tfstate"
     tags = {"aws:ResourceTag/Environment": "account", "aws:RequestedRegion": account.region,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -68,7 +69,46 @@ def test_the_gate_fails_on_a_known_bad_stack(checkov, tmp_path):
 
 def test_an_allowlist_entry_must_be_scoped_to_match(findings):
     """An entry for the right check but another resource accepts nothing, and is reported stale."""
-    entry = {"check": "CKV_AWS_150", "resources": ["no-such-construct_*"], "reason": "x"}
+    entry = {"check": "CKV_AWS_260", "resources": ["no-such-construct_*"], "reason": "x"}
     left, unused = security_scan.gate(findings, [entry])
     assert unused == [entry]
-    assert any(f.check == "CKV_AWS_150" for f in left)
+    assert any(f.check == "CKV_AWS_260" for f in left)
+
+
+# --- the allowlist holds only limits of the platform (issue 14) -------------------------------------------------
+
+# Distinct check IDs the allowlist may hold: each one a fact of AWS, Kubernetes, Twenty or Redis, with its source.
+MAX_DISTINCT_CHECKS = 10
+# A source: a URL, or a file of this repository or of an upstream one (packages/twenty-server/...).
+SOURCE = re.compile(r"https://\S+|\b[\w.-]+(?:/[\w.-]+)*/(?:[\w.-]+\.(?:ts|py|md|sh|yaml|json|toml)|Dockerfile)\b")
+
+
+def allowlist_problems(entries: list[dict]) -> list[str]:
+    """Why an allowlist is not one of platform limits: too many distinct checks, a plan instead of a fact, or a
+    reason that names no source."""
+    kept = entries
+    problems = []
+    checks = sorted({e["check"] for e in kept})
+    if len(checks) > MAX_DISTINCT_CHECKS:
+        problems.append(f"{len(checks)} distinct checks, at most {MAX_DISTINCT_CHECKS}: {checks}")
+    for e in kept:
+        if re.search(r"follow-up", e["reason"], re.IGNORECASE):
+            problems.append(f"{e['check']} {e['resources']}: a follow-up is a plan, not a limit of the platform")
+        if not SOURCE.search(e["reason"]):
+            problems.append(f"{e['check']} {e['resources']}: the reason names no source (a URL or a file path)")
+    return problems
+
+
+def test_the_allowlist_holds_only_platform_limits_with_their_sources():
+    entries = security_scan.load_allowlist()
+    assert not allowlist_problems(entries)
+
+
+def test_the_allowlist_gate_fails_on_a_bad_allowlist():
+    good = security_scan.load_allowlist()
+    follow_up = {"check": "CKV_AWS_150", "resources": ["load-balancer_alb_*"], "reason": "Follow-up: turn it on later."}
+    unsourced = {"check": "CKV_AWS_338", "resources": ["network_flow-logs_*"], "reason": "90 days is cheaper."}
+    problems = allowlist_problems([*good, follow_up, unsourced])
+    assert any("CKV_AWS_150" in p and "follow-up" in p for p in problems), problems
+    assert any("CKV_AWS_338" in p and "no source" in p for p in problems), problems
+    assert any("12 distinct checks" in p for p in problems), problems

@@ -43,7 +43,7 @@ def test_the_document_values_are_read(settings):
         ("DNS-201", "DNS-202", "ALB-201"),
         ("DNS-301", "DNS-302", "ALB-301"),
     ]
-    assert [e.load_balancer.deletion_protection for e in (dev, qa, prod)] == [False, False, True]
+    assert [e.load_balancer.deletion_protection for e in (dev, qa, prod)] == [True, True, True]  # lifted only to tear down
     assert {(e.load_balancer.target_port, e.load_balancer.health_check_path) for e in (dev, qa, prod)} == {(3000, "/healthz")}
 
 
@@ -60,7 +60,7 @@ def test_the_edge_defaults_are_the_safe_ones(envs):
     assert (lb.ssl_policy, lb.desync_mitigation_mode, lb.deletion_protection) == (
         "ELBSecurityPolicy-TLS13-1-2-2021-06",
         "defensive",
-        False,
+        True,
     )
     assert (lb.idle_timeout_seconds, lb.access_log_retention_days, lb.target_port) == (60, 90, 3000)
     assert load_environment(path).zone_name == "mgenialdev.olhai.app.br"
@@ -92,7 +92,7 @@ def test_region_defaults_to_sao_paulo(envs):
         pytest.param('id = "NET-204"', 'id = "NET-201"', r"dev\.toml: \(top level\): component IDs must be unique within one environment; repeated: NET-201", id="duplicate-component-id"),
         pytest.param('id = "NET-204"', 'id = "net204"', r"dev\.toml: network\.subnets\.3\.id: 'net204' is not a document component ID", id="malformed-component-id"),
         pytest.param('nat_gateways = "single"', 'nat_gateways = "two"', r"dev\.toml: network\.nat_gateways: allowed values are 'single' or 'per_zone'", id="bad-choice"),
-        pytest.param('flow_log_retention_days = 90', 'flow_log_retention_days = 45', r"dev\.toml: network\.flow_log_retention_days: allowed values are 1, 3, 5", id="bad-retention"),
+        pytest.param('flow_log_retention_days = 365', 'flow_log_retention_days = 45', r"dev\.toml: network\.flow_log_retention_days: allowed values are 1, 3, 5", id="bad-retention"),
         pytest.param('zone = "b"\ncidr = "10.0.2.0/24"', 'zone = "a"\ncidr = "10.0.2.0/24"', r"dev\.toml: network: .*needs public subnets in at least two zones", id="one-zone-only"),
         pytest.param('region = "sa-east-1"', 'region = "Sao Paulo"', r"dev\.toml: region: 'Sao Paulo' is not an AWS region code", id="bad-region"),
         pytest.param('desired_size = 2', 'desired_size = 0', r"dev\.toml: cluster\.frontend\.desired_size: Input should be greater than or equal to 1", id="count-too-small"),
@@ -119,7 +119,7 @@ def test_region_defaults_to_sao_paulo(envs):
         pytest.param('ssl_policy = "ELBSecurityPolicy-TLS13-1-2-2021-06"', 'ssl_policy = "ELBSecurityPolicy-2016-08"', r"dev\.toml: load_balancer\.ssl_policy: allowed values are 'ELBSecurityPolicy-TLS13-1-2-2021-06'", id="tls-policy-below-1-2"),
         pytest.param('desync_mitigation_mode = "defensive"', 'desync_mitigation_mode = "monitor"', r"dev\.toml: load_balancer\.desync_mitigation_mode: allowed values are 'defensive' or 'strictest'", id="desync-monitor"),
         pytest.param("idle_timeout_seconds = 60", "idle_timeout_seconds = 0", r"dev\.toml: load_balancer\.idle_timeout_seconds: Input should be greater than or equal to 1", id="idle-timeout-zero"),
-        pytest.param("deletion_protection = false\nidle", 'deletion_protection = "maybe"\nidle', r"dev\.toml: load_balancer\.deletion_protection: Input should be a valid boolean", id="deletion-protection-not-bool"),
+        pytest.param("deletion_protection = true   # lift", 'deletion_protection = "maybe"   # lift', r"dev\.toml: load_balancer\.deletion_protection: Input should be a valid boolean", id="deletion-protection-not-bool"),
     ],
 )
 def test_a_bad_file_is_rejected_naming_file_field_and_fix(envs, old, new, expected):

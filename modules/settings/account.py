@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 
 from modules.settings.fields import _DYNAMODB_TABLE, _ENV_NAME, _REGION, BucketName, _Model, _pattern
+from modules.settings.network import check_room_for_access_logs
 
 _ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 # The account stack's name part and its resources' Environment tag: no environment may be called so.
@@ -80,6 +81,8 @@ class AccountSettings(_Model):
         description="The other environments (by file name) that live in this same account. Two files with one "
         "account id must each list the other, so that sharing is a decision, never a copied id.",
     )
+
+    _room_for_access_logs = field_validator("state_bucket")(check_room_for_access_logs)
 
     def oidc_provider_arn(self, partition: str) -> str:
         return f"arn:{partition}:iam::{self.id}:oidc-provider/token.actions.githubusercontent.com"

@@ -121,7 +121,7 @@ class ClusterSettings(_Model):
         default=(),
         description="IAM roles/users given cluster-admin through EKS access entries (no implicit creator admin).",
     )
-    log_retention_days: LogRetentionDays = Field(default=90, description="Days the control-plane logs are kept.")
+    log_retention_days: LogRetentionDays = Field(default=365, description="Days the control-plane logs are kept.")
     addon_versions: dict[
         Literal[
             "vpc-cni",

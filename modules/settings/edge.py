@@ -67,7 +67,7 @@ class LoadBalancerSettings(_Model):
         default=90, ge=1, le=3650, description="Days an access log object is kept before it expires."
     )
     deletion_protection: bool = Field(
-        default=False,
+        default=True,
         description="ALB deletion protection; also keeps the log bucket from being destroyed while it holds logs.",
     )
     idle_timeout_seconds: int = Field(

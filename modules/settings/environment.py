@@ -189,6 +189,7 @@ class EnvironmentSettings(_Model):
             "state.bucket": self.state.bucket, "load_balancer.access_log_bucket": self.load_balancer.access_log_bucket,
             "database.dump_bucket": self.database.dump_bucket, "apps.files_bucket": self.apps.files_bucket,
             "account.state_bucket": self.account.state_bucket,
+            "state.access_log_bucket": self.state.access_log_bucket,  # derived: <state.bucket>-access-logs
         }  # fmt: skip
 
     def iam_name_prefixes(self) -> tuple[str, ...]:

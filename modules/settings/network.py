@@ -6,9 +6,25 @@ import ipaddress
 from itertools import combinations
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from modules.settings.fields import _DYNAMODB_TABLE, BucketName, Cidr, ComponentId, LogRetentionDays, _Model, _pattern
+
+
+# S3 server access logs of a state bucket and of the environment's other buckets go to "<state bucket>-access-logs"
+# (modules/state.py), created with the state bucket; S3 bucket names have at most 63 characters.
+ACCESS_LOG_SUFFIX = "-access-logs"
+
+
+def access_log_bucket_for(state_bucket: str) -> str:
+    return f"{state_bucket}{ACCESS_LOG_SUFFIX}"
+
+
+def check_room_for_access_logs(bucket: str) -> str:
+    if len(access_log_bucket_for(bucket)) > 63:
+        raise ValueError(f"at most {63 - len(ACCESS_LOG_SUFFIX)} characters, so that its server access log bucket "
+                         f"'{access_log_bucket_for(bucket)}' fits S3's 63; shorten it")  # fmt: skip
+    return bucket
 
 
 class StateSettings(_Model):
@@ -30,6 +46,17 @@ class StateSettings(_Model):
         default=False,
         description="Also take Terraform 1.10+ S3-native locks (a .tflock object); DynamoDB locking stays on.",
     )
+    access_log_retention_days: int = Field(
+        default=365, ge=1, le=3650,
+        description="Days the environment's S3 server access logs (<state bucket>-access-logs) are kept.",
+    )  # fmt: skip
+
+    _room_for_access_logs = field_validator("bucket")(check_room_for_access_logs)
+
+    @property
+    def access_log_bucket(self) -> str:
+        """Where every bucket of the environment sends its S3 server access logs."""
+        return access_log_bucket_for(self.bucket)
 
 
 class SubnetSettings(_Model):
@@ -54,7 +81,7 @@ class NetworkSettings(_Model):
         default="single",
         description="'single' shares one NAT gateway (cheaper); 'per_zone' survives the loss of a zone.",
     )
-    flow_log_retention_days: LogRetentionDays = 90
+    flow_log_retention_days: LogRetentionDays = 365
     subnets: tuple[SubnetSettings, ...]
 
     @model_validator(mode="after")

@@ -61,7 +61,7 @@ class MonitoringSettings(_Model):
         Annotated[str, _pattern(_EMAIL, "an e-mail address such as 'oncall@example.com'")], ...
     ] = Field(default=(), description="Addresses subscribed to the alarm topic (each confirms by e-mail).")
     log_retention_days: LogRetentionDays = Field(
-        default=90, description="Days the Container Insights log groups keep their logs."
+        default=365, description="Days the Container Insights log groups keep their logs."
     )
     thresholds: AlarmThresholds = Field(default_factory=AlarmThresholds)
 
@@ -111,7 +111,7 @@ class CiSettings(_Model):
         description="The runner's CodeBuild image (AWS-curated: no registry credentials, no Docker Hub pulls).",
     )
     runner_log_retention_days: LogRetentionDays = Field(
-        default=90, description="Days the runner's CloudWatch log group keeps the job logs."
+        default=365, description="Days the runner's CloudWatch log group keeps the job logs."
     )
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ from modules.boundary import (
 )  # fmt: skip
 from modules.kms import EncryptionKey
 from modules.settings import EnvironmentSettings
+from modules.settings.images import UPSTREAMS, ecr_prefix
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
@@ -53,6 +54,11 @@ ECR_CACHE_ACTIONS = (
     "ecr:CreateRepositoryCreationTemplate", "ecr:UpdateRepositoryCreationTemplate",
     "ecr:DeleteRepositoryCreationTemplate", "ecr:DescribeRepositoryCreationTemplates",
 )  # fmt: skip
+# What `scripts/images warm` (the apply-apps job, before the apps stack) calls: a registry token (no resource in
+# IAM), then, on the environment's own cached repositories only, the manifest GET by tag (BatchGetImage), which
+# makes the pull-through cache create the repository and import the image as the caller (ECR user guide, "IAM
+# permissions required to sync an upstream registry"), and DescribeImages to read the digest ECR stored.
+ECR_WARM_ACTIONS = ("ecr:BatchImportUpstreamImage", "ecr:CreateRepository", "ecr:BatchGetImage", "ecr:DescribeImages")
 # S3 is not among them: only the environment's own buckets (OwnBuckets), never another environment's, and only
 # the calls hashicorp/aws 5.100.0 makes for the stacks' aws_s3_bucket* resources: create, read back (HeadBucket is
 # s3:ListBucket; the bucket read is GetBucket* and the four configuration reads), configure (tags, versioning,
@@ -279,6 +285,7 @@ class DeployRole(Construct):
         own_bucket_arns = [f"arn:{partition}:s3:::{b}" for b in environment_buckets(settings)]
         own_object_arns = [f"{arn}/*" for arn in own_bucket_arns]
         bucket_arns = [arn for pair in zip(own_bucket_arns, own_object_arns) for arn in pair]
+        own_cache_prefixes = [ecr_prefix(settings.project, settings.name, registry) for registry in UPSTREAMS]
 
         allowed = [
             {
@@ -291,6 +298,11 @@ class DeployRole(Construct):
             {"Sid": "PullThroughCache", "Effect": "Allow", "Action": list(ECR_CACHE_ACTIONS), "Resource": "*",
              "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
             *us_east_1_statements(settings, partition=partition, account=account),
+            {"Sid": "RegistryToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
+            {"Sid": "WarmOwnCachedRepositories", "Effect": "Allow", "Action": list(ECR_WARM_ACTIONS),
+             "Resource": [f"arn:{partition}:ecr:{settings.region}:{account}:repository/{prefix}/*"
+                          for prefix in own_cache_prefixes]},
             {"Sid": "GlobalReads", "Effect": "Allow", "Action": list(READ_ACTIONS), "Resource": "*"},
             {"Sid": "OwnIamOnly", "Effect": "Allow", "Action": list(IAM_WRITE_ACTIONS), "Resource": own_iam},
             {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",

@@ -1,4 +1,5 @@
 """``scripts/images lock <registry>/<path>:<tag>``: resolve a tag's digest from its registry, rewrite the lock.
+``scripts/images warm <env>``: fill the environment's ECR pull-through cache by tag and check it holds the lock.
 
 The digest is the one the registry serves for the tag: a HEAD of ``/v2/<path>/manifests/<tag>`` asking for an OCI
 image index or a Docker manifest list first (so a multi-arch image gives its index digest, the one every node
@@ -6,6 +7,16 @@ architecture resolves), read from ``Docker-Content-Digest``; when the registry o
 fetched and hashed (the digest is by definition the sha256 of the manifest's bytes). A registry that answers 401
 with a ``Bearer`` challenge (Docker Hub, registry.k8s.io's backends) gets an anonymous token from the realm it
 names. Nothing here trusts a digest it did not compute or receive from the registry.
+
+``warm``: a pull-through cache imports an image only when it is asked for by tag (a first pull by digest answers
+"not found": aws/containers-roadmap#2837), and an official image's tag is rebuilt upstream, so the digest the cache
+imports may differ from the locked one. For every image of the environment (the references modules/apps.py
+builds from the settings and the lock) it requests the manifest by tag through the environment's registry (Basic
+auth with the ``ecr:GetAuthorizationToken`` token), waits until ``ecr:DescribeImages`` lists the tag, and fails
+unless ECR's digest for the tag is the locked one. Before that, the Docker Hub credential's secret must have a
+value (``secretsmanager:DescribeSecret``; the value itself is never read). AWS endpoints follow botocore's
+configuration (``AWS_ENDPOINT_URL_ECR``, ``AWS_ENDPOINT_URL_SECRETS_MANAGER``); the registry host is
+``<account>.dkr.ecr.<region>.amazonaws.com`` unless ``--registry`` names another.
 """
 
 from __future__ import annotations
@@ -15,14 +26,18 @@ import hashlib
 import json
 import re
 import sys
+import time
 import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # modules.settings (the settings and the lock the stacks are built from)
 LOCK_FILE = ROOT / "images.lock.toml"
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -60,10 +75,10 @@ def _bearer_token(challenge: str) -> str:
     return body.get("token") or body["access_token"]
 
 
-def _request(url: str, method: str, token: str | None) -> tuple[dict[str, str], bytes]:
+def _request(url: str, method: str, token: str | None, scheme: str = "Bearer") -> tuple[dict[str, str], bytes]:
     headers = {"Accept": ", ".join(INDEX_TYPES)}
     if token:
-        headers["Authorization"] = f"Bearer {token}"
+        headers["Authorization"] = f"{scheme} {token}"
     request = urllib.request.Request(url, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (registry URL built above)
         return {k.lower(): v for k, v in response.headers.items()}, response.read()
@@ -125,6 +140,137 @@ def lock_image(reference: str, *, lock_file: Path, plain_http: bool = False) -> 
     return digest
 
 
+# --- warm: the environment's pull-through cache ---------------------------------------------------------------
+
+
+class WarmError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class CachedImage:
+    """One image of a release as the environment pulls it: ``<registry host>/<repository>@<digest>``."""
+
+    upstream: str  # docker.io/library/redis
+    tag: str
+    digest: str  # the lock's
+    repository: str  # <project>-<env>/docker/library/redis, the cached repository in ECR
+
+
+def environment_images(settings: Any) -> list[CachedImage]:
+    """The images modules/apps.py pulls (``image_reference``: ``<prefix>/<upstream path>``), from the same settings
+    and lock. tests/test_images.py checks the two agree."""
+    from modules.settings.images import ecr_prefix  # noqa: PLC0415 (needs ROOT on sys.path)
+
+    images = settings.images
+    return [CachedImage(upstream=image.upstream, tag=image.tag, digest=image.digest,
+                        repository=f"{ecr_prefix(settings.project, settings.name, image.registry)}/{image.path}")
+            for image in (images.twenty, images.redis, images.kubectl)]  # fmt: skip
+
+
+def credential_secret_name(settings: Any) -> str:
+    """The Docker Hub credential of the pull-through cache (modules/registry.py ``credential_secret_name``)."""
+    return f"ecr-pullthroughcache/{settings.project}/{settings.name}/docker-hub"
+
+
+class CacheWarmer:
+    """Warms one environment's cache. ``ecr`` and ``secrets`` are botocore clients; ``registry`` the registry host
+    (``<account>.dkr.ecr.<region>.amazonaws.com``); ``timeout``/``interval`` bound the wait for DescribeImages."""
+
+    def __init__(self, *, ecr: Any, secrets: Any, registry: str, account: str, plain_http: bool = False,
+                 timeout: float = 300, interval: float = 5, log=print) -> None:  # fmt: skip
+        self.ecr, self.secrets, self.registry, self.account = ecr, secrets, registry, account
+        self.scheme = "http" if plain_http else "https"
+        self.timeout, self.interval, self.log = timeout, interval, log
+
+    def check_credential(self, secret_id: str, seed_command: str) -> None:
+        """The secret must have a current version; DescribeSecret lists versions without reading a value."""
+        try:
+            versions = self.secrets.describe_secret(SecretId=secret_id).get("VersionIdsToStages") or {}
+        except self.secrets.exceptions.ResourceNotFoundException:
+            raise WarmError(f"the Docker Hub credential secret {secret_id} does not exist: apply the platform "
+                            "stack first (docs/images.md, first deploy order)") from None
+        if not any("AWSCURRENT" in stages for stages in versions.values()):
+            raise WarmError(f"the Docker Hub credential secret {secret_id} has no value yet, so the cache cannot "
+                            f"pull from Docker Hub. Seed it once (docs/images.md, \"Seeding the Docker Hub "
+                            f"credential\"):\n  {seed_command}")
+
+    def _token(self) -> str:
+        data = self.ecr.get_authorization_token(registryIds=[self.account])["authorizationData"]
+        return data[0]["authorizationToken"]  # base64 of AWS:<password>: the registry API's Basic credential
+
+    def request_by_tag(self, image: CachedImage, token: str) -> str | None:
+        """GET the manifest by tag (what makes the cache import it); returns the digest the registry names."""
+        url = f"{self.scheme}://{self.registry}/v2/{image.repository}/manifests/{image.tag}"
+        try:
+            headers, body = _request(url, "GET", token, scheme="Basic")
+        except urllib.error.HTTPError as err:
+            raise WarmError(f"{url}: HTTP {err.code} {err.reason}: the cache could not fetch {image.upstream}:"
+                            f"{image.tag} (does the tag exist upstream? is the pull-through cache rule and its "
+                            "credential valid? `aws ecr validate-pull-through-cache-rule`)") from None
+        except urllib.error.URLError as err:
+            raise WarmError(f"{url}: {err.reason}") from None
+        return headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def listed_digest(self, image: CachedImage) -> str:
+        """The digest ECR lists for the tag, polled until the import shows up or ``timeout`` passes."""
+        deadline = time.monotonic() + self.timeout
+        not_yet = (self.ecr.exceptions.RepositoryNotFoundException, self.ecr.exceptions.ImageNotFoundException)
+        while True:
+            try:
+                details = self.ecr.describe_images(repositoryName=image.repository,
+                                                   imageIds=[{"imageTag": image.tag}])["imageDetails"]  # fmt: skip
+                if details:
+                    return details[0]["imageDigest"]
+            except not_yet:
+                pass
+            if time.monotonic() >= deadline:
+                raise WarmError(f"{image.repository}:{image.tag}: ECR did not list the tag within {self.timeout:g}s "
+                                "after the pull by tag (ecr:DescribeImages); the import may still be running: re-run "
+                                "the step, or pass --timeout to wait longer")
+            time.sleep(self.interval)
+
+    def warm(self, images: list[CachedImage]) -> list[str]:
+        """Every image pulled by tag and compared; returns the problems (empty when the cache holds the lock)."""
+        token, problems = self._token(), []
+        for image in images:
+            served = self.request_by_tag(image, token)
+            listed = self.listed_digest(image)
+            if listed != image.digest:
+                problems.append(
+                    f"{image.upstream}:{image.tag}: the cache holds {listed} for the tag (the registry served "
+                    f"{served}), but images.lock.toml pins {image.digest}. The upstream tag was rebuilt after it was "
+                    f"locked, and the cache keeps the build it imported first, so the pinned digest can never be "
+                    f"pulled here. Fix: `scripts/images lock {image.upstream}:{image.tag}`, check the new digest's "
+                    "source, and merge it through a pull request (docs/troubleshooting.md); nothing is deployed "
+                    "with an unlocked digest")
+            else:
+                self.log(f"ok {self.registry}/{image.repository}:{image.tag} = {listed}")
+        return problems
+
+
+def warm_environment(env: str, *, lock_file: Path = LOCK_FILE, envs_dir: Path = ROOT / "envs",
+                     registry: str | None = None, plain_http: bool = False, timeout: float = 300,
+                     interval: float = 5) -> list[str]:  # fmt: skip
+    import botocore.session  # noqa: PLC0415 (only warm talks to AWS)
+
+    from modules.settings.environment import load_environment  # noqa: PLC0415
+
+    settings = load_environment(envs_dir / f"{env}.toml", lock_file)
+    session = botocore.session.get_session()
+    warmer = CacheWarmer(
+        ecr=session.create_client("ecr", region_name=settings.region),
+        secrets=session.create_client("secretsmanager", region_name=settings.region),
+        registry=registry or f"{settings.account.id}.dkr.ecr.{settings.region}.amazonaws.com",
+        account=settings.account.id, plain_http=plain_http, timeout=timeout, interval=interval,
+    )  # fmt: skip
+    secret = credential_secret_name(settings)
+    warmer.check_credential(secret, f"aws secretsmanager put-secret-value --region {settings.region} --secret-id "
+                                    f"{secret} --secret-string '{{\"username\":\"<docker hub user>\","
+                                    f"\"accessToken\":\"<access token>\"}}'")  # fmt: skip
+    return warmer.warm(environment_images(settings))
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/images", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,7 +278,18 @@ def main(argv: list[str]) -> int:
     lock.add_argument("reference", nargs="+")
     lock.add_argument("--lock-file", type=Path, default=LOCK_FILE)
     lock.add_argument("--plain-http", action="store_true", help="a local test registry without TLS")
+    warm = commands.add_parser("warm", help="pull each image of <env> by tag through its ECR pull-through cache and "
+                                            "check ECR holds the locked digest (CI, before the apps stack)")
+    warm.add_argument("env", help="an environment file's name: envs/<env>.toml")
+    warm.add_argument("--lock-file", type=Path, default=LOCK_FILE)
+    warm.add_argument("--envs-dir", type=Path, default=ROOT / "envs")
+    warm.add_argument("--registry", help="registry host (default <account>.dkr.ecr.<region>.amazonaws.com)")
+    warm.add_argument("--plain-http", action="store_true", help="a local test registry without TLS")
+    warm.add_argument("--timeout", type=float, default=300, help="seconds to wait for ECR to list each tag")
+    warm.add_argument("--interval", type=float, default=5, help="seconds between DescribeImages calls")
     args = parser.parse_args(argv)
+    if args.command == "warm":
+        return _warm(args)
     try:
         for reference in args.reference:
             print(f"{reference} -> {lock_image(reference, lock_file=args.lock_file, plain_http=args.plain_http)}")
@@ -141,6 +298,26 @@ def main(argv: list[str]) -> int:
         return 1
     print(f"wrote {args.lock_file}; commit it, open a pull request, and read the apps stack's plan (docs/images.md)")
     return 0
+
+
+def _warm(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from modules.settings.fields import SettingsError  # noqa: PLC0415
+
+    try:
+        problems = warm_environment(args.env, lock_file=args.lock_file, envs_dir=args.envs_dir,
+                                    registry=args.registry, plain_http=args.plain_http, timeout=args.timeout,
+                                    interval=args.interval)  # fmt: skip
+    except SettingsError as err:
+        print(f"scripts/images warm: {err}", file=sys.stderr)
+        return 1
+    except (WarmError, BotoCoreError, ClientError) as err:
+        print(f"scripts/images warm: {err}", file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(f"scripts/images warm: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

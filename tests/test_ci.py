@@ -167,6 +167,48 @@ def test_every_apply_is_a_saved_plan_approved_in_between():
     assert settings_step["run"] == './scripts/ci-terraform settings "${{ inputs.environment }}" >> "$GITHUB_OUTPUT"'
 
 
+WARM = re.compile(r'^\./scripts/images warm "\$\{\{ inputs\.environment \}\}"$')
+
+
+def cache_warming_problems(workflows: dict[str, dict]) -> list[str]:
+    """Every job that applies the apps stack runs ``scripts/images warm`` with the deploy role's credentials and
+    before the apply: pods pull by digest, which an unwarmed pull-through cache answers "not found"."""
+    problems = []
+    for file, data in workflows.items():
+        for name, job in data["jobs"].items():
+            steps = job.get("steps", [])
+            runs = [step.get("run", "") for step in steps]
+            applies = [i for i, run in enumerate(runs) if re.search(r"ci-terraform apply-plan .* apps ", run)]
+            if not applies:
+                continue
+            warms = [i for i, run in enumerate(runs) if WARM.match(run)]
+            credentials = [i for i, s in enumerate(steps) if "configure-aws-credentials" in s.get("uses", "")
+                           and s["with"]["role-to-assume"].endswith("-deploy")]  # fmt: skip
+            if not warms:
+                problems.append(f"{file}: job {name} applies the apps stack without scripts/images warm")
+            elif not credentials or not credentials[0] < warms[0] < applies[0]:
+                problems.append(f"{file}: job {name} must warm after the deploy credentials and before the apply")
+    return problems
+
+
+def test_the_cache_is_warmed_before_every_apps_apply():
+    workflows = {path.name: workflow(path.name) for path in sorted(WORKFLOWS.glob("*.yml"))}
+    assert not cache_warming_problems(workflows)
+    assert any(WARM.match(s.get("run", "")) for s in workflows["apply.yml"]["jobs"]["apply-apps"]["steps"])
+
+
+def test_an_apps_apply_without_warming_or_warming_too_late_is_caught():
+    data = workflow("apply.yml")
+    steps = data["jobs"]["apply-apps"]["steps"]
+    warm = next(s for s in steps if WARM.match(s.get("run", "")))
+    steps.remove(warm)
+    assert cache_warming_problems({"apply.yml": data}) == [
+        "apply.yml: job apply-apps applies the apps stack without scripts/images warm"]
+    steps.append(warm)  # after the apply
+    assert cache_warming_problems({"apply.yml": data}) == [
+        "apply.yml: job apply-apps must warm after the deploy credentials and before the apply"]
+
+
 def _shell_scripts() -> list[Path]:
     candidates = [*sorted((ROOT / "scripts").iterdir()), ROOT / ".ci" / "run"]
     return [p for p in candidates if p.is_file() and p.read_text().startswith(("#!/usr/bin/env bash", "# shellcheck shell="))]

@@ -218,7 +218,16 @@ PROBES = (
                         f"{e.settings.project}/{e.settings.name}/docker-hub-AbCdEf", _tagged(e.settings), None),
           ("deploy",)),
     Probe("import an image into the cache", "ecr:BatchImportUpstreamImage",
-          lambda e, p: (_cached_repository(e.settings), _tagged(e.settings), None), ("workload",)),
+          lambda e, p: (_cached_repository(e.settings), _tagged(e.settings), None), ("deploy", "workload")),
+    # scripts/images warm, run by the deploy role before the apps stack: the first pull by tag creates the
+    # repository and imports the image; DescribeImages reads the digest ECR stored. (Its ecr:GetAuthorizationToken
+    # has no resource in IAM: the token opens only what the repository actions above allow.)
+    Probe("create a cached repository", "ecr:CreateRepository",
+          lambda e, p: (_cached_repository(e.settings), _untagged(e.settings.region), None), ("deploy",)),
+    Probe("read a cached image's manifest", "ecr:BatchGetImage",
+          lambda e, p: (_cached_repository(e.settings), _tagged(e.settings), None), ("deploy", "workload")),
+    Probe("list a cached repository's images", "ecr:DescribeImages",
+          lambda e, p: (_cached_repository(e.settings), _tagged(e.settings), None), ("deploy",)),
     Probe("push an image into the cache", "ecr:PutImage",
           lambda e, p: (_cached_repository(e.settings), _tagged(e.settings), None)),
     Probe("decrypt with the database key", "kms:Decrypt",

@@ -1,6 +1,11 @@
-"""The lock command (scripts/images) against a real registry: the CNCF distribution registry (Debian's
-``docker-registry``) on 127.0.0.1, an OCI image index pushed into it by ``skopeo``, and the digest the command
-writes compared with the sha256 of the index's bytes as the registry serves them."""
+"""scripts/images against a real registry: the CNCF distribution registry (Debian's ``docker-registry``) on
+127.0.0.1 holding OCI image indexes pushed by ``skopeo``.
+
+- ``lock``: the digest the command writes is the sha256 of the index's bytes as the registry serves them.
+- ``warm``: the manifest requests by tag go to that registry (as to ``<account>.dkr.ecr.<region>.amazonaws.com``),
+  the AWS calls (GetAuthorizationToken, DescribeImages, DescribeSecret) to moto's server, where the test stores
+  what a pull-through cache's import leaves in ECR (``put_image`` of the same index under the tag). Equal digests
+  pass; a rebuilt tag, an unseeded credential, a missing tag and an import ECR never lists fail with their fix."""
 
 from __future__ import annotations
 
@@ -32,13 +37,14 @@ def _blob(layout: Path, data: bytes, media_type: str) -> dict:
     return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
 
 
-def _oci_index(layout: Path, tag: str) -> str:
-    """An OCI layout holding a two-platform image index (amd64, arm64) under ``tag``; returns the index digest."""
+def _oci_index(layout: Path, tag: str, build: str = "") -> str:
+    """An OCI layout holding a two-platform image index (amd64, arm64) under ``tag``; returns the index digest.
+    ``build`` changes the layers' bytes: another build of the same tag, another digest."""
     (layout / "blobs" / "sha256").mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     manifests = []
     for arch in ("amd64", "arm64"):
-        layer = _blob(layout, f"layer of {arch}".encode(), "application/vnd.oci.image.layer.v1.tar")
+        layer = _blob(layout, f"layer of {arch}{build}".encode(), "application/vnd.oci.image.layer.v1.tar")
         config = _blob(layout, json.dumps({"architecture": arch, "os": "linux", "rootfs": {
             "type": "layers", "diff_ids": [layer["digest"]]}}).encode(), "application/vnd.oci.image.config.v1+json")
         manifest_type = "application/vnd.oci.image.manifest.v1+json"
@@ -124,3 +130,171 @@ def test_a_tag_the_registry_does_not_have_fails_and_leaves_the_lock_alone(regist
 def test_a_reference_without_a_tag_is_refused(tmp_path):
     result = _lock("--lock-file", str(tmp_path / "lock.toml"), "twentycrm/twenty@sha256:" + "0" * 64)
     assert result.returncode == 1 and "is not <registry>/<path>:<tag>" in result.stderr
+
+
+# --- warm: the environment's pull-through cache -----------------------------------------------------------------
+
+ENV = "dev"
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+
+
+def _push(host: str, work: Path, repository: str, tag: str, build: str) -> bytes:
+    """An index pushed to ``host/repository:tag``; returns its bytes as the registry serves them."""
+    layout = work / "layouts" / f"{repository.replace('/', '_')}-{tag}-{build}"
+    digest = _oci_index(layout, tag, build)
+    target = f"docker://{host}/{repository}:{tag}"
+    subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+                    f"oci:{layout}:{tag}", target], check=True, capture_output=True, timeout=120)  # fmt: skip
+    served = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", target],
+                            check=True, capture_output=True, timeout=60).stdout  # fmt: skip
+    assert "sha256:" + hashlib.sha256(served).hexdigest() == digest
+    return served
+
+
+@pytest.fixture(scope="module")
+def cache(registry, tmp_path_factory):
+    """The dev environment's three images in the registry under their cached repositories' paths, a lock pinning
+    exactly those indexes, and moto's server for the ECR and Secrets Manager calls."""
+    from moto.server import ThreadedMotoServer
+    from postgres_support import free_port
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import images as script
+    from modules.settings.environment import load_environment
+
+    host, work = registry
+    settings = load_environment(ROOT / "envs" / f"{ENV}.toml")
+    indexes, lock = {}, tomllib.loads((ROOT / "images.lock.toml").read_text())
+    for image in script.environment_images(settings):
+        indexes[image.repository] = _push(host, work, image.repository, image.tag, build="first")
+        lock[image.upstream][image.tag]["digest"] = "sha256:" + hashlib.sha256(indexes[image.repository]).hexdigest()
+    lock_file = tmp_path_factory.mktemp("warm") / "images.lock.toml"
+    script.write_lock(lock_file, lock)
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    aws_env = {"AWS_ENDPOINT_URL_ECR": url, "AWS_ENDPOINT_URL_SECRETS_MANAGER": url, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing", "AWS_CONFIG_FILE": "/dev/null",
+               "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}  # fmt: skip
+    try:
+        yield {"host": host, "work": work, "settings": settings, "indexes": indexes, "lock_file": lock_file,
+               "url": url, "env": aws_env, "script": script}  # fmt: skip
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(cache):
+    """Empty ECR and Secrets Manager for each test; clients on moto."""
+    import boto3
+
+    urllib.request.urlopen(urllib.request.Request(f"{cache['url']}/moto-api/reset", method="POST"), timeout=10)
+    region = cache["settings"].region
+    kwargs = {"endpoint_url": cache["url"], "region_name": region, "aws_access_key_id": "testing",
+              "aws_secret_access_key": "testing"}  # fmt: skip
+    return boto3.client("ecr", **kwargs), boto3.client("secretsmanager", **kwargs)
+
+
+def _seed_credential(cache, secrets, *, value: bool = True) -> str:
+    name = cache["script"].credential_secret_name(cache["settings"])
+    extra = {"SecretString": json.dumps({"username": "u", "accessToken": "t"})} if value else {}
+    secrets.create_secret(Name=name, **extra)
+    return name
+
+
+def _imported(ecr, repository: str, tag: str, index: bytes) -> None:
+    """What the cache's import leaves in ECR: the repository and the index under the tag."""
+    try:
+        ecr.create_repository(repositoryName=repository)
+    except ecr.exceptions.RepositoryAlreadyExistsException:
+        pass
+    ecr.put_image(repositoryName=repository, imageManifest=index.decode(), imageTag=tag,
+                  imageManifestMediaType=INDEX_TYPE, imageDigest="sha256:" + hashlib.sha256(index).hexdigest())
+
+
+def _warm(cache, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "images.py"), "warm", ENV, "--registry",
+                           cache["host"], "--plain-http", "--lock-file", str(cache["lock_file"]), "--interval", "0.2",
+                           *extra], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **cache["env"]})  # fmt: skip
+
+
+def test_warm_requests_what_the_chart_pulls(cache):
+    """The repositories warmed are the ones modules/apps.py puts in the release values, and the credential the one
+    modules/registry.py creates."""
+    from modules.apps import image_reference
+    from modules.registry import credential_secret_name
+
+    settings, script = cache["settings"], cache["script"]
+    host = f"{settings.account.id}.dkr.ecr.{settings.region}.amazonaws.com"
+    warmed = {f"{host}/{image.repository}@{image.digest}" for image in script.environment_images(settings)}
+    images = settings.images
+    assert warmed == {f"{image_reference(settings, i)}@{i.digest}" for i in (images.twenty, images.redis,
+                                                                            images.kubectl)}  # fmt: skip
+    assert script.credential_secret_name(settings) == credential_secret_name(settings)
+
+
+def test_warm_passes_when_the_cache_holds_the_locked_digests(cache, aws):
+    ecr, secrets = aws
+    _seed_credential(cache, secrets)
+    for image in cache["script"].environment_images(cache["settings"]):
+        _imported(ecr, image.repository, image.tag, cache["indexes"][image.repository])
+    result = _warm(cache)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok ") == 3, result.stdout
+
+
+def test_warm_fails_when_the_upstream_tag_was_rebuilt(cache, aws):
+    ecr, secrets = aws
+    _seed_credential(cache, secrets)
+    images = cache["script"].environment_images(cache["settings"])
+    redis = next(image for image in images if image.upstream.endswith("/redis"))
+    rebuilt = _push(cache["host"], cache["work"], redis.repository, "rebuild-" + redis.tag, build="second")
+    for image in images:
+        _imported(ecr, image.repository, image.tag, rebuilt if image is redis else cache["indexes"][image.repository])
+    result = _warm(cache)
+    assert result.returncode == 1
+    new = "sha256:" + hashlib.sha256(rebuilt).hexdigest()
+    assert f"docker.io/library/redis:{redis.tag}: the cache holds {new}" in result.stderr, result.stderr
+    locked = "sha256:" + hashlib.sha256(cache["indexes"][redis.repository]).hexdigest()
+    assert f"pins {locked}" in result.stderr and "upstream tag was rebuilt" in result.stderr
+    assert f"scripts/images lock docker.io/library/redis:{redis.tag}" in result.stderr
+    assert result.stdout.count("ok ") == 2  # the other two are checked too, and pass
+
+
+def test_warm_stops_first_when_the_docker_hub_credential_has_no_value(cache, aws):
+    _, secrets = aws
+    name = _seed_credential(cache, secrets, value=False)
+    result = _warm(cache)
+    assert result.returncode == 1
+    assert f"{name} has no value yet" in result.stderr, result.stderr
+    assert f"aws secretsmanager put-secret-value --region {cache['settings'].region} --secret-id {name}" \
+        in result.stderr and '"accessToken"' in result.stderr
+    assert "ok " not in result.stdout
+
+
+def test_warm_times_out_when_ecr_never_lists_the_tag(cache, aws):
+    _, secrets = aws
+    _seed_credential(cache, secrets)
+    result = _warm(cache, "--timeout", "1")
+    assert result.returncode == 1
+    twenty = cache["script"].environment_images(cache["settings"])[0]
+    assert f"{twenty.repository}:{twenty.tag}: ECR did not list the tag within 1s" in result.stderr, result.stderr
+
+
+def test_warm_fails_when_the_registry_has_no_such_tag(cache, aws, tmp_path):
+    _, secrets = aws
+    _seed_credential(cache, secrets)
+    lock = tomllib.loads(cache["lock_file"].read_text())
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    text = (ROOT / "envs" / f"{ENV}.toml").read_text().replace('twenty_image_tag = "v2.45.6"',
+                                                                  'twenty_image_tag = "v2.45.7"')
+    (envs / f"{ENV}.toml").write_text(text)
+    lock["docker.io/twentycrm/twenty"]["v2.45.7"] = lock["docker.io/twentycrm/twenty"]["v2.45.6"]
+    cache["script"].write_lock(tmp_path / "lock.toml", lock)
+    result = _warm(cache, "--envs-dir", str(envs), "--lock-file", str(tmp_path / "lock.toml"))
+    assert result.returncode == 1
+    assert "/manifests/v2.45.7: HTTP 404" in result.stderr and "validate-pull-through-cache-rule" in result.stderr

@@ -14,7 +14,13 @@ type raises, so a new kind of rule cannot pass unread.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from conftest import build_stack, copy_envs, edit, problems_for, with_changes
@@ -413,3 +419,101 @@ def test_the_construct_refuses_an_acl_above_the_budget(settings, monkeypatch):
     monkeypatch.setattr(modules.waf, "WCU_BUDGET", 1000)
     with pytest.raises(ValueError, match="would use 1194 WCUs, above 1000"):
         build_stack(PlatformStack, settings["dev"])
+
+
+# --- the emergency runbook (docs/edge.md, "Emergency: WAF blocks real users"), executed against moto -------------
+
+
+def runbook_block(name: str) -> str:
+    """The bash block docs/edge.md marks ``<!-- runbook: name -->``."""
+    from conftest import ROOT
+
+    page = (ROOT / "docs" / "edge.md").read_text()
+    found = re.search(rf"<!-- runbook: {re.escape(name)} -->\n```bash\n(.*?)\n```", page, re.DOTALL)
+    assert found, f"docs/edge.md has no runbook block {name!r}"
+    return found.group(1)
+
+
+def run_runbook(aws, workdir: Path, *blocks: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The blocks as an administrator pastes them into one shell, the AWS CLI pointed at moto."""
+    script = "set -euo pipefail\n" + "\n".join(runbook_block(b) for b in blocks)
+    env = {**os.environ, "AWS_ENDPOINT_URL": aws.url, "AWS_CA_BUNDLE": str(aws.ca_bundle),
+           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    result = subprocess.run(["bash", "-c", script], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, f"runbook {blocks} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def rules_by_name(client, acl: dict) -> dict[str, dict]:
+    found = client.get_web_acl(Scope="REGIONAL", Name=acl["Name"], Id=acl["Id"])["WebACL"]
+    return {r["Name"]: r for r in found["Rules"]}
+
+
+@pytest.mark.slow
+def test_the_emergency_runbook_counts_a_rule_and_the_next_apply_restores_it(prod, tmp_path):
+    """prod's web ACL, applied by terraform against moto from the synthesized JSON and associated with an ALB; the
+    runbook's CLI steps count one managed rule, one group and one of our rules, a stale lock token is refused, the
+    ACL is disassociated; then `terraform plan` reports the drift and an apply restores the code's ACL."""
+    from terraform_support import LocalAws, Terraform, missing_tools, write_json
+
+    reason = missing_tools() or (None if shutil.which("jq") else "jq is not on PATH (the runbook edits JSON with it)")
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must not skip this test")
+        pytest.skip(reason)
+    acl_resource = web_acl(prod)
+    work = tmp_path / "waf"
+    work.mkdir()
+    terraform = Terraform(tmp_path)
+    with LocalAws(tmp_path) as aws:
+        ec2, elbv2, wafv2 = aws.client("ec2"), aws.client("elbv2"), aws.client("wafv2")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"sa-east-1{z}")
+                   ["Subnet"]["SubnetId"] for i, z in enumerate("ab")]  # fmt: skip
+        alb_arn = elbv2.create_load_balancer(Name="twentycrm-prod", Subnets=subnets)["LoadBalancers"][0][
+            "LoadBalancerArn"]
+        write_json(work / "main.tf.json", {
+            "terraform": {"required_providers": {"aws": {"source": "hashicorp/aws", "version": "5.100.0"}}},
+            "provider": {"aws": {"region": "sa-east-1"}},
+            "resource": {
+                "aws_wafv2_web_acl": {"acl": acl_resource},
+                "aws_wafv2_web_acl_association": {"alb": {
+                    "resource_arn": alb_arn, "web_acl_arn": "${aws_wafv2_web_acl.acl.arn}"}},
+            },
+        })  # fmt: skip
+        write_json(work / "aws_override.tf.json", aws.provider_override())
+        terraform.run(work, "init", "-input=false")
+        terraform.run(work, "apply", "-input=false", "-auto-approve")
+        (acl,) = wafv2.list_web_acls(Scope="REGIONAL")["WebACLs"]
+        applied = rules_by_name(wafv2, acl)
+
+        run_runbook(aws, work, "get-web-acl", "count-one-rule", "update-web-acl")
+        now = rules_by_name(wafv2, acl)
+        overrides = now["aws-common"]["Statement"]["ManagedRuleGroupStatement"]["RuleActionOverrides"]
+        assert {o["Name"]: o["ActionToUse"] for o in overrides} == {
+            "SizeRestrictions_BODY": {"Count": {}}, "CrossSiteScripting_BODY": {"Count": {}}}
+        assert {k: v for k, v in now.items() if k != "aws-common"} == {
+            k: v for k, v in applied.items() if k != "aws-common"}, "only the one group changed"
+
+        run_runbook(aws, work, "get-web-acl", "count-group", "update-web-acl")
+        assert rules_by_name(wafv2, acl)["aws-sqli"]["OverrideAction"] == {"Count": {}}
+        # the gate on a bad input: the update run twice, the second time with the token the first one spent
+        twice = run_runbook(aws, work, "get-web-acl", "count-own-rule", "update-web-acl", "update-web-acl",
+                            check=False)  # fmt: skip
+        assert twice.returncode != 0 and "WAFOptimisticLockException" in twice.stderr, twice.stderr
+        now = rules_by_name(wafv2, acl)
+        assert now["rate-per-ip"]["Action"] == {"Count": {}}, "the first update went through"
+        assert "CrossSiteScripting_BODY" in json.dumps(now["aws-common"]), "the earlier override is kept"
+
+        run_runbook(aws, work, "get-web-acl", "disassociate")
+        assert "WebACL" not in wafv2.get_web_acl_for_resource(ResourceArn=alb_arn)
+
+        drift = terraform.run(work, "plan", "-input=false", "-detailed-exitcode", check=False)
+        assert drift.returncode == 2, drift.stdout
+        assert "aws_wafv2_web_acl.acl will be updated in-place" in drift.stdout
+        assert "aws_wafv2_web_acl_association.alb will be created" in drift.stdout
+        terraform.run(work, "apply", "-input=false", "-auto-approve")
+        assert rules_by_name(wafv2, acl) == applied, "the apply restores the code's rules"
+        assert wafv2.get_web_acl_for_resource(ResourceArn=alb_arn)["WebACL"]["Name"] == "twentycrm-prod"

@@ -104,7 +104,8 @@ BODY_RULE_GROUPS = {
     "GenericRFI_BODY": "aws-common", "EC2MetaDataSSRF_BODY": "aws-common", "SQLi_BODY": "aws-sqli",
 }  # fmt: skip
 # WCUs of the statements the custom rules use (AWS WAF Developer Guide, "Rule statements": rate-based base cost 2
-# plus its scope-down statement's, label match 1, string match EXACTLY/STARTS_WITH 2 with no text transformation; AND/OR/NOT add nothing of their own).
+# plus its scope-down statement's, label match 1, string match EXACTLY/STARTS_WITH 2 with no text transformation;
+# AND/OR/NOT add nothing of their own).
 RATE_BASED_WCU = 2
 LABEL_MATCH_WCU = 1
 BYTE_MATCH_WCU = {"EXACTLY": 2, "STARTS_WITH": 2}

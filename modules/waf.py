@@ -4,15 +4,17 @@ Rules, in the order WAF evaluates them (priority):
 
 0. ``aws-ip-reputation``: AWSManagedRulesAmazonIpReputationList (addresses AWS threat intelligence flags);
 1. ``aws-anonymous-ip``: AWSManagedRulesAnonymousIpList, blocking Tor and anonymizers, counting cloud hosting ranges;
-2. ``rate-per-ip``: a rate-based rule, ``waf.rate_limit`` requests per client IP in ``waf.rate_window_seconds``;
+2. ``rate-per-ip``: a rate-based rule, ``waf.rate_limit`` requests per client IP in ``waf.rate_window_seconds``,
+   counting every request but the front's static assets (STATIC_ASSETS_PREFIX);
 3. ``aws-known-bad-inputs``: AWSManagedRulesKnownBadInputsRuleSet (Log4j JNDI lookups, Java deserialization, ...);
 4. ``aws-common``: AWSManagedRulesCommonRuleSet (the core rule set), with ``waf.api_body_rules`` overridden to count;
 5. ``aws-sqli``: AWSManagedRulesSQLiRuleSet when ``waf.sql_injection``;
-10+. ``<rule>-outside-api``: blocks what a counted body rule labelled, unless the path is one of Twenty's APIs.
+10+. ``<rule>-outside-api``: blocks what a counted body rule labelled, unless the path is one of Twenty's routes
+     that take large bodies.
 
 Why the exclusions (docs/edge.md, "Exclusions"): an ALB forwards at most the first 8 KB of a body to WAF and the core
-rule set's SizeRestrictions_BODY blocks every body above 8 KB, while Twenty's server accepts JSON bodies and GraphQL
-multipart uploads far larger than that on ``/graphql``, ``/metadata`` and ``/rest/`` (TWENTY_API_PATHS). Counting
+rule set's SizeRestrictions_BODY blocks every body above 8 KB, while Twenty's server takes bodies far larger than that
+on its APIs, its file uploads, its MCP endpoint and its public webhook and route triggers (TWENTY_API_PATHS). Counting
 that one rule on those paths only, and blocking it by label everywhere else, keeps every other rule in force.
 """
 
@@ -45,15 +47,32 @@ LOG_GROUP_PREFIX = "aws-waf-logs-"
 # "Authorization: Bearer <token>" (API keys too) and its session as a cookie (tokenPair); WAF wants them lower-case.
 REDACTED_HEADERS = ("authorization", "cookie")
 
-# Twenty's API paths, read from twentyhq/twenty packages/twenty-server (docs/edge.md, "Exclusions", cites the files):
-# the workspace GraphQL API (/graphql) and the metadata GraphQL API (/metadata) take JSON bodies and, through the
-# graphql-upload middleware main.ts mounts on the whole app, multipart file uploads; the REST API (/rest/...,
-# /rest/metadata/...) takes JSON bodies (batch creates, imports). Twenty's own limit on those bodies is in megabytes.
+# The routes of Twenty's server that legitimately take bodies above 8 KB, read from twentyhq/twenty (route names:
+# packages/twenty-shared/src/types/ApiPath.ts; docs/edge.md, "Exclusions", cites each controller), each matched as
+# narrowly as the route is declared:
+# - /graphql, /metadata: the two GraphQL APIs, JSON bodies and graphql-upload multipart uploads;
+# - /rest/...: the REST API (/rest/<object>, /rest/metadata/...), JSON bodies (batch creates, imports);
+# - /file-upload/<id>: PUT of the raw file (attachments, avatars, app tarballs) when Twenty's S3 driver does not
+#   presign uploads, which is its default (STORAGE_S3_PRESIGNED_URL_ENABLED = false) and this chart's setting;
+# - /mcp: the MCP endpoint, JSON-RPC tool calls that carry record data like the REST API;
+# - /webhooks/workflows/<workspace>/<workflow>: a workflow's webhook trigger, a third party's payload as is;
+# - /s/<path>: route triggers of logic functions, any body a workspace's own endpoint accepts.
+# Left out: /apps (app connections, small JSON; tarballs go through /file-upload/) and Twenty's other routes (auth,
+# files download, health, OAuth, ...), which take small bodies.
 TWENTY_API_PATHS: tuple[tuple[str, str], ...] = (
     ("EXACTLY", "/graphql"),
     ("EXACTLY", "/metadata"),
     ("STARTS_WITH", "/rest/"),
+    ("STARTS_WITH", "/file-upload/"),
+    ("EXACTLY", "/mcp"),
+    ("STARTS_WITH", "/webhooks/workflows/"),
+    ("STARTS_WITH", "/s/"),
 )
+# Twenty's server serves the front's build (ServeStaticModule on dist/front, packages/twenty-server/src/app.module.ts)
+# and Vite writes its hashed JS/CSS chunks under /assets/ (twenty-front/vite.config.ts: no base, no assetsDir). One
+# login loads dozens of them: the rate rule does not count them, so an office behind one NAT address is limited by
+# its API calls, not by its page loads.
+STATIC_ASSETS_PREFIX = "/assets/"
 
 # The managed groups, their vendor, capacity in WCUs (AWS WAF Developer Guide, "AWS Managed Rules rule groups list":
 # baseline and use-case groups) and label namespace.
@@ -84,8 +103,9 @@ BODY_RULE_GROUPS = {
     "SizeRestrictions_BODY": "aws-common", "CrossSiteScripting_BODY": "aws-common", "GenericLFI_BODY": "aws-common",
     "GenericRFI_BODY": "aws-common", "EC2MetaDataSSRF_BODY": "aws-common", "SQLi_BODY": "aws-sqli",
 }  # fmt: skip
-# WCUs of the statements the custom rules use (AWS WAF Developer Guide, "Rule statements": rate-based base cost 2,
-# label match 1, string match EXACTLY/STARTS_WITH 2 with no text transformation; AND/OR/NOT add nothing of their own).
+# WCUs of the statements the custom rules use (AWS WAF Developer Guide, "Rule statements": rate-based base cost 2
+# plus its scope-down statement's, label match 1, string match EXACTLY/STARTS_WITH 2 with no text transformation;
+# AND/OR/NOT add nothing of their own).
 RATE_BASED_WCU = 2
 LABEL_MATCH_WCU = 1
 BYTE_MATCH_WCU = {"EXACTLY": 2, "STARTS_WITH": 2}
@@ -101,12 +121,21 @@ def body_rule_label(rule: str) -> str:
     return f"{group}:{rule.removesuffix('_BODY')}_Body"
 
 
+def _uri_path_match(how: str, path: str) -> dict[str, Any]:
+    """A byte match on the URI path as sent (no text transformation: Twenty's routes are case-sensitive)."""
+    return {"byte_match_statement": [{
+        "positional_constraint": how, "search_string": path, "field_to_match": [{"uri_path": [{}]}],
+        "text_transformation": [{"priority": 0, "type": "NONE"}],
+    }]}  # fmt: skip
+
+
 def web_acl_capacity(settings: EnvironmentSettings) -> int:
     """The WCUs the ACL's rules use, from AWS's documented capacities (docs/edge.md, "Capacity")."""
     waf = settings.waf
     groups = sum(g["wcu"] for key, g in MANAGED_GROUPS.items() if key != "aws-sqli" or waf.sql_injection)
     outside_api = LABEL_MATCH_WCU + sum(BYTE_MATCH_WCU[how] for how, _ in TWENTY_API_PATHS)
-    return groups + RATE_BASED_WCU + outside_api * len(waf.api_body_rules)
+    rate = RATE_BASED_WCU + BYTE_MATCH_WCU["STARTS_WITH"]  # its scope-down statement: not the static assets
+    return groups + rate + outside_api * len(waf.api_body_rules)
 
 
 class WebApplicationFirewall(Construct):
@@ -222,18 +251,15 @@ class WebApplicationFirewall(Construct):
             "action": self._action(),
             "statement": [{"rate_based_statement": [{
                 "limit": waf.rate_limit, "aggregate_key_type": "IP", "evaluation_window_sec": waf.rate_window_seconds,
+                # WAF counts (and acts on) only the requests that match the scope-down statement
+                "scope_down_statement": [{"not_statement": [{"statement": [_uri_path_match(
+                    "STARTS_WITH", STATIC_ASSETS_PREFIX)]}]}],
             }]}],  # fmt: skip
             "visibility_config": self._visibility("rate-per-ip"),
         }
 
     def _outside_api_rule(self, body_rule: str, priority: int) -> dict[str, Any]:
-        paths = [
-            {"byte_match_statement": [{
-                "positional_constraint": how, "search_string": path, "field_to_match": [{"uri_path": [{}]}],
-                "text_transformation": [{"priority": 0, "type": "NONE"}],
-            }]}
-            for how, path in TWENTY_API_PATHS
-        ]  # fmt: skip
+        paths = [_uri_path_match(how, path) for how, path in TWENTY_API_PATHS]
         name = f"{body_rule.lower().replace('_', '-')}-outside-api"
         return {
             "name": name,

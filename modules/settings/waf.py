@@ -38,16 +38,17 @@ class WafSettings(_Model):
         ge=10,
         le=2_000_000_000,
         description="Requests one client IP may send in one evaluation window (rate_window_seconds) before the "
-        "rate-based rule blocks it; AWS allows 10 to 2,000,000,000.",
+        "rate-based rule blocks it; the front's static assets (/assets/) are not counted. AWS allows 10 to "
+        "2,000,000,000. Raise it for many users behind one NAT address (docs/edge.md, tuning a rule).",
     )
     rate_window_seconds: Literal[60, 120, 300, 600] = Field(
         default=300, description="The rate-based rule's evaluation window: the last 60, 120, 300 or 600 seconds."
     )
     api_body_rules: tuple[BodyRule, ...] = Field(
         default=("SizeRestrictions_BODY",),
-        description="Body rules counted, not blocked, on Twenty's API paths (/graphql, /metadata, /rest/) and "
-        "blocked everywhere else. SizeRestrictions_BODY must stay: Twenty accepts bodies far above the 8 KB it "
-        "allows (uploads, imports).",
+        description="Body rules counted, not blocked, on the Twenty routes that take large bodies (/graphql, "
+        "/metadata, /rest/, /file-upload/, /mcp, /webhooks/workflows/, /s/) and blocked everywhere else. "
+        "SizeRestrictions_BODY must stay: Twenty accepts bodies far above the 8 KB it allows (uploads, imports).",
     )
     log_retention_days: LogRetentionDays = Field(
         default=365, description="Days the WAF log group aws-waf-logs-<project>-<env> keeps its logs."

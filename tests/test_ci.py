@@ -563,6 +563,10 @@ def test_check_boundary_stops_an_upgrade_whose_state_stack_is_not_applied_and_pa
     assert f"::error::the state bucket {state} does not log to {logs}" in earlier.stderr, earlier.stderr
     assert f"(README, '{UPGRADE_RUNBOOK}')" in " ".join(earlier.stderr.split())
     s3.create_bucket(Bucket=logs, CreateBucketConfiguration={"LocationConstraint": "sa-east-1"})
+    # as modules/private_bucket.py's server_access_log_bucket lets S3's logging service write (moto checks it)
+    s3.put_bucket_policy(Bucket=logs, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{logs}/*"}]}))
     s3.put_bucket_logging(Bucket=state, BucketLoggingStatus={"LoggingEnabled": {
         "TargetBucket": logs, "TargetPrefix": f"{state}/"}})
     present = _ci_terraform("check-boundary", "prod", account, cwd=ROOT, env=env)
@@ -605,7 +609,7 @@ def test_every_plan_of_platform_checks_the_registry_credential_first():
         for name, job in yaml.safe_load(path.read_text())["jobs"].items():
             runs = [step.get("run", "") for step in job.get("steps", [])]
             plans = [i for i, run in enumerate(runs)
-                     if re.search(r"ci-terraform plan |ci-terraform save-plan \S+ platform ", run)]  # fmt: skip
+                     if re.search(r"ci-terraform plan |ci-terraform save-plan .+ platform ", run)]  # fmt: skip
             if not plans:
                 continue
             jobs += 1

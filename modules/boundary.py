@@ -79,8 +79,10 @@ UNTAG_ACTIONS = (
     "acm:RemoveTagsFromCertificate",
     "wafv2:UntagResource",
 )  # fmt: skip
-# Secrets Manager actions on a secret: only the environment's own secrets (names <project>/<env>/...).
+# Secrets Manager actions on a secret: only the environment's own secrets (names <project>/<env>/...), metadata
+# reads included (CI's preflight describes its own Docker Hub credential, never another environment's).
 SECRET_ACTIONS = (
+    "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy", "secretsmanager:ListSecretVersionIds",
     "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
     "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret",
     "secretsmanager:RotateSecret", "secretsmanager:PutResourcePolicy", "secretsmanager:DeleteResourcePolicy",
@@ -174,6 +176,20 @@ def own_secret_arns(settings: EnvironmentSettings, *, partition: str, account: s
     return arns
 
 
+def credential_arn_pattern(settings: EnvironmentSettings, *, partition: str, account: str) -> str:
+    """The Docker Hub credential of the image cache (modules/registry.py), whatever suffix Secrets Manager adds."""
+    return (f"arn:{partition}:secretsmanager:{settings.region}:{account}:secret:"
+            f"ecr-pullthroughcache/{settings.project}/{settings.name}/*")
+
+
+# What a role may do on the Docker Hub credential: its metadata (the platform stack's lookup, CI's preflight
+# `ci-terraform check-registry-credential`). The administrator-applied state stack creates it, an operator seeds
+# it; no pipeline or workload writes it or reads its value (the pull-through cache's service-linked role does).
+CREDENTIAL_METADATA_READS = (
+    "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy", "secretsmanager:ListSecretVersionIds",
+)
+
+
 def own_cluster_arns(settings: EnvironmentSettings, *, partition: str, account: str) -> list[str]:
     eks, cluster = f"arn:{partition}:eks:{settings.region}:{account}", settings.cluster.name
     return [f"{eks}:cluster/{cluster}", *(f"{eks}:{kind}/{cluster}/*" for kind in (
@@ -213,6 +229,8 @@ def environment_fences(settings: EnvironmentSettings, *, partition: str, account
         {"Sid": "NoHostedZoneAdministration", "Effect": "Deny", "Action": list(ZONE_ADMIN_ACTIONS), "Resource": "*"},
         {"Sid": "OnlyThisEnvironmentsSecrets", "Effect": "Deny", "Action": list(SECRET_ACTIONS),
          "NotResource": own_secret_arns(settings, partition=partition, account=account)},
+        {"Sid": "OnlyOperatorsChangeTheCredential", "Effect": "Deny", "NotAction": list(CREDENTIAL_METADATA_READS),
+         "Resource": credential_arn_pattern(settings, partition=partition, account=account)},
         {"Sid": "OnlyThisEnvironmentsCluster", "Effect": "Deny", "Action": list(EKS_WRITE_ACTIONS),
          "NotResource": own_cluster_arns(settings, partition=partition, account=account)},
         {"Sid": "OnlyThisEnvironmentsRecords", "Effect": "Deny", "Action": "route53:ChangeResourceRecordSets",

@@ -258,6 +258,7 @@ class DeployRole(Construct):
         lock_table_arn: str,
         state_key: EncryptionKey,
         oidc_provider_arn: str,
+        credential_key_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         ci = settings.ci
@@ -381,7 +382,9 @@ class DeployRole(Construct):
                         "dynamodb:DeleteTable", "dynamodb:UpdateTable",
                         "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy",
                     ],
-                    "Resource": [state_bucket_arn, lock_table_arn, state_key.arn],
+                    # and the key of the Docker Hub credential, which the state stack also owns (modules/registry.py)
+                    "Resource": [state_bucket_arn, lock_table_arn, state_key.arn,
+                                 *([credential_key_arn] if credential_key_arn else [])],
                 },  # fmt: skip
                 *fences,
             ),

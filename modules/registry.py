@@ -8,6 +8,12 @@ encrypted with the environment's images key, tagged as the environment's, with a
 pulled with the account's Docker Hub credential (Secrets Manager, seeded by an operator: never in Terraform), so
 the anonymous limit of 10 pulls per hour per IP behind one NAT address no longer applies.
 
+The credential's secret and its key belong to the **state stack** (``DockerHubCredential``), applied by an
+administrator before the platform stack: ECR's CreatePullThroughCacheRule checks the secret when the rule is
+created (SecretNotFoundException, UnableToAccessSecretException, UnableToDecryptSecretValueException in the ECR API
+reference), so the secret must exist, and hold a value, before the platform apply that creates the rule. The
+platform stack only looks it up by name (DescribeSecret: metadata, never the value).
+
 Per-environment prefixes keep two environments in one account apart: each has its own rules, templates and
 repositories, and the node role and the fences admit only its own (``<project>-<env>/*``).
 """
@@ -18,6 +24,7 @@ import json
 from typing import Any
 
 from cdktf import TerraformOutput
+from cdktf_cdktf_provider_aws.data_aws_secretsmanager_secret import DataAwsSecretsmanagerSecret
 from cdktf_cdktf_provider_aws.ecr_pull_through_cache_rule import EcrPullThroughCacheRule
 from cdktf_cdktf_provider_aws.ecr_repository_creation_template import (
     EcrRepositoryCreationTemplate,
@@ -61,10 +68,10 @@ def lifecycle_policy() -> str:
 
 
 class ImageRegistry(Construct):
-    """Pull-through cache rules, creation templates, their role and key, and the Docker Hub credential's secret.
+    """Pull-through cache rules, creation templates, their role and the cached images' key (platform stack).
 
-    Exposes ``key``, ``credential`` (the secret, without a value), ``rules`` and ``templates`` (by upstream
-    registry host) and ``template_role``.
+    Exposes ``key``, ``credential`` (the state stack's secret, looked up: metadata only), ``rules`` and
+    ``templates`` (by upstream registry host) and ``template_role``.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings) -> None:
@@ -72,18 +79,13 @@ class ImageRegistry(Construct):
         tags = {"Component": settings.component(settings.cluster.id)}
         self.key = EncryptionKey(
             self, "key", alias=settings.stack_name("images"), tags=tags,
-            description=f"Encrypts the cached images and the Docker Hub credential of {settings.name}",
-            service_statements=[self._pull_through_cache_reads_credential(settings)],
+            description=f"Encrypts the cached images of {settings.name}",
         )  # fmt: skip
         partition, account = self.key.partition, self.key.account_id
-        name = credential_secret_name(settings)
-        # No value here: an operator stores {"username": …, "accessToken": …} (docs/images.md), so the token is
-        # never in the configuration, the plan or the state.
-        self.credential = SecretsmanagerSecret(
-            self, "docker-hub-credential", name=name, kms_key_id=self.key.arn,
-            description="Docker Hub user name and access token of the ECR pull-through cache (docs/images.md)",
-            recovery_window_in_days=settings.database.secret_recovery_days, tags={**tags, "Name": name},
-        )  # fmt: skip
+        # The state stack's secret (DockerHubCredential), by name: DescribeSecret and GetResourcePolicy, no value.
+        # A plan stops here, naming the secret, while the state stack that creates it is not applied.
+        self.credential = DataAwsSecretsmanagerSecret(
+            self, "docker-hub-credential-lookup", name=credential_secret_name(settings))
         self.template_role = self._template_role(settings, partition=partition, account=account, tags=tags)
         self.rules: dict[str, EcrPullThroughCacheRule] = {}
         self.templates: dict[str, EcrRepositoryCreationTemplate] = {}
@@ -106,25 +108,6 @@ class ImageRegistry(Construct):
                 lifecycle_policy=lifecycle_policy(),
             )  # fmt: skip
         TerraformOutput(self, "image_registry", value=f"{account}.dkr.ecr.{settings.region}.amazonaws.com")
-        TerraformOutput(self, "docker_hub_credential_secret_arn", value=self.credential.arn,
-                        description="Store the Docker Hub credential here before the apps stack (docs/images.md)")
-
-    @staticmethod
-    def _pull_through_cache_reads_credential(settings: EnvironmentSettings) -> dict[str, Any]:
-        """The pull-through cache's service-linked role reads the credential (its managed policy grants
-        GetSecretValue on ecr-pullthroughcache/*, no KMS): this key policy lets it decrypt, through Secrets Manager
-        in this region only. Same account, so the key policy alone grants it (KMS key policies, "Allows access to
-        the AWS account and enables IAM policies")."""
-        return {
-            "Sid": "PullThroughCacheReadsCredential", "Effect": "Allow",
-            # "Resource": "*" in a key policy is the key itself (AWS KMS developer guide, "Key policies")
-            "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*",
-            "Condition": {
-                "StringEquals": {"kms:ViaService": f"secretsmanager.{settings.region}.amazonaws.com",
-                                 "aws:PrincipalAccount": settings.account.id},
-                "ArnLike": {"aws:PrincipalArn": f"arn:*:iam::{settings.account.id}:role/{PULL_THROUGH_CACHE_ROLE}"},
-            },
-        }  # fmt: skip
 
     def _template_role(self, settings: EnvironmentSettings, *, partition: str, account: str,
                        tags: dict[str, str]) -> IamRole:  # fmt: skip
@@ -147,3 +130,50 @@ class ImageRegistry(Construct):
                  "Action": ["kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey"], "Resource": self.key.arn},
             ]}))  # fmt: skip
         return role
+
+
+class DockerHubCredential(Construct):
+    """The Docker Hub credential's secret (no value) and the key that encrypts it, in the **state stack**.
+
+    ECR's CreatePullThroughCacheRule refuses a rule whose secret does not exist or cannot be read or decrypted
+    (SecretNotFoundException, UnableToAccessSecretException, UnableToDecryptSecretValueException: ECR API reference),
+    so the secret exists, and an operator seeds it, before the platform stack creates the rule (README, "Deploy";
+    docs/images.md). The administrator-applied state stack owns it; the CI roles may only describe it (the fence
+    ``OnlyOperatorsChangeTheCredential``, modules/boundary.py). Exposes ``key`` and ``secret``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings) -> None:
+        super().__init__(scope, construct_id)
+        tags = {"Component": settings.component(settings.cluster.id)}
+        self.key = EncryptionKey(
+            self, "key", alias=settings.stack_name("docker-hub"), tags=tags,
+            description=f"Encrypts the Docker Hub credential of {settings.name}'s image cache",
+            service_statements=[self._pull_through_cache_reads_credential(settings)],
+        )  # fmt: skip
+        name = credential_secret_name(settings)
+        # No value here: an operator stores {"username": …, "accessToken": …} (docs/images.md), so the token is
+        # never in the configuration, the plan or the state.
+        self.secret = SecretsmanagerSecret(
+            self, "docker-hub-credential", name=name, kms_key_id=self.key.arn,
+            description="Docker Hub user name and access token of the ECR pull-through cache (docs/images.md)",
+            recovery_window_in_days=settings.database.secret_recovery_days, tags={**tags, "Name": name},
+        )  # fmt: skip
+        TerraformOutput(self, "docker_hub_credential_secret_arn", value=self.secret.arn,
+                        description="Seed it right after this stack, before the platform stack (docs/images.md)")
+
+    @staticmethod
+    def _pull_through_cache_reads_credential(settings: EnvironmentSettings) -> dict[str, Any]:
+        """The pull-through cache's service-linked role reads the credential (its managed policy grants
+        GetSecretValue on ecr-pullthroughcache/*, no KMS): this key policy lets it decrypt, through Secrets Manager
+        in this region only. Same account, so the key policy alone grants it (KMS key policies, "Allows access to
+        the AWS account and enables IAM policies")."""
+        return {
+            "Sid": "PullThroughCacheReadsCredential", "Effect": "Allow",
+            # "Resource": "*" in a key policy is the key itself (AWS KMS developer guide, "Key policies")
+            "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*",
+            "Condition": {
+                "StringEquals": {"kms:ViaService": f"secretsmanager.{settings.region}.amazonaws.com",
+                                 "aws:PrincipalAccount": settings.account.id},
+                "ArnLike": {"aws:PrincipalArn": f"arn:*:iam::{settings.account.id}:role/{PULL_THROUGH_CACHE_ROLE}"},
+            },
+        }  # fmt: skip

@@ -2,8 +2,8 @@
 
 ``twentycrm-account-<id>``  once per AWS account (modules/account.py): the GitHub OIDC provider and the
                            account stack's own state bucket and lock table
-``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend) and the CI
-                           deploy/review/plan roles
+``twentycrm-<env>-state``    the state bucket and lock table (bootstrapped on a local backend), the CI
+                           deploy/review/plan roles and the image cache's Docker Hub credential
 ``twentycrm-<env>-platform`` everything AWS: network, DNS and certificate, ALB, EKS cluster and node groups,
                            the PostgreSQL host and its backups, alarms, dashboard and Container Insights
 ``twentycrm-<env>-apps``     what runs on the cluster: Twenty's three Helm releases, their secret, file bucket
@@ -33,7 +33,7 @@ from cdktf_cdktf_provider_kubernetes.provider import KubernetesProvider, Kuberne
 from constructs import Construct
 
 from modules.account import AccountStack
-from modules.registry import ImageRegistry
+from modules.registry import DockerHubCredential, ImageRegistry
 from modules.apps import (
     CHART_DIR, RELEASES, ClusterAddons, FilesBucket, TwentySecret, image_reference, twenty_release,
 )  # fmt: skip
@@ -101,8 +101,9 @@ def _s3_backend(stack: TerraformStack, settings: EnvironmentSettings, stack_name
 
 
 class StateStack(TerraformStack):
-    """``<project>-<env>-state``: exposes ``state`` (a TerraformState) and ``deploy`` (the environment's
-    deploy, review and plan roles, which trust the account stack's GitHub OIDC provider)."""
+    """``<project>-<env>-state``: exposes ``state`` (a TerraformState), ``deploy`` (the environment's
+    deploy, review and plan roles, which trust the account stack's GitHub OIDC provider) and
+    ``registry_credential`` (the image cache's Docker Hub credential and its key, seeded by an operator)."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("state")
@@ -118,6 +119,9 @@ class StateStack(TerraformStack):
         TerraformOutput(self, "state_bucket", value=self.state.bucket.bucket)
         TerraformOutput(self, "lock_table", value=self.state.lock_table.name)
         TerraformOutput(self, "state_key_arn", value=self.state.key.arn)
+        # here, not in the platform stack: the pull-through cache rule needs it to exist, seeded, when it is created
+        # (modules/registry.py, docs/images.md "Seeding the Docker Hub credential")
+        self.registry_credential = DockerHubCredential(self, "registry-credential", settings=settings)
         self.deploy = DeployRole(
             self,
             "deploy",
@@ -126,6 +130,7 @@ class StateStack(TerraformStack):
             lock_table_arn=self.state.lock_table.arn,
             state_key=self.state.key,
             oidc_provider_arn=settings.account.oidc_provider_arn(self.state.key.partition),
+            credential_key_arn=self.registry_credential.key.arn,
         )
         # the ceiling of every role the platform and apps stacks create (modules/boundary.py); here, so only an
         # administrator applies it

@@ -564,31 +564,102 @@ def test_the_pull_request_plan_matrix_is_every_environment_file(tmp_path):
     assert listed(tmp_path) == sorted([*ENVIRONMENTS, "staging"])
 
 
-def test_check_boundary_stops_an_upgrade_whose_state_stack_is_not_applied_and_passes_once_it_is(tmp_path):
-    """Against moto as prod's account: no boundary yet (the state stack not applied) fails naming the runbook;
-    the boundary created, it passes. The README names the runbook the message points to."""
+@pytest.fixture
+def moto_prod(tmp_path):
+    """(LocalAws as prod's account, the environment for scripts/ci-terraform's aws CLI calls against it)."""
     from terraform_support import LocalAws
 
     aws_cli = ROOT / ".venv" / "bin" / "aws"
     if not aws_cli.exists():
         pytest.skip("the aws CLI (PyPI awscli, Pipfile) is not installed in .venv")
+    with LocalAws(tmp_path, account_id="777788889999") as aws:
+        yield aws, {**os.environ, "PATH": f"{aws_cli.parent}:{os.environ['PATH']}", "AWS_ENDPOINT_URL": aws.url,
+                    "AWS_CA_BUNDLE": str(aws.ca_bundle), "AWS_ACCESS_KEY_ID": "test",
+                    "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "sa-east-1"}  # fmt: skip
+
+
+UPGRADE_RUNBOOK = "Upgrading existing environments to this release"
+
+
+def test_check_boundary_stops_an_upgrade_whose_state_stack_is_not_applied_and_passes_once_it_is(moto_prod):
+    """Against moto as prod's account: no boundary yet (the state stack not applied) fails naming the runbook;
+    the boundary created but the state bucket not logging to <state bucket>-access-logs (a state stack of an
+    earlier release) fails naming the upgrade section; both in place, it passes. The README has both sections."""
+    aws, env = moto_prod
     account = "777788889999"
     arn = f"arn:aws:iam::{account}:policy/twentycrm-prod-workload-boundary"
-    with LocalAws(tmp_path, account_id=account) as aws:
-        env = {**os.environ, "PATH": f"{aws_cli.parent}:{os.environ['PATH']}", "AWS_ENDPOINT_URL": aws.url,
-               "AWS_CA_BUNDLE": str(aws.ca_bundle), "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-               "AWS_DEFAULT_REGION": "sa-east-1"}  # fmt: skip
-        missing = _ci_terraform("check-boundary", "prod", account, cwd=ROOT, env=env)
-        assert missing.returncode == 1, missing.stdout + missing.stderr
-        assert f"::error::the permissions boundary {arn} does not exist" in missing.stderr, missing.stderr
-        runbook = "Upgrading to one account per environment / the fences"
-        assert f"(README, '{runbook}')" in missing.stderr
-        assert f"## {runbook}" in (ROOT / "README.md").read_text()
-        aws.client("iam").create_policy(PolicyName="twentycrm-prod-workload-boundary", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
-        present = _ci_terraform("check-boundary", "prod", account, cwd=ROOT, env=env)
-        assert present.returncode == 0, present.stderr
-        assert f"the permissions boundary {arn} exists" in present.stdout
+    missing = _ci_terraform("check-boundary", "prod", account, cwd=ROOT, env=env)
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert f"::error::the permissions boundary {arn} does not exist" in missing.stderr, missing.stderr
+    runbook = "Upgrading to one account per environment / the fences"
+    assert f"(README, '{runbook}')" in missing.stderr
+    readme = (ROOT / "README.md").read_text()
+    assert f"## {runbook}" in readme and f"## {UPGRADE_RUNBOOK}" in readme
+    aws.client("iam").create_policy(PolicyName="twentycrm-prod-workload-boundary", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    s3 = aws.client("s3")
+    state, logs = "olhai-twentycrm-prod-tfstate", "olhai-twentycrm-prod-tfstate-access-logs"
+    s3.create_bucket(Bucket=state, CreateBucketConfiguration={"LocationConstraint": "sa-east-1"})
+    earlier = _ci_terraform("check-boundary", "prod", account, cwd=ROOT, env=env)
+    assert earlier.returncode == 1, earlier.stdout + earlier.stderr
+    assert f"::error::the state bucket {state} does not log to {logs}" in earlier.stderr, earlier.stderr
+    assert f"(README, '{UPGRADE_RUNBOOK}')" in " ".join(earlier.stderr.split())
+    s3.create_bucket(Bucket=logs, CreateBucketConfiguration={"LocationConstraint": "sa-east-1"})
+    # as modules/private_bucket.py's server_access_log_bucket lets S3's logging service write (moto checks it)
+    s3.put_bucket_policy(Bucket=logs, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{logs}/*"}]}))
+    s3.put_bucket_logging(Bucket=state, BucketLoggingStatus={"LoggingEnabled": {
+        "TargetBucket": logs, "TargetPrefix": f"{state}/"}})
+    present = _ci_terraform("check-boundary", "prod", account, cwd=ROOT, env=env)
+    assert present.returncode == 0, present.stderr
+    assert f"the permissions boundary {arn} exists" in present.stdout
+    assert f"the state bucket {state} logs to {logs}" in present.stdout
+
+
+def test_check_registry_credential_fails_with_the_seeding_command_until_the_secret_has_a_value(moto_prod):
+    """Against moto: no secret (state stack not applied) fails naming the upgrade section; the secret as the state
+    stack creates it (no value) fails with the put-secret-value command docs/images.md gives; seeded, it passes.
+    The check never reads the value (describe-secret only: moto records no GetSecretValue)."""
+    aws, env = moto_prod
+    name = "ecr-pullthroughcache/twentycrm/prod/docker-hub"
+    absent = _ci_terraform("check-registry-credential", "prod", cwd=ROOT, env=env)
+    assert absent.returncode == 1, absent.stdout + absent.stderr
+    assert f"::error::the Docker Hub credential {name} does not exist" in absent.stderr, absent.stderr
+    assert f"(README, '{UPGRADE_RUNBOOK}')" in " ".join(absent.stderr.split())
+    secrets = aws.client("secretsmanager")
+    secrets.create_secret(Name=name, Description="as modules/registry.py creates it: no value")
+    empty = _ci_terraform("check-registry-credential", "prod", cwd=ROOT, env=env)
+    assert empty.returncode == 1, empty.stdout + empty.stderr
+    seed = (f"aws secretsmanager put-secret-value --region sa-east-1 --secret-id {name} --secret-string "
+            """'{"username":"<docker hub user>","accessToken":"<access token>"}'""")
+    assert f"::error::the Docker Hub credential {name} has no value" in empty.stderr, empty.stderr
+    assert seed in empty.stderr, empty.stderr
+    assert seed.replace("sa-east-1", "<region>").replace("prod", "<env>").replace("twentycrm", "<project>") in \
+        " ".join((ROOT / "docs" / "images.md").read_text().replace("\\\n", "").split())
+    secrets.put_secret_value(SecretId=name, SecretString=json.dumps({"username": "u", "accessToken": "t"}))
+    seeded = _ci_terraform("check-registry-credential", "prod", cwd=ROOT, env=env)
+    assert seeded.returncode == 0, seeded.stderr
+    assert f"the Docker Hub credential {name} has a current version" in seeded.stdout
+    assert "accessToken" not in seeded.stdout + seeded.stderr
+
+
+def test_every_plan_of_platform_checks_the_registry_credential_first():
+    """A job that plans the platform stack checks the Docker Hub credential with its credentials, before."""
+    jobs = 0
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            runs = [step.get("run", "") for step in job.get("steps", [])]
+            plans = [i for i, run in enumerate(runs)
+                     if re.search(r"ci-terraform plan |ci-terraform save-plan .+ platform ", run)]  # fmt: skip
+            if not plans:
+                continue
+            jobs += 1
+            checks = [i for i, run in enumerate(runs) if "ci-terraform check-registry-credential " in run]
+            assert checks and checks[0] < plans[0], f"{path.name}: job {name} plans without the credential check"
+            credentials = [i for i, s in enumerate(job["steps"]) if "configure-aws-credentials" in s.get("uses", "")]
+            assert credentials and credentials[0] < checks[0], f"{path.name}: {name} checks before credentials"
+    assert jobs == 2, jobs  # the pull request's plan and apply.yml's plan-platform
 
 
 def test_every_plan_of_platform_or_apps_checks_the_boundary_first():

@@ -173,13 +173,11 @@ def test_platform_stack_holds_secrets_but_no_secret_version(platform_stack, sett
     assert "ephemeral" not in stack
     secrets = platform_stack.resources("aws_secretsmanager_secret").values()
     for secret in secrets:
-        # the image cache's Docker Hub credential has the images key (modules/registry.py, docs/images.md)
-        owner = "registry" if secret["name"].startswith("ecr-pullthroughcache/") else "database"
-        assert secret["kms_key_id"].startswith(f"${{aws_kms_key.{owner}_key_")
+        assert secret["kms_key_id"].startswith("${aws_kms_key.database_key_")
         assert secret["recovery_window_in_days"] == settings[env].database.secret_recovery_days
     names = {s["name"] for s in secrets}
-    assert names == {f"twentycrm/{env}/database/password", f"twentycrm/{env}/twenty/encryption-key",
-                     f"ecr-pullthroughcache/twentycrm/{env}/docker-hub"}
+    # the image cache's Docker Hub credential is the state stack's (modules/registry.py, docs/images.md)
+    assert names == {f"twentycrm/{env}/database/password", f"twentycrm/{env}/twenty/encryption-key"}
 
 
 def test_user_data_holds_no_secret_value(platform_stack):

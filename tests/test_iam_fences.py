@@ -190,6 +190,12 @@ def _state_object(t: EnvironmentSettings) -> str:
     return f"{t.project}-{t.name}-platform/terraform.tfstate"
 
 
+def _credential(target: Environment, _p) -> tuple[str, dict, None]:
+    t = target.settings
+    name = f"ecr-pullthroughcache/{t.project}/{t.name}/docker-hub"
+    return f"arn:aws:secretsmanager:{t.region}:{ACCOUNT}:secret:{name}-AbCdEf", _tagged(t), None
+
+
 def _cached_repository(t: EnvironmentSettings) -> str:
     return f"arn:aws:ecr:{t.region}:{ACCOUNT}:repository/{t.project}-{t.name}/docker/library/redis"
 
@@ -213,10 +219,11 @@ PROBES = (
     Probe("read Twenty's ENCRYPTION_KEY", "secretsmanager:GetSecretValue", _secret("twenty/encryption-key"),
           ("deploy", "review")),
     Probe("overwrite the database password", "secretsmanager:PutSecretValue", _secret("database/password")),
-    Probe("overwrite the Docker Hub credential", "secretsmanager:PutSecretValue",
-          lambda e, p: (f"arn:aws:secretsmanager:{e.settings.region}:{ACCOUNT}:secret:ecr-pullthroughcache/"
-                        f"{e.settings.project}/{e.settings.name}/docker-hub-AbCdEf", _tagged(e.settings), None),
-          ("deploy",)),
+    # the state stack owns the credential and an operator seeds it (modules/registry.py): CI only checks it is seeded
+    Probe("overwrite the Docker Hub credential", "secretsmanager:PutSecretValue", _credential),
+    Probe("read the Docker Hub credential", "secretsmanager:GetSecretValue", _credential),
+    Probe("check the Docker Hub credential is seeded", "secretsmanager:DescribeSecret", _credential,
+          ("deploy", "review", "plan")),
     Probe("import an image into the cache", "ecr:BatchImportUpstreamImage",
           lambda e, p: (_cached_repository(e.settings), _tagged(e.settings), None), ("deploy", "workload")),
     # scripts/images warm, run by the deploy role before the apps stack: the first pull by tag creates the
@@ -331,7 +338,8 @@ PROBES = (
                         None)),
 )
 # own-environment cells every role must be denied too: nobody's pipeline or workload needs them
-ALWAYS_DENIED = {"run a command on the database host", "open a shell on the database host", "delete a hosted zone",
+ALWAYS_DENIED = {"overwrite the Docker Hub credential", "read the Docker Hub credential",
+                 "run a command on the database host", "open a shell on the database host", "delete a hosted zone",
                  "remove the Environment tag", "turn the zone's DNSSEC signing off",
                  "put an inline policy on a role without the boundary", "create a role without the boundary",
                  "associate a shell script with the database host", "stop CloudTrail", "delete GuardDuty's detector",
@@ -486,6 +494,8 @@ def _without(*sids: str):
     ((TAG_FENCE,), "decrypt with the database key"),
     # the name fences hold where the tag fence is gone too: each is removed with it
     ((TAG_FENCE, "OnlyThisEnvironmentsSecrets"), "read the database password"),
+    (("OnlyOperatorsChangeTheCredential",), "overwrite the Docker Hub credential"),
+    ((TAG_FENCE, "OnlyThisEnvironmentsSecrets"), "check the Docker Hub credential is seeded"),
     ((TAG_FENCE, "OnlyThisEnvironmentsCluster"), "make itself admin of the cluster"),
     (("OnlyThisEnvironmentsRecords",), "rewrite a DNS record"),
     (("OnlyThisEnvironmentsBuckets",), "read the Terraform state"),

@@ -52,11 +52,30 @@ def test_lifecycle_expires_old_versions_and_aborts_uploads(state_stack, settings
 
 
 def test_key_rotates_and_its_policy_is_explicit(state_stack):
-    key = state_stack.only("aws_kms_key")
+    key = state_stack.by_path("aws_kms_key", f"{state_stack.name}/state/key/key")
     assert key["enable_key_rotation"] is True
     statement = json.loads(key["policy"])["Statement"][0]
     assert statement["Action"] == "kms:*" and statement["Principal"]["AWS"].endswith(":root")
-    assert state_stack.only("aws_kms_alias")["name"] == f"alias/twentycrm-{state_stack.name.split('-')[1]}-tfstate"
+    alias = state_stack.by_path("aws_kms_alias", f"{state_stack.name}/state/key/alias")
+    assert alias["name"] == f"alias/twentycrm-{state_stack.name.split('-')[1]}-tfstate"
+
+
+def test_the_docker_hub_credential_is_the_state_stacks_without_a_value(state_stack, synthesized):
+    """Created here, before the platform stack's pull-through cache rule needs it (docs/images.md); the platform
+    stack only looks it up by name, and no stack holds a version (the value is an operator's)."""
+    env = state_stack.name.split("-")[1]
+    name = f"ecr-pullthroughcache/twentycrm/{env}/docker-hub"
+    [secret] = state_stack.resources("aws_secretsmanager_secret").values()
+    assert secret["name"] == name and secret["kms_key_id"].startswith("${aws_kms_key.registry-credential_key_")
+    key = state_stack.by_path("aws_kms_key", "registry-credential/key/key")
+    assert key["enable_key_rotation"] is True
+    sids = [s.get("Sid") for s in json.loads(key["policy"])["Statement"]]
+    assert "PullThroughCacheReadsCredential" in sids
+    platform = synthesized.stack(f"twentycrm-{env}-platform").json
+    assert [d["name"] for d in platform["data"]["aws_secretsmanager_secret"].values()] == [name]
+    assert name not in {s["name"] for s in platform["resource"].get("aws_secretsmanager_secret", {}).values()}
+    for stack in (state_stack.json, platform):
+        assert "aws_secretsmanager_secret_version" not in stack["resource"]
 
 
 def test_lock_table_matches_what_terraform_expects(state_stack, settings, env):

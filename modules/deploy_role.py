@@ -42,6 +42,7 @@ MANAGED_SERVICES = (
     "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
     "kms", "logs", "secretsmanager", "sns", "ssm",
     "wafv2",  # the web ACL, its association with the ALB and its logging configuration (modules/waf.py)
+    "events",  # the deletion alert's rule and target (modules/monitoring.py DeletionAlert)
 )  # fmt: skip
 # The ECR calls the platform stack's pull-through cache rules and creation templates make (modules/registry.py):
 # nothing on repositories or images, which ECR itself creates. IAM knows no resource type and no condition key for
@@ -66,6 +67,8 @@ OWN_BUCKET_ACTIONS = (
     "s3:DeleteBucketPolicy", "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls",
     "s3:PutLifecycleConfiguration", "s3:PutEncryptionConfiguration",
     "s3:PutBucketLogging",  # aws_s3_bucket_logging: server access logs into <state bucket>-access-logs
+    # aws_s3_bucket_notification: events to EventBridge (modules/private_bucket.py); its read is s3:GetBucket*
+    "s3:PutBucketNotification",
 )  # fmt: skip
 OWN_OBJECT_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
 # IAM actions that carry iam:PermissionsBoundary (the role's boundary, or the one a CreateRole asks for): the
@@ -105,6 +108,17 @@ QUERY_LOG_GROUP_ACTIONS = (
     "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:TagResource", "logs:UntagResource",
     "logs:ListTagsForResource", "logs:TagLogGroup", "logs:UntagLogGroup", "logs:ListTagsLogGroup",
 )  # fmt: skip
+# What aws_sns_topic and aws_sns_topic_subscription manage on the DNSSEC alarms' us-east-1 topic (no Publish)
+DNSSEC_TOPIC_ACTIONS = (
+    "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:TagResource",
+    "sns:UntagResource", "sns:ListTagsForResource", "sns:Subscribe", "sns:Unsubscribe", "sns:GetSubscriptionAttributes",
+    "sns:SetSubscriptionAttributes", "sns:ListSubscriptionsByTopic",
+)  # fmt: skip
+# What aws_cloudwatch_metric_alarm manages on the two DNSSEC alarms in us-east-1
+DNSSEC_ALARM_ACTIONS = (
+    "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:TagResource",
+    "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource",
+)  # fmt: skip
 # What a plan of the platform stack reads (no object contents, secret values or log events).
 PLAN_READ_ACTIONS = (
     "acm:Describe*", "acm:Get*", "acm:List*",
@@ -113,6 +127,7 @@ PLAN_READ_ACTIONS = (
     "codebuild:BatchGetProjects", "codebuild:ListProjects",
     "codeconnections:GetConnection", "codeconnections:ListTagsForResource",
     "dlm:Get*",
+    "events:DescribeRule", "events:ListTargetsByRule", "events:ListTagsForResource",
     "ec2:Describe*", "ec2:GetLaunchTemplateData",
     "eks:Describe*", "eks:List*",
     "ecr:DescribePullThroughCacheRules", "ecr:DescribeRepositoryCreationTemplates",
@@ -212,6 +227,16 @@ def us_east_1_statements(settings: EnvironmentSettings, *, partition: str, accou
              "Resource": [group, f"{group}:*"]},
             {"Sid": "ListLogGroupsInUsEast1", "Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*",
              "Condition": {"StringEquals": region}},
+        ]  # fmt: skip
+    if dns.dnssec:
+        # modules/monitoring.py DnssecAlarms: <project>-<env>-dnssec-alarms and the alarms <project>-<env>-dnssec-*
+        prefix = settings.stack_name("")[:-1]
+        topic = f"arn:{partition}:sns:{ROUTE53_REGION}:{account}:{prefix}-dnssec-alarms"
+        statements += [
+            {"Sid": "DnssecAlarmTopicInUsEast1", "Effect": "Allow", "Action": list(DNSSEC_TOPIC_ACTIONS),
+             "Resource": [topic, f"{topic}:*"]},
+            {"Sid": "DnssecAlarmsInUsEast1", "Effect": "Allow", "Action": list(DNSSEC_ALARM_ACTIONS),
+             "Resource": f"arn:{partition}:cloudwatch:{ROUTE53_REGION}:{account}:alarm:{prefix}-dnssec-*"},
         ]  # fmt: skip
     return statements
 

@@ -42,7 +42,6 @@ MANAGED_SERVICES = (
     "acm", "autoscaling", "cloudwatch", "codebuild", "codeconnections", "dlm", "ec2", "eks", "elasticloadbalancing",
     "kms", "logs", "secretsmanager", "sns", "ssm",
     "wafv2",  # the web ACL, its association with the ALB and its logging configuration (modules/waf.py)
-    "events",  # the deletion alert's rule and target (modules/monitoring.py DeletionAlert)
 )  # fmt: skip
 # The ECR calls the platform stack's pull-through cache rules and creation templates make (modules/registry.py):
 # nothing on repositories or images, which ECR itself creates. IAM knows no resource type and no condition key for
@@ -108,12 +107,20 @@ QUERY_LOG_GROUP_ACTIONS = (
     "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:TagResource", "logs:UntagResource",
     "logs:ListTagsForResource", "logs:TagLogGroup", "logs:UntagLogGroup", "logs:ListTagsLogGroup",
 )  # fmt: skip
+# EventBridge is not among them: only the deletion alert's rule, by name (modules/monitoring.py DeletionAlert), with
+# what aws_cloudwatch_event_rule and aws_cloudwatch_event_target call on it (no event bus, archive or connection).
+EVENT_RULE_ACTIONS = (
+    "events:PutRule", "events:DeleteRule", "events:DescribeRule", "events:EnableRule", "events:DisableRule",
+    "events:PutTargets", "events:RemoveTargets", "events:ListTargetsByRule", "events:TagResource",
+    "events:UntagResource", "events:ListTagsForResource",
+)  # fmt: skip
 # What aws_sns_topic and aws_sns_topic_subscription manage on the DNSSEC alarms' us-east-1 topic (no Publish)
 DNSSEC_TOPIC_ACTIONS = (
     "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:TagResource",
-    "sns:UntagResource", "sns:ListTagsForResource", "sns:Subscribe", "sns:Unsubscribe", "sns:GetSubscriptionAttributes",
-    "sns:SetSubscriptionAttributes", "sns:ListSubscriptionsByTopic",
+    "sns:UntagResource", "sns:ListTagsForResource", "sns:Subscribe", "sns:ListSubscriptionsByTopic",
 )  # fmt: skip
+# The subscription calls, which IAM authorizes on no resource type (Service Authorization Reference, Amazon SNS)
+DNSSEC_SUBSCRIPTION_ACTIONS = ("sns:Unsubscribe", "sns:GetSubscriptionAttributes", "sns:SetSubscriptionAttributes")
 # What aws_cloudwatch_metric_alarm manages on the two DNSSEC alarms in us-east-1
 DNSSEC_ALARM_ACTIONS = (
     "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:TagResource",
@@ -234,7 +241,9 @@ def us_east_1_statements(settings: EnvironmentSettings, *, partition: str, accou
         topic = f"arn:{partition}:sns:{ROUTE53_REGION}:{account}:{prefix}-dnssec-alarms"
         statements += [
             {"Sid": "DnssecAlarmTopicInUsEast1", "Effect": "Allow", "Action": list(DNSSEC_TOPIC_ACTIONS),
-             "Resource": [topic, f"{topic}:*"]},
+             "Resource": topic},
+            {"Sid": "DnssecAlarmSubscriptionsInUsEast1", "Effect": "Allow", "Action": list(DNSSEC_SUBSCRIPTION_ACTIONS),
+             "Resource": "*", "Condition": {"StringEquals": region}},
             {"Sid": "DnssecAlarmsInUsEast1", "Effect": "Allow", "Action": list(DNSSEC_ALARM_ACTIONS),
              "Resource": f"arn:{partition}:cloudwatch:{ROUTE53_REGION}:{account}:alarm:{prefix}-dnssec-*"},
         ]  # fmt: skip
@@ -313,6 +322,8 @@ class DeployRole(Construct):
                 "Resource": "*",
                 "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}},
             },
+            {"Sid": "DeletionAlertRule", "Effect": "Allow", "Action": list(EVENT_RULE_ACTIONS),
+             "Resource": f"arn:{partition}:events:{settings.region}:{account}:rule/{env_prefix}-*"},
             {"Sid": "PullThroughCache", "Effect": "Allow", "Action": list(ECR_CACHE_ACTIONS), "Resource": "*",
              "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
             *us_east_1_statements(settings, partition=partition, account=account),

@@ -559,7 +559,7 @@ class DnssecAlarms(Construct):
 class DeletionAlert(Construct):
     """An EventBridge rule on the default bus: an object of ``buckets`` deleted by a request (not by a lifecycle
     rule) is sent to ``topic``, whatever ``monitoring.alarm_mode`` (a deleted state or dump is never noise). The
-    topic's policy lets this rule publish (``aws:SourceArn``) and CloudWatch alarms of this account.
+    topic's policy lets this rule publish (``aws:SourceArn``) and CloudWatch alarms of this account and region.
 
     Exposes ``rule``, ``target`` and ``topic_policy``."""
 
@@ -576,12 +576,8 @@ class DeletionAlert(Construct):
         self.topic_policy = SnsTopicPolicy(self, "topic-policy", arn=topic.arn, policy=json.dumps({
             "Version": "2012-10-17",
             "Statement": [
-                # replaces SNS's default policy: its owner statement, written out
-                {"Sid": "AccountAdministers", "Effect": "Allow",
-                 "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
-                 "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:AddPermission",
-                            "sns:RemovePermission", "sns:DeleteTopic", "sns:Subscribe",
-                            "sns:ListSubscriptionsByTopic", "sns:Publish"], "Resource": topic.arn},
+                # replaces SNS's default policy; the account's own principals need none (IAM policies suffice within
+                # an account), the two services that publish do
                 {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow",
                  "Principal": {"Service": "cloudwatch.amazonaws.com"}, "Action": "sns:Publish",
                  "Resource": topic.arn, "Condition": {

@@ -50,6 +50,7 @@ IAM_ACTION_NAMES = {
     "s3:GetBucketCors": "s3:GetBucketCORS",
     "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
     "s3:GetBucketNotificationConfiguration": "s3:GetBucketNotification",
+    "s3:PutBucketNotificationConfiguration": "s3:PutBucketNotification",
     "s3:DeleteBucketOwnershipControls": "s3:PutBucketOwnershipControls",
     "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
     "s3:PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",

@@ -72,6 +72,8 @@ OWN_BUCKET_ACTIONS = (
     "s3:DeleteBucketPolicy", "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls",
     "s3:PutLifecycleConfiguration", "s3:PutEncryptionConfiguration",
     "s3:PutBucketLogging",  # aws_s3_bucket_logging: server access logs into <state bucket>-access-logs
+    # aws_s3_bucket_notification: events to EventBridge (modules/private_bucket.py); its read is s3:GetBucket*
+    "s3:PutBucketNotification",
 )  # fmt: skip
 OWN_OBJECT_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
 # IAM actions that carry iam:PermissionsBoundary (the role's boundary, or the one a CreateRole asks for): the
@@ -111,6 +113,25 @@ QUERY_LOG_GROUP_ACTIONS = (
     "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:TagResource", "logs:UntagResource",
     "logs:ListTagsForResource", "logs:TagLogGroup", "logs:UntagLogGroup", "logs:ListTagsLogGroup",
 )  # fmt: skip
+# EventBridge is not among them: only the deletion alert's rule, by name (modules/monitoring.py DeletionAlert), with
+# what aws_cloudwatch_event_rule and aws_cloudwatch_event_target call on it (no event bus, archive or connection).
+EVENT_RULE_ACTIONS = (
+    "events:PutRule", "events:DeleteRule", "events:DescribeRule", "events:EnableRule", "events:DisableRule",
+    "events:PutTargets", "events:RemoveTargets", "events:ListTargetsByRule", "events:TagResource",
+    "events:UntagResource", "events:ListTagsForResource",
+)  # fmt: skip
+# What aws_sns_topic and aws_sns_topic_subscription manage on the DNSSEC alarms' us-east-1 topic (no Publish)
+DNSSEC_TOPIC_ACTIONS = (
+    "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:TagResource",
+    "sns:UntagResource", "sns:ListTagsForResource", "sns:Subscribe", "sns:ListSubscriptionsByTopic",
+)  # fmt: skip
+# The subscription calls, which IAM authorizes on no resource type (Service Authorization Reference, Amazon SNS)
+DNSSEC_SUBSCRIPTION_ACTIONS = ("sns:Unsubscribe", "sns:GetSubscriptionAttributes", "sns:SetSubscriptionAttributes")
+# What aws_cloudwatch_metric_alarm manages on the two DNSSEC alarms in us-east-1
+DNSSEC_ALARM_ACTIONS = (
+    "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:TagResource",
+    "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource",
+)  # fmt: skip
 # What a plan of the platform stack reads (no object contents, secret values or log events).
 PLAN_READ_ACTIONS = (
     "acm:Describe*", "acm:Get*", "acm:List*",
@@ -119,6 +140,7 @@ PLAN_READ_ACTIONS = (
     "codebuild:BatchGetProjects", "codebuild:ListProjects",
     "codeconnections:GetConnection", "codeconnections:ListTagsForResource",
     "dlm:Get*",
+    "events:DescribeRule", "events:ListTargetsByRule", "events:ListTagsForResource",
     "ec2:Describe*", "ec2:GetLaunchTemplateData",
     "eks:Describe*", "eks:List*",
     "ecr:DescribePullThroughCacheRules", "ecr:DescribeRepositoryCreationTemplates",
@@ -219,6 +241,18 @@ def us_east_1_statements(settings: EnvironmentSettings, *, partition: str, accou
             {"Sid": "ListLogGroupsInUsEast1", "Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*",
              "Condition": {"StringEquals": region}},
         ]  # fmt: skip
+    if dns.dnssec:
+        # modules/monitoring.py DnssecAlarms: <project>-<env>-dnssec-alarms and the alarms <project>-<env>-dnssec-*
+        prefix = settings.stack_name("")[:-1]
+        topic = f"arn:{partition}:sns:{ROUTE53_REGION}:{account}:{prefix}-dnssec-alarms"
+        statements += [
+            {"Sid": "DnssecAlarmTopicInUsEast1", "Effect": "Allow", "Action": list(DNSSEC_TOPIC_ACTIONS),
+             "Resource": topic},
+            {"Sid": "DnssecAlarmSubscriptionsInUsEast1", "Effect": "Allow", "Action": list(DNSSEC_SUBSCRIPTION_ACTIONS),
+             "Resource": "*", "Condition": {"StringEquals": region}},
+            {"Sid": "DnssecAlarmsInUsEast1", "Effect": "Allow", "Action": list(DNSSEC_ALARM_ACTIONS),
+             "Resource": f"arn:{partition}:cloudwatch:{ROUTE53_REGION}:{account}:alarm:{prefix}-dnssec-*"},
+        ]  # fmt: skip
     return statements
 
 
@@ -296,6 +330,8 @@ class DeployRole(Construct):
                 "Resource": "*",
                 "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}},
             },
+            {"Sid": "DeletionAlertRule", "Effect": "Allow", "Action": list(EVENT_RULE_ACTIONS),
+             "Resource": f"arn:{partition}:events:{settings.region}:{account}:rule/{env_prefix}-*"},
             {"Sid": "PullThroughCache", "Effect": "Allow", "Action": list(ECR_CACHE_ACTIONS), "Resource": "*",
              "Condition": {"StringEquals": {"aws:RequestedRegion": settings.region}}},
             *us_east_1_statements(settings, partition=partition, account=account),

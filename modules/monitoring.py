@@ -6,6 +6,10 @@
   group (CPU) and each NAT gateway (port allocation errors, dropped packets);
 - ``monitoring.alarm_mode``: ``page`` sends alarm and recovery to the topic, ``record`` only keeps
   the alarm history (dev, qa);
+- with ``dns.dnssec``, Route53's two DNSSEC alarms in us-east-1, the only region where Route53 publishes them, and
+  their own topic there (an alarm notifies only a topic of its own region): ``DnssecAlarms``;
+- an EventBridge rule that sends a request's deletion of a state or database dump object to the topic (the
+  buckets send their events to EventBridge, modules/private_bucket.py): ``DeletionAlert``;
 - the ``amazon-cloudwatch-observability`` EKS add-on (Container Insights) with its Pod Identity
   role, created after the node groups, and its log groups created first with retention and KMS;
 - one dashboard per environment.
@@ -19,7 +23,9 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 
-from cdktf import ITerraformDependable
+from cdktf import ITerraformDependable, TerraformProvider
+from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
@@ -31,6 +37,7 @@ from cdktf_cdktf_provider_aws.eks_addon import EksAddon, EksAddonPodIdentityAsso
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
+from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
@@ -47,6 +54,41 @@ OBSERVABILITY_SERVICE_ACCOUNT = "cloudwatch-agent"
 CONTAINER_INSIGHTS_LOG_GROUPS = ("application", "dataplane", "host", "performance")
 AGENT_NAMESPACE = "CWAgent"  # where the database host's CloudWatch agent publishes memory and disk
 MONITORING_COMPONENT = "monitoring"  # not in the document; tagged <env>/monitoring
+# Route53 publishes its hosted-zone metrics, the DNSSEC ones included, in us-east-1 only (Route53 developer guide,
+# "Monitoring hosted zones using Amazon CloudWatch": "you must specify US East (N. Virginia) for the Region").
+ROUTE53_METRICS_REGION = "us-east-1"
+DNSSEC_METRICS = {
+    "dnssec-internal-failure": (
+        "DNSSECInternalFailure",
+        "Route53 could not sign {zone}: resolvers will fail to validate it once the signatures expire. Read "
+        "`aws route53 get-dnssec` (StatusMessage) and fix the KSK's key or its policy (docs/edge.md)",
+    ),
+    "dnssec-ksk-needs-action": (
+        "DNSSECKeySigningKeysNeedingAction",
+        "A key-signing key of {zone} needs action (ACTION_NEEDED): its KMS key is disabled, scheduled for deletion "
+        "or its policy changed. Restore the key before the signatures expire (docs/edge.md)",
+    ),
+}
+# S3's EventBridge event for an object deleted by a request (reason DeleteObject), as opposed to one a lifecycle
+# rule expired (reason "Lifecycle Expiration"); both "Permanently Deleted" and "Delete Marker Created" are deletions
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html and .../ev-events.html).
+DELETION_DETAIL_TYPE = "Object Deleted"
+DELETION_REASON = "DeleteObject"
+# The S3 backend's lock object, which Terraform creates and deletes on every run with use_lockfile (not state).
+TERRAFORM_LOCK_SUFFIX = ".tflock"
+
+
+def deletion_event_pattern(bucket_names: Sequence[str]) -> dict:
+    """The EventBridge pattern of an object in ``bucket_names`` deleted by a request (not by lifecycle)."""
+    return {
+        "source": ["aws.s3"],
+        "detail-type": [DELETION_DETAIL_TYPE],
+        "detail": {
+            "bucket": {"name": sorted(bucket_names)},
+            "reason": [DELETION_REASON],
+            "object": {"key": [{"anything-but": {"suffix": TERRAFORM_LOCK_SUFFIX}}]},
+        },
+    }
 
 
 class Monitoring(Construct):
@@ -67,10 +109,15 @@ class Monitoring(Construct):
         cluster_name: str,
         after: Sequence[ITerraformDependable],
         web_acl_name: str,
+        watched_buckets: Sequence[str] = (),
+        zone_id: str | None = None,
+        us_east_1: TerraformProvider | None = None,
     ) -> None:
         """``node_group_asg_names``: tier -> Auto Scaling group of the managed node group;
         ``nat_gateway_ids``: zone letter -> NAT gateway; ``after``: what the add-on waits for (the nodes);
-        ``web_acl_name``: the WAF web ACL in front of the ALB (modules/waf.py)."""
+        ``web_acl_name``: the WAF web ACL in front of the ALB (modules/waf.py); ``watched_buckets``: the buckets
+        whose objects' deletion by a request is sent to the topic; ``zone_id`` and ``us_east_1`` (the us-east-1
+        provider): the signed zone, required with ``dns.dnssec``."""
         super().__init__(scope, construct_id)
         self._settings = settings
         m = settings.monitoring
@@ -96,7 +143,16 @@ class Monitoring(Construct):
                     "Principal": {"Service": "cloudwatch.amazonaws.com"},
                     "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                     "Resource": "*",
-                }
+                },
+                {
+                    # the deletion alert's rule publishes to it too (EventBridge User Guide, "Amazon SNS
+                    # permissions": an encrypted topic's key must let events.amazonaws.com use it)
+                    "Sid": "EventBridgePublishes",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    "Resource": "*",
+                },
             ],
         )
         self.topic = SnsTopic(
@@ -107,12 +163,7 @@ class Monitoring(Construct):
             kms_master_key_id=self.key.arn,
             tags={**self._tags, "Name": f"{self._prefix}-alarms"},
         )
-        for address in m.email_subscribers:
-            # the ID comes from the address, not its position: reordering the list changes nothing
-            suffix = hashlib.sha256(address.lower().encode()).hexdigest()[:8]
-            SnsTopicSubscription(
-                self, f"email-{suffix}", topic_arn=self.topic.arn, protocol="email", endpoint=address
-            )
+        _subscribe(self, self.topic, m.email_subscribers)
 
         self.log_groups = [
             CloudwatchLogGroup(
@@ -143,6 +194,16 @@ class Monitoring(Construct):
         for zone, nat in nat_gateway_ids.items():
             self._nat_alarms(zone, nat)
         self._waf_alarm(web_acl_name)
+        self.deletion_alert = DeletionAlert(
+            self, "deletion-alert", prefix=self._prefix, topic=self.topic, buckets=watched_buckets,
+            account_id=self.key.account_id, partition=self.key.partition, region=region, tags=self._tags,
+        ) if watched_buckets else None  # fmt: skip
+        self.dnssec_alarms = None
+        if settings.dns.dnssec:
+            if zone_id is None or us_east_1 is None:
+                raise ValueError("dns.dnssec needs zone_id and the us-east-1 provider for its alarms")
+            self.dnssec_alarms = DnssecAlarms(self, "dnssec-alarms", settings=settings, zone_id=zone_id,
+                                              provider=us_east_1, tags=self._tags)  # fmt: skip
         self.dashboard = self._dashboard(
             alb=alb_arn_suffix,
             target_group=target_group_arn_suffix,
@@ -442,3 +503,88 @@ class Monitoring(Construct):
         return CloudwatchDashboard(
             self, "dashboard", dashboard_name=self._prefix, dashboard_body=json.dumps({"widgets": widgets})
         )
+
+
+def _subscribe(scope: Construct, topic: SnsTopic, addresses: Sequence[str], provider=None) -> None:
+    for address in addresses:
+        # the ID comes from the address, not its position: reordering the list changes nothing
+        suffix = hashlib.sha256(address.lower().encode()).hexdigest()[:8]
+        SnsTopicSubscription(scope, f"email-{suffix}", topic_arn=topic.arn, protocol="email", endpoint=address,
+                             provider=provider)  # fmt: skip
+
+
+class DnssecAlarms(Construct):
+    """Route53's two DNSSEC alarms on the zone, > 0, in us-east-1 (the only region with the metrics), and the topic
+    they notify there: a CloudWatch alarm's SNS action must be a topic of the alarm's own region (CloudWatch User
+    Guide, "Using Amazon SNS with CloudWatch alarms"; PutMetricAlarm's AlarmActions take
+    ``arn:aws:sns:<region>:...``), so the environment's topic cannot serve. The topic has the environment's
+    subscribers and its own key in us-east-1 (the region's other keys are Route53's: the KSK's, asymmetric, and the
+    query logs', whose policy admits Logs only). ``monitoring.alarm_mode`` applies as to every other alarm.
+
+    Exposes ``key``, ``topic`` and ``alarms`` (construct ID -> alarm)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvironmentSettings, zone_id: str,
+                 provider: TerraformProvider, tags: dict[str, str]) -> None:  # fmt: skip
+        super().__init__(scope, construct_id)
+        prefix = settings.stack_name("")[:-1]
+        name = f"{prefix}-dnssec-alarms"
+        self.key = EncryptionKey(
+            self, "key", alias=name, provider=provider, tags=tags,
+            description=f"Encrypts the us-east-1 topic of the DNSSEC alarms of {settings.name}",
+            service_statements=[{
+                "Sid": "CloudWatchAlarmsPublish", "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+            }],
+        )  # fmt: skip
+        self.topic = SnsTopic(self, "topic", name=name, display_name=f"Twenty CRM {settings.name} DNSSEC alarms",
+                              kms_master_key_id=self.key.arn, tags={**tags, "Name": name}, provider=provider)
+        _subscribe(self, self.topic, settings.monitoring.email_subscribers, provider)
+        actions = [self.topic.arn] if settings.monitoring.alarm_mode == "page" else None
+        self.alarms = {
+            alarm_id: CloudwatchMetricAlarm(
+                self, f"alarm-{alarm_id}", provider=provider,
+                alarm_name=f"{prefix}-{alarm_id}",
+                alarm_description=description.format(zone=settings.zone_name),
+                namespace="AWS/Route53", metric_name=metric, dimensions={"HostedZoneId": zone_id},
+                statistic="Maximum", period=300, evaluation_periods=1, threshold=0,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",  # Route53 publishes nothing while all is well
+                alarm_actions=actions, ok_actions=actions, tags={**tags, "Name": f"{prefix}-{alarm_id}"},
+            )
+            for alarm_id, (metric, description) in DNSSEC_METRICS.items()
+        }  # fmt: skip
+
+
+class DeletionAlert(Construct):
+    """An EventBridge rule on the default bus: an object of ``buckets`` deleted by a request (not by a lifecycle
+    rule) is sent to ``topic``, whatever ``monitoring.alarm_mode`` (a deleted state or dump is never noise). The
+    topic's policy lets this rule publish (``aws:SourceArn``) and CloudWatch alarms of this account and region.
+
+    Exposes ``rule``, ``target`` and ``topic_policy``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, prefix: str, topic: SnsTopic, buckets: Sequence[str],
+                 account_id: str, partition: str, region: str, tags: dict[str, str]) -> None:  # fmt: skip
+        super().__init__(scope, construct_id)
+        name = f"{prefix}-object-deleted"
+        self.rule = CloudwatchEventRule(
+            self, "rule", name=name, tags={**tags, "Name": name},
+            description=f"A request deleted an object of {', '.join(sorted(buckets))} (docs/monitoring.md)",
+            event_pattern=json.dumps(deletion_event_pattern(buckets)),
+        )  # fmt: skip
+        self.target = CloudwatchEventTarget(self, "target", rule=self.rule.name, arn=topic.arn)
+        self.topic_policy = SnsTopicPolicy(self, "topic-policy", arn=topic.arn, policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [
+                # replaces SNS's default policy; the account's own principals need none (IAM policies suffice within
+                # an account), the two services that publish do
+                {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow",
+                 "Principal": {"Service": "cloudwatch.amazonaws.com"}, "Action": "sns:Publish",
+                 "Resource": topic.arn, "Condition": {
+                     "ArnLike": {"aws:SourceArn": f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:*"},
+                     "StringEquals": {"aws:SourceAccount": account_id}}},
+                {"Sid": "DeletionRulePublishes", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                 "Action": "sns:Publish", "Resource": topic.arn,
+                 "Condition": {"ArnEquals": {"aws:SourceArn": self.rule.arn}}},
+            ],
+        }))  # fmt: skip

@@ -28,6 +28,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
 )
 from cdktf_cdktf_provider_aws.s3_bucket_logging import S3BucketLoggingA
+from cdktf_cdktf_provider_aws.s3_bucket_notification import S3BucketNotification
 from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
     S3BucketOwnershipControls,
     S3BucketOwnershipControlsRule,
@@ -162,6 +163,10 @@ def private_bucket(
             )
         ],
     )
+    # Every event of the bucket goes to the account's default event bus (S3 sends all of them once EventBridge is on,
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html); rules there choose what to alert on.
+    # One notification configuration per bucket: S3 keeps one, so no other construct may add its own.
+    S3BucketNotification(scope, f"{name}-events", bucket=bucket.id, eventbridge=True)
     if access_log_bucket:
         same_stack = isinstance(access_log_bucket, PrivateBucket)
         S3BucketLoggingA(

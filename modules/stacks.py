@@ -154,7 +154,7 @@ class StateStack(TerraformStack):
 class PlatformStack(TerraformStack):
     """``<project>-<env>-platform``: exposes ``network``, ``node_security_group``, ``dns``,
     ``load_balancer``, ``waf``, ``cluster``, ``node_groups``, ``database``, ``monitoring`` and ``us_east_1_provider``
-    (the aws provider alias ``us_east_1``: Route53's DNSSEC key and query log group live only there)."""
+    (the aws provider alias ``us_east_1``: Route53's DNSSEC key, query log group and DNSSEC alarms live only there)."""
 
     def __init__(self, scope: Construct, *, settings: EnvironmentSettings) -> None:
         name = settings.stack_name("platform")
@@ -343,8 +343,15 @@ class PlatformStack(TerraformStack):
             cluster_name=self.cluster.eks.name,
             after=list(groups.values()),
             web_acl_name=self.waf.web_acl.name,
+            # a request deleting state or a dump is an alert; lifecycle expirations are not (docs/monitoring.md)
+            watched_buckets=[settings.state.bucket, settings.database.dump_bucket],
+            zone_id=self.dns.zone_id,
+            us_east_1=self.us_east_1_provider,
         )
         TerraformOutput(self, "alarm_topic_arn", value=self.monitoring.topic.arn)
+        if self.monitoring.dnssec_alarms:
+            TerraformOutput(self, "dnssec_alarm_topic_arn", value=self.monitoring.dnssec_alarms.topic.arn,
+                            description="us-east-1 topic of the DNSSEC alarms (docs/monitoring.md)")
         TerraformOutput(self, "dashboard_name", value=self.monitoring.dashboard.dashboard_name)
 
 

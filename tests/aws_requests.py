@@ -50,6 +50,7 @@ IAM_ACTION_NAMES = {
     "s3:GetBucketCors": "s3:GetBucketCORS",
     "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
     "s3:GetBucketNotificationConfiguration": "s3:GetBucketNotification",
+    "s3:PutBucketNotificationConfiguration": "s3:PutBucketNotification",
     "s3:DeleteBucketOwnershipControls": "s3:PutBucketOwnershipControls",
     "s3:GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
     "s3:PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
@@ -240,6 +241,28 @@ def resource_arn(call: AwsCall, account: str) -> str:
         return p["KeyId"]
     if call.service == "secretsmanager" and str(p.get("SecretId", "")).startswith("arn:"):
         return p["SecretId"]  # the provider names secrets by ARN
+    if call.service == "events":
+        # the deletion alert's rule by name (the deploy role's DeletionAlertRule names rule/<project>-<env>-*)
+        if str(p.get("ResourceARN", "")).startswith("arn:"):
+            return p["ResourceARN"]
+        rule = p.get("Rule") or p.get("Name")
+        return f"arn:aws:events:{region}:{account}:rule/{rule}" if isinstance(rule, str) else "*"
+    if call.service == "sns":
+        # topics by ARN or, on creation, by name (the DNSSEC alarms' us-east-1 topic is granted by name); the
+        # subscription calls have no resource type in IAM
+        for name in ("TopicArn", "ResourceArn"):
+            if str(p.get(name, "")).startswith("arn:"):
+                return p[name]
+        if call.operation == "CreateTopic" and isinstance(p.get("Name"), str):
+            return f"arn:aws:sns:{region}:{account}:{p['Name']}"
+        return "*"
+    if call.service == "monitoring":
+        # alarms by name (the DNSSEC alarms in us-east-1 are granted by name); dashboards and the rest stay "*"
+        if str(p.get("ResourceARN", "")).startswith("arn:"):
+            return p["ResourceARN"]
+        names = p.get("AlarmNames") or [p.get("AlarmName") or p.get("AlarmNames.member.1")]
+        name = names[0] if isinstance(names, list) and len(names) == 1 else None
+        return f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}" if isinstance(name, str) else "*"
     return "*"
 
 

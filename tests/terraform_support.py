@@ -142,7 +142,7 @@ class LocalAws:
 
     SERVICES = ("s3", "dynamodb", "kms", "sts", "iam", "ec2", "logs", "eks", "secretsmanager", "ssm",
                 "elbv2", "acm", "route53", "cloudwatch", "sns", "dlm", "codebuild",
-                "codeconnections", "wafv2", "ecr")  # fmt: skip
+                "codeconnections", "wafv2", "ecr", "events")  # fmt: skip
     # moto's settings (moto/settings.py, read once at start):
     SETTINGS = {
         # ACM DNS validation completes after this many seconds (default 60); the platform waits for it

@@ -326,6 +326,21 @@ PROBES = (
           lambda e, p: (f"{_query_log_group(e.settings)}:log-stream:x", _us_east_1(e.settings), None)),
     Probe("turn the zone's DNSSEC signing off", "route53:DisableHostedZoneDNSSEC",
           lambda e, p: ("arn:aws:route53:::hostedzone/Z0EXAMPLE", {"aws:RequestedRegion": "us-east-1"}, None)),
+    # the DNSSEC alarms and their topic in us-east-1, the deletion alert and the buckets' events (modules/monitoring.py)
+    Probe("delete the DNSSEC alarms' topic", "sns:DeleteTopic",
+          lambda e, p: (f"arn:aws:sns:us-east-1:{ACCOUNT}:{e.settings.stack_name('dnssec-alarms')}",
+                        _us_east_1(e.settings), None), ("deploy",)),
+    Probe("delete a DNSSEC alarm", "cloudwatch:DeleteAlarms",
+          lambda e, p: (f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:"
+                        f"{e.settings.stack_name('dnssec-internal-failure')}", _us_east_1(e.settings), None),
+          ("deploy",)),
+    Probe("delete the deletion alert's rule", "events:DeleteRule",
+          lambda e, p: (f"arn:aws:events:{e.settings.region}:{ACCOUNT}:rule/{e.settings.stack_name('object-deleted')}",
+                        _tagged(e.settings), None), ("deploy",)),
+    Probe("turn a bucket's events off", "s3:PutBucketNotification",
+          lambda e, p: (f"arn:aws:s3:::{e.settings.database.dump_bucket}",
+                        {"aws:RequestedRegion": e.settings.region, "aws:SecureTransport": "true"},
+                        e.bucket_policies.get(e.settings.database.dump_bucket)), ("deploy",)),
     # a role created under the workload boundary with a "*" policy: no other service, no other region
     Probe("stop CloudTrail", "cloudtrail:StopLogging",
           lambda e, p: (f"arn:aws:cloudtrail:{p.region}:{ACCOUNT}:trail/account", _untagged(p.region), None)),

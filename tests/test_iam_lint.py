@@ -79,6 +79,7 @@ ARN_FORMATS = {
     "aws_route53_zone": "arn:{partition}:route53:::hostedzone/Z0123456789ABCDEFGHIJ",
     "aws_codebuild_project": "arn:{partition}:codebuild:{region}:{account}:project/{name}",
     "aws_ssm_document": "arn:{partition}:ssm:{region}:{account}:document/{name}",
+    "aws_cloudwatch_event_rule": "arn:{partition}:events:{region}:{account}:rule/{name}",
 }
 NAME_ATTRIBUTES = ("bucket", "name", "url")
 # ${<type>.<name>.id} -> an ID of the form AWS gives that resource type.

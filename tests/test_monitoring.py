@@ -20,17 +20,30 @@ EXPECTED_ALARMS = {
 
 
 def alarms(stack) -> dict[str, dict]:
-    """Monitoring's alarms by their name without the '<project>-<env>-' prefix."""
+    """Monitoring's alarms in the environment's region by their name without the '<project>-<env>-' prefix."""
     found = {}
     for alarm in stack.resources("aws_cloudwatch_metric_alarm").values():
+        if alarm.get("provider") == "aws.us_east_1":
+            continue  # the DNSSEC alarms (dnssec_alarms)
         name = alarm["alarm_name"].split("-", 2)[2]
         if name != "db-recover":  # the database's own auto-recovery alarm (tests/test_database.py)
             found[name] = alarm
     return found
 
 
+def dnssec_alarms(stack) -> dict[str, dict]:
+    """The alarms built through the us-east-1 provider, by name without the prefix."""
+    return {a["alarm_name"].split("-", 2)[2]: a for a in stack.resources("aws_cloudwatch_metric_alarm").values()
+            if a.get("provider") == "aws.us_east_1"}  # fmt: skip
+
+
+def ref(resource_type: str, resource: dict, attribute: str = "arn") -> str:
+    return "${%s.%s.%s}" % (resource_type, resource["//"]["metadata"]["uniqueId"], attribute)
+
+
 def test_topic_is_encrypted_with_its_own_rotating_key(platform_stack, env):
-    topic = platform_stack.only("aws_sns_topic")
+    topic = platform_stack.by_path("aws_sns_topic", "monitoring/topic")
+    assert "provider" not in topic
     assert topic["name"] == f"twentycrm-{env}-alarms"
     assert topic["kms_master_key_id"].startswith("${aws_kms_key.monitoring_key_")
     key = platform_stack.by_path("aws_kms_key", "monitoring/key/key")
@@ -42,7 +55,8 @@ def test_topic_is_encrypted_with_its_own_rotating_key(platform_stack, env):
 
 def test_email_subscribers_come_from_the_settings(platform_stack, settings, env):
     subscriptions = platform_stack.resources("aws_sns_topic_subscription").values()
-    assert sorted(s["endpoint"] for s in subscriptions) == sorted(settings[env].monitoring.email_subscribers)
+    main = [s for s in subscriptions if "provider" not in s]
+    assert sorted(s["endpoint"] for s in main) == sorted(settings[env].monitoring.email_subscribers)
     assert all(s["protocol"] == "email" for s in subscriptions)
 
 
@@ -152,8 +166,152 @@ def test_record_mode_can_page_and_subscribers_are_added(settings):
         settings["dev"], monitoring={"alarm_mode": "page", "email_subscribers": ("a@example.com", "b@example.com")}
     )
     stack = build_stack(PlatformStack, changed)
-    assert len(stack.resources("aws_sns_topic_subscription")) == 2
-    assert all("alarm_actions" in a for a in alarms(stack).values())
+    subscriptions = list(stack.resources("aws_sns_topic_subscription").values())
+    # the same two addresses on the environment's topic and on the DNSSEC alarms' topic in us-east-1
+    assert sorted((s.get("provider", "aws"), s["endpoint"]) for s in subscriptions) == [
+        ("aws", "a@example.com"), ("aws", "b@example.com"),
+        ("aws.us_east_1", "a@example.com"), ("aws.us_east_1", "b@example.com"),
+    ]
+    [dnssec_topic] = [i for i in stack.resources("aws_sns_topic") if i.startswith("monitoring_dnssec-alarms_topic")]
+    assert {s["topic_arn"] for s in subscriptions if s.get("provider")} == {f"${{aws_sns_topic.{dnssec_topic}.arn}}"}
+    assert all("alarm_actions" in a for a in [*alarms(stack).values(), *dnssec_alarms(stack).values()])
+
+
+# --- DNSSEC alarms (us-east-1) -------------------------------------------------------------
+
+
+def test_dnssec_alarms_watch_the_zone_in_us_east_1(platform_stack, settings, env):
+    assert settings[env].dns.dnssec  # every shipped environment signs its zone
+    found = dnssec_alarms(platform_stack)
+    assert set(found) == {"dnssec-internal-failure", "dnssec-ksk-needs-action"}
+    zone = platform_stack.by_path("aws_route53_zone", "dns/zone")
+    topic = platform_stack.by_path("aws_sns_topic", "monitoring/dnssec-alarms/topic")
+    assert topic["provider"] == "aws.us_east_1" and topic["name"] == f"twentycrm-{env}-dnssec-alarms"
+    page = settings[env].monitoring.alarm_mode == "page"
+    for alarm in found.values():
+        assert (alarm["namespace"], alarm["comparison_operator"], alarm["threshold"]) == (
+            "AWS/Route53", "GreaterThanThreshold", 0)
+        assert alarm["dimensions"] == {"HostedZoneId": ref("aws_route53_zone", zone, "zone_id")}
+        if page:
+            assert alarm["alarm_actions"] == alarm["ok_actions"] == [ref("aws_sns_topic", topic)]
+        else:
+            assert "alarm_actions" not in alarm and "ok_actions" not in alarm
+    assert {a["metric_name"] for a in found.values()} == {"DNSSECInternalFailure", "DNSSECKeySigningKeysNeedingAction"}
+
+
+def test_dnssec_alarm_topic_has_its_own_us_east_1_key_that_cloudwatch_may_use(platform_stack):
+    topic = platform_stack.by_path("aws_sns_topic", "monitoring/dnssec-alarms/topic")
+    key = platform_stack.by_path("aws_kms_key", "monitoring/dnssec-alarms/key/key")
+    assert key["provider"] == "aws.us_east_1" and key["enable_key_rotation"] is True
+    assert topic["kms_master_key_id"] == ref("aws_kms_key", key)
+    statements = {s["Sid"]: s for s in json.loads(key["policy"])["Statement"]}
+    assert statements["CloudWatchAlarmsPublish"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    # nothing else of us-east-1 (the KSK's signing key, the query logs' key) is used for it
+    others = [k for k in platform_stack.resources("aws_kms_key").values()
+              if k.get("provider") == "aws.us_east_1" and "dnssec-alarms" not in k["//"]["metadata"]["path"]]
+    assert others and all(topic["kms_master_key_id"] != ref("aws_kms_key", k) for k in others)
+
+
+def test_no_dnssec_alarms_without_dnssec(settings):
+    stack = build_stack(PlatformStack, with_changes(settings["prod"], dns={"dnssec": False}))
+    assert dnssec_alarms(stack) == {}
+    ids = [i for t in ("aws_sns_topic", "aws_kms_key", "aws_sns_topic_subscription") for i in stack.resources(t)]
+    assert ids and not [i for i in ids if "dnssec-alarms" in i]
+    assert "dnssec_alarm_topic_arn" not in stack.json.get("output", {})
+
+
+# --- deletion alert (S3 -> EventBridge -> the alarm topic) ------------------------------------------------
+
+# AWS's own samples of the event S3 sends to EventBridge, verbatim but for the bucket name (S3 User Guide,
+# "EventBridge event message structure": "Object deleted (using DeleteObject)" and "(using lifecycle expiration)").
+DELETE_OBJECT_SAMPLE = {
+    "version": "0", "id": "2ee9cc15-d022-99ea-1fb8-1b1bac4850f9", "detail-type": "Object Deleted",
+    "source": "aws.s3", "account": "111122223333", "time": "2021-11-12T00:00:00Z", "region": "ca-central-1",
+    "resources": ["arn:aws:s3:::DOC-EXAMPLE-BUCKET1"],
+    "detail": {
+        "version": "0", "bucket": {"name": "DOC-EXAMPLE-BUCKET1"},
+        "object": {"key": "example-key", "etag": "d41d8cd98f00b204e9800998ecf8427e",
+                   "version-id": "1QW9g1Z99LUNbvaaYVpW9xDlOLU.qxgF", "sequencer": "617f0837b476e463"},
+        "request-id": "0BH729840619AG5K", "requester": "123456789012", "source-ip-address": "1.2.3.4",
+        "reason": "DeleteObject", "deletion-type": "Delete Marker Created",
+    },
+}  # fmt: skip
+LIFECYCLE_EXPIRATION_SAMPLE = {
+    "version": "0", "id": "ad1de317-e409-eba2-9552-30113f8d88e3", "detail-type": "Object Deleted",
+    "source": "aws.s3", "account": "111122223333", "time": "2021-11-12T00:00:00Z", "region": "ca-central-1",
+    "resources": ["arn:aws:s3:::DOC-EXAMPLE-BUCKET1"],
+    "detail": {
+        "version": "0", "bucket": {"name": "DOC-EXAMPLE-BUCKET1"},
+        "object": {"key": "example-key", "etag": "d41d8cd98f00b204e9800998ecf8427e",
+                   "version-id": "mtB0cV.jejK63XkRNceanNMC.qXPWLeK", "sequencer": "617b398000000000"},
+        "request-id": "20EB74C14654DC47", "requester": "s3.amazonaws.com",
+        "reason": "Lifecycle Expiration", "deletion-type": "Delete Marker Created",
+    },
+}  # fmt: skip
+
+
+def in_bucket(sample: dict, bucket: str, key: str = "example-key", **detail) -> dict:
+    event = json.loads(json.dumps(sample))
+    event["resources"] = [f"arn:aws:s3:::{bucket}"]
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"]["key"] = key
+    event["detail"].update(detail)
+    return event
+
+
+def deletion_rule_matches(stack, event: dict) -> bool:
+    """The synthesized rule's pattern judged by moto's EventBridge pattern engine (moto/events/models.py)."""
+    from moto.events.models import EventPattern
+
+    rule = stack.by_path("aws_cloudwatch_event_rule", "monitoring/deletion-alert/rule")
+    return EventPattern.load(rule["event_pattern"]).matches_event(event)
+
+
+def test_deleting_state_or_a_dump_by_request_alerts_and_lifecycle_does_not(platform_stack, settings, env):
+    s = settings[env]
+    for bucket, key in ((s.state.bucket, f"twentycrm-{env}-platform/terraform.tfstate"),
+                        (s.database.dump_bucket, "twenty/2026-11-26.dump")):  # fmt: skip
+        assert deletion_rule_matches(platform_stack, in_bucket(DELETE_OBJECT_SAMPLE, bucket, key)), bucket
+        permanent = in_bucket(DELETE_OBJECT_SAMPLE, bucket, key, **{"deletion-type": "Permanently Deleted"})
+        assert deletion_rule_matches(platform_stack, permanent), bucket
+        assert not deletion_rule_matches(platform_stack, in_bucket(LIFECYCLE_EXPIRATION_SAMPLE, bucket, key)), bucket
+    # Twenty deletes its attachments itself, the ALB's logs and the access logs only expire: no alert
+    for bucket in (s.apps.files_bucket, s.load_balancer.access_log_bucket, f"{s.state.bucket}-access-logs"):
+        assert not deletion_rule_matches(platform_stack, in_bucket(DELETE_OBJECT_SAMPLE, bucket)), bucket
+    # the S3 backend's lock object comes and goes with every run when use_lockfile is on
+    lock = in_bucket(DELETE_OBJECT_SAMPLE, s.state.bucket, f"twentycrm-{env}-platform/terraform.tfstate.tflock")
+    assert not deletion_rule_matches(platform_stack, lock)
+
+
+def test_deletion_rule_publishes_to_the_alarm_topic_and_only_it_may(platform_stack):
+    rule = platform_stack.by_path("aws_cloudwatch_event_rule", "monitoring/deletion-alert/rule")
+    target = platform_stack.only("aws_cloudwatch_event_target")
+    topic = platform_stack.by_path("aws_sns_topic", "monitoring/topic")
+    assert target["arn"] == ref("aws_sns_topic", topic) and target["rule"] == ref("aws_cloudwatch_event_rule", rule,
+                                                                                     "name")
+    policy = platform_stack.by_path("aws_sns_topic_policy", "monitoring/deletion-alert/topic-policy")
+    assert policy["arn"] == ref("aws_sns_topic", topic)
+    statements = {s["Sid"]: s for s in json.loads(policy["policy"])["Statement"]}
+    events = statements["DeletionRulePublishes"]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"} and events["Action"] == "sns:Publish"
+    assert events["Condition"] == {"ArnEquals": {"aws:SourceArn": ref("aws_cloudwatch_event_rule", rule)}}
+    assert statements["CloudWatchAlarmsPublish"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    key = platform_stack.by_path("aws_kms_key", "monitoring/key/key")
+    principals = [s["Principal"] for s in json.loads(key["policy"])["Statement"]]
+    assert {"Service": "events.amazonaws.com"} in principals  # an encrypted topic: EventBridge needs the key
+
+
+def test_every_bucket_sends_its_events_to_eventbridge(synthesized):
+    """CKV2_AWS_62 is no longer accepted: every bucket of every stack has its notification configuration."""
+    checked = 0
+    for name in synthesized.names:
+        stack = synthesized.stack(name)
+        notified = {n["bucket"]: n for n in stack.resources("aws_s3_bucket_notification").values()}
+        for bucket in stack.resources("aws_s3_bucket").values():
+            notification = notified.get(ref("aws_s3_bucket", bucket, "id"))
+            assert notification and notification["eventbridge"] is True, bucket["bucket"]
+            checked += 1
+    assert checked >= 5 * 3  # state, access logs, ALB logs, dumps and files of each environment
 
 
 # --- bad settings -------------------------------------------------------------------------

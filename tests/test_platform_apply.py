@@ -82,6 +82,9 @@ MOTO_READS_BACK_DIFFERENTLY = {
     ("aws_eks_cluster", "access_config"): f"{MOTO} does not keep a cluster's accessConfig (moto/eks/models.py Cluster "
     "has no such field), so it reads back empty and bootstrap_cluster_creator_admin_permissions, which forces a new "
     "cluster, differs: the plan shows a replacement",
+    ("aws_s3_bucket_notification", "eventbridge"): f"{MOTO} stores EventBridgeConfiguration on PUT "
+    "(moto/s3/responses.py _notification_config_from_body) but its GET (get_bucket_notification) returns only the "
+    "topic, queue and Lambda configurations, so eventbridge reads back false",
     ("aws_launch_template", "tag_specifications"): f"{MOTO} adds the CreateLaunchTemplate request's own "
     "TagSpecifications (resource type launch-template) to the template data it returns "
     "(moto/ec2/responses/launch_templates.py create_launch_template)",

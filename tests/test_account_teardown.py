@@ -82,7 +82,10 @@ def test_an_account_stack_lives_and_is_torn_down_by_the_readme(terraform, synthe
         terraform.run(account, "plan", "-input=false", "-out=tags.tfplan", *targets)
         retag = json.loads(terraform.run(account, "show", "-json", "tags.tfplan").stdout)
         actions = {c["address"]: c["change"]["actions"] for c in retag["resource_changes"]}
-        updated = [c for c in retag["resource_changes"] if c["change"]["actions"] == ["update"]]
+        # aws_s3_bucket_notification re-plans `eventbridge` on moto, which leaves it out of its GET (tests/
+        # test_platform_apply.py MOTO_READS_BACK_DIFFERENTLY): not a tag change, so not counted here.
+        updated = [c for c in retag["resource_changes"]
+                   if c["change"]["actions"] == ["update"] and c["type"] != "aws_s3_bucket_notification"]
         assert set(map(tuple, actions.values())) == {("update",), ("no-op",)}, actions  # nothing replaced
         assert {c["type"] for c in updated} == {"aws_kms_key", "aws_s3_bucket", "aws_dynamodb_table",
                                                 "aws_iam_openid_connect_provider"}, actions  # fmt: skip

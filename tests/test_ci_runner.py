@@ -166,6 +166,7 @@ def _concrete(policy: str, env: str, settings) -> dict:
         r"\$\{aws_dynamodb_table\.state_lock-table_\w+\.arn\}":
             f"arn:aws:dynamodb:{s.region}:{ACCOUNT}:table/{s.state.lock_table}",
         r"\$\{aws_kms_key\.state_key_\w+\.arn\}": f"arn:aws:kms:{s.region}:{ACCOUNT}:key/state-key",
+        r"\$\{aws_kms_key\.registry-credential_key_\w+\.arn\}": f"arn:aws:kms:{s.region}:{ACCOUNT}:key/credential-key",
         r"\$\{data\.aws_partition\.[\w-]+\.partition\}": "aws",
         r"\$\{data\.aws_caller_identity\.[\w-]+\.account_id\}": ACCOUNT,
     }  # fmt: skip

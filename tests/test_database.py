@@ -147,7 +147,7 @@ def test_every_database_resource_carries_the_component_tag(platform_stack, env):
                   "aws_secretsmanager_secret_version", "aws_s3_bucket_versioning", "aws_s3_bucket_policy",
                   "aws_s3_bucket_server_side_encryption_configuration", "aws_s3_bucket_public_access_block",
                   "aws_s3_bucket_ownership_controls", "aws_s3_bucket_lifecycle_configuration",
-                  "aws_s3_bucket_logging"}  # fmt: skip
+                  "aws_s3_bucket_logging", "aws_s3_bucket_notification"}  # fmt: skip
     component = f"{env}/{DOCUMENT[env][0]}"
     seen = 0
     for kind, resources in platform_stack.json["resource"].items():

@@ -122,7 +122,11 @@ def test_state_stack_has_no_drift_after_apply(bootstrapped, terraform, record_pr
                     f"stack applied; not applied: {', '.join(not_applied)} ({why})")
     result = terraform.run(bootstrapped["state_dir"], "plan", "-input=false", "-detailed-exitcode", "-json", check=False)
     changes = [json.loads(line) for line in result.stdout.splitlines() if '"type":"planned_change"' in line]
-    pending = sorted(c["change"]["resource"]["resource_type"] for c in changes)
+    # moto stores a bucket's EventBridge setting on PUT but leaves it out of its GET, so the notifications re-plan
+    # their `eventbridge` (tests/test_platform_apply.py MOTO_READS_BACK_DIFFERENTLY): an update, never a replacement.
+    rereads = [c for c in changes if c["change"]["resource"]["resource_type"] == "aws_s3_bucket_notification"]
+    assert all(c["change"]["action"] == "update" for c in rereads), result.stdout[-3000:]
+    pending = sorted(c["change"]["resource"]["resource_type"] for c in changes if c not in rereads)
     assert pending == sorted(STATE_STACK_NOT_APPLIED), result.stdout[-3000:]
 
 

@@ -15,11 +15,14 @@ import datetime
 import ipaddress
 import json
 import os
+import select
 import shutil
 import socket
+import socketserver
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -125,7 +128,11 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        # the IP, and every name under it: S3's virtual-hosted requests (<bucket>.127.0.0.1), through BucketProxy
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("*.127.0.0.1")]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -135,6 +142,62 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
+
+
+class BucketProxy:
+    """An HTTPS proxy (CONNECT only) that takes S3's virtual-hosted names, ``<bucket>.127.0.0.1:<port>``, to moto on
+    ``127.0.0.1:<port>``, and refuses every other destination.
+
+    Terraform's S3 backend and the AWS provider address a bucket by virtual host unless their configuration says
+    ``use_path_style``, which no environment variable sets; with ``HTTPS_PROXY`` pointing here, the commands a person
+    types reach moto unchanged. Go sends loopback addresses (``127.0.0.1``) direct, never through a proxy.
+    """
+
+    def __init__(self, port: int):
+        self.target_port = port
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    def __enter__(self) -> "BucketProxy":
+        target = self.target_port
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                request = self.rfile.readline().decode("latin-1").split()
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                host, _, port = request[1].rpartition(":") if len(request) == 3 else ("", "", "")
+                if request[:1] != ["CONNECT"] or port != str(target) or not host.endswith(".127.0.0.1"):
+                    self.wfile.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+                    return
+                with socket.create_connection(("127.0.0.1", target)) as upstream:
+                    self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    self.wfile.flush()
+                    _pipe(self.connection, upstream)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def _pipe(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    sockets = [a, b]
+    while True:
+        readable, _, _ = select.select(sockets, [], [], 60)
+        if not readable:
+            return
+        for source in readable:
+            data = source.recv(65536)
+            if not data:
+                return
+            (b if source is a else a).sendall(data)
 
 
 class LocalAws:
@@ -151,8 +214,11 @@ class LocalAws:
         "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
     }
 
-    def __init__(self, workdir: Path, *, account_id: str = "123456789012"):
+    def __init__(self, workdir: Path, *, account_id: str = "123456789012", tls_only_policies: bool = False):
         self.workdir = workdir
+        # tests/moto_tls.py: bucket-policy statements that apply only over plain HTTP never apply (this server is
+        # TLS-only), so a stack applied whole, its state bucket's "deny unless TLS" policy included, keeps working
+        self.tls_only_policies = tls_only_policies
         # moto answers every request as this account (moto/core/responses.py reads MOTO_ACCOUNT_ID), so a stack
         # whose allowed_account_ids names it plans, and any other stack stops at its provider's account check
         self.account_id = account_id
@@ -162,16 +228,19 @@ class LocalAws:
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> "LocalAws":
-        server = Path(sys.executable).with_name("moto_server")
+        server = [str(Path(sys.executable).with_name("moto_server"))]
+        if self.tls_only_policies:
+            server = [sys.executable, str(Path(__file__).with_name("moto_tls.py"))]
         self._log = open(self.workdir / "moto.log", "w")  # noqa: SIM115 - closed in __exit__
         self.recording_file = self.workdir / "recording.jsonl"
         self._process = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(self.port), "-c", str(self.ca_bundle), "-k", str(self._key)],
+            [*server, "-H", "127.0.0.1", "-p", str(self.port), "-c", str(self.ca_bundle), "-k", str(self._key)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.SETTINGS, "MOTO_ACCOUNT_ID": self.account_id,
                  "MOTO_RECORDER_FILEPATH": str(self.recording_file)},
         )
+        self.proxy = BucketProxy(self.port).__enter__() if self.tls_only_policies else None
         self._tls = context = ssl.create_default_context(cafile=str(self.ca_bundle))
         deadline = time.monotonic() + 30
         while True:
@@ -185,6 +254,8 @@ class LocalAws:
                 time.sleep(0.2)
 
     def __exit__(self, *exc) -> None:
+        if getattr(self, "proxy", None):
+            self.proxy.__exit__()
         if self._process and self._process.poll() is None:
             self._process.terminate()
             try:
@@ -212,6 +283,20 @@ class LocalAws:
         finally:
             self._moto_api("recorder/stop-recording")
             lines.extend(self.recording_file.read_text().splitlines())
+
+    def environment(self) -> dict[str, str]:
+        """What a person's shell holds to point the unchanged commands (terraform, its S3 backend, the AWS CLI,
+        boto3) at this server: the SDKs' own endpoint and CA-bundle variables and test credentials."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            **{f"AWS_ENDPOINT_URL_{service}": self.url for service in ("S3", "DYNAMODB", "STS", "IAM")},
+            "AWS_CA_BUNDLE": str(self.ca_bundle),
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **({"HTTPS_PROXY": self.proxy.url, "https_proxy": self.proxy.url, "NO_PROXY": "", "no_proxy": ""}
+               if self.proxy else {}),
+        }
 
     def client(self, service: str):
         import boto3

@@ -4,6 +4,9 @@
 Composes only: read settings, build the stacks, synth. Settings are validated before the
 provider packages are even imported, and the output is written to a scratch directory that
 replaces cdktf.out only when synth succeeded, so a failure never leaves half-written stacks.
+Each stack's Terraform working directory (``.terraform/``, ``.terraform.lock.hcl``) moves into
+the new output: it records the backend the stack was last initialised with, which
+``terraform init -migrate-state`` needs to move state from the local file into S3 and back.
 """
 
 from __future__ import annotations
@@ -35,15 +38,42 @@ def synth(envs_dir: Path, outdir: Path) -> list[str]:
         stacks = [*build_accounts(app, environments), *(s for env in environments for s in build_environment(app, env))]
         names = [stack.node.id for stack in stacks]
         app.synth()
+        moved = keep_working_directories(outdir / "stacks", scratch / "stacks")
         old = outdir.with_name(f".{outdir.name}-old")
-        shutil.rmtree(old, ignore_errors=True)
-        if outdir.exists():
-            outdir.rename(old)
-        scratch.rename(outdir)
+        try:
+            shutil.rmtree(old, ignore_errors=True)
+            if outdir.exists():
+                outdir.rename(old)
+            scratch.rename(outdir)
+        except BaseException:
+            if old.exists() and not outdir.exists():
+                old.rename(outdir)
+            for kept, new in moved:  # back where they were: the scratch directory is about to be deleted
+                if new.exists() and not kept.exists():
+                    new.rename(kept)
+            raise
         shutil.rmtree(old, ignore_errors=True)
         return names
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# What `terraform init` leaves in a stack directory and a re-synth must not take away.
+WORKING_DIRECTORY = (".terraform", ".terraform.lock.hcl")
+
+
+def keep_working_directories(old_stacks: Path, new_stacks: Path) -> list[tuple[Path, Path]]:
+    """Move each stack's Terraform working directory from the old output into the new, for the stacks that are in
+    both, and return the moves. A stack that is gone takes its working directory with it (as `cdktf synth` removes
+    orphaned stacks)."""
+    moved = []
+    for new in sorted(new_stacks.iterdir()) if new_stacks.is_dir() else ():
+        for name in WORKING_DIRECTORY:
+            kept = old_stacks / new.name / name
+            if kept.exists() and not (new / name).exists():
+                kept.rename(new / name)
+                moved.append((kept, new / name))
+    return moved
 
 
 def main() -> int:

@@ -166,7 +166,7 @@ class BucketProxy:
                 while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                     pass
                 host, _, port = request[1].rpartition(":") if len(request) == 3 else ("", "", "")
-                if request[:1] != ["CONNECT"] or port != str(target) or not host.endswith(".127.0.0.1"):
+                if request[:1] != ["CONNECT"] or port != str(target) or not f".{host}".endswith(".127.0.0.1"):
                     self.wfile.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
                     return
                 with socket.create_connection(("127.0.0.1", target)) as upstream:

@@ -1,4 +1,4 @@
-"""README "Tear down an environment", step 4, executed as written against moto: the repositories ECR created through
+"""docs/implementation-guide.md "Tear down an environment", step 4, executed as written against moto: the repositories ECR created through
 the pull-through cache under the environment's prefixes are deleted with their images; another environment's and
 a look-alike prefix's stay. moto 5.2.5 emulates ECR repositories and images (not pull-through cache rules), which is
 all the commands touch."""
@@ -18,9 +18,9 @@ ENVIRONMENT = ("sa-east-1", "twentycrm-dev")  # the block's example: dev's regio
 
 
 def cleanup_block() -> str:
-    """The shell block of step 4 ("The cached repositories") of the README's teardown section."""
-    readme = (ROOT / "README.md").read_text()
-    assert SECTION in readme, f"README.md has no section {SECTION!r} (envs/dev.toml and envs/qa.toml point to it)"
+    """The shell block of step 4 ("The cached repositories") of the guide's teardown section."""
+    readme = (ROOT / "docs" / "implementation-guide.md").read_text()
+    assert SECTION in readme, f"docs/implementation-guide.md has no section {SECTION!r} (envs/*.toml point to it)"
     section = readme.split(SECTION, 1)[1].split("\n## ", 1)[0]
     step = section.split("**The cached repositories**", 1)[1]
     block = re.search(r"```sh\n(.*?)```", step, flags=re.S)

@@ -72,6 +72,32 @@ def test_a_new_environment_file_yields_new_stacks(tmp_path):
     assert CdktfTesting.to_have_resource_with_properties(stack, "aws_vpc", {"cidr_block": "10.7.0.0/16"})
 
 
+def test_a_synth_keeps_each_stacks_terraform_working_directory_and_a_failed_one_keeps_everything(tmp_path):
+    """``terraform init -migrate-state`` reads the last backend from the stack's .terraform/; a synth that replaced
+    cdktf.out wholesale lost it, and the move from the local file to S3 migrated nothing."""
+    from main import synth
+    from modules.settings import SettingsError
+
+    envs, out = copy_envs(tmp_path), tmp_path / "out"
+    synth(envs, out)
+    stack = out / "stacks" / "twentycrm-dev-state"
+    (stack / ".terraform").mkdir()
+    (stack / ".terraform" / "terraform.tfstate").write_text('{"backend": {"type": "local"}}')
+    (stack / ".terraform.lock.hcl").write_text("# lock")
+    (out / "stacks" / "twentycrm-qa-state" / "tfplan").write_text("a saved plan of the old configuration")
+    synth(envs, out)
+    assert (stack / ".terraform" / "terraform.tfstate").read_text() == '{"backend": {"type": "local"}}'
+    assert (stack / ".terraform.lock.hcl").read_text() == "# lock"
+    assert not (out / "stacks" / "twentycrm-qa-state" / "tfplan").exists(), "only the working directory is kept"
+
+    (envs / "qa.toml").write_text((envs / "qa.toml").read_text().replace('cidr = "10.1.0.0/16"', 'cidr = "10.0.0.0/16"'))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(SettingsError):
+        synth(envs, out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
 def test_jsii_runs_on_a_supported_node():
     """jsii calls Node 20 end-of-life; the project's set-up must hand it Node 22 or newer."""
     node = os.environ.get("JSII_NODE", "node")

@@ -64,7 +64,7 @@ class AccountSettings(_Model):
     own_backend: Literal["local", "s3"] = Field(
         default="local",
         description="Where the account stack keeps its state: 'local' to bootstrap, 's3' once migrated into "
-        "state_bucket (README, Bootstrap).",
+        "state_bucket by scripts/bootstrap (docs/implementation-guide.md, \"First deploy\").",
     )
     noncurrent_version_expiration_days: int = Field(
         default=90, ge=1, le=3650, description="Days an overwritten version of the account stack's state is kept."
@@ -73,8 +73,8 @@ class AccountSettings(_Model):
     deletion_protection: bool = Field(
         default=True,
         description="DynamoDB deletion protection on the account stack's lock table; false also lets a destroy "
-        "empty its state bucket (force_destroy). Set false only to tear the account stack down (README, \"Tear "
-        "down an account stack\").",
+        "empty its state bucket (force_destroy). Set false only to tear the account stack down "
+        "(docs/implementation-guide.md, \"Tear down an account stack\").",
     )
     shared_with: list[Annotated[str, Field(pattern=_ENV_NAME.pattern)]] = Field(
         default_factory=list,

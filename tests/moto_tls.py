@@ -16,6 +16,7 @@ objects, over TLS. Everything else is moto's: same arguments as ``moto_server``.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from moto.iam.access_control import IAMPolicy, PermissionResult
@@ -45,11 +46,10 @@ def dispatch(self: DomainDispatcherApplication, environ: dict[str, Any], start_r
         return start_response("501 Not Implemented" if status.startswith("500") else status, headers, exc_info)
 
     try:
-        backend = self.get_application(environ)
-    except Exception as err:  # noqa: BLE001 - moto has no backend for the request's service
-        start_response("501 Not Implemented", [("Content-Type", "text/plain")])
-        return [f"moto does not emulate this service ({type(err).__name__}: {err})".encode()]
-    return backend(environ, start)
+        return self.get_application(environ)(environ, start)
+    except Exception as err:  # noqa: BLE001 - no backend for the service, or moto raised (NotImplementedError, ...)
+        start_response("501 Not Implemented", [("Content-Type", "text/plain")], sys.exc_info())
+        return [f"moto does not emulate this request ({type(err).__name__}: {err})".encode()]
 
 
 FakeBucket.get_permission = get_permission  # type: ignore[method-assign]

@@ -21,8 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 from modules.settings import EnvironmentSettings, load_all  # noqa: E402
 
-# the terraform CLI, the session's moto server and the bootstrapped state stack (one per session)
-pytest_plugins = ("terraform_support", "iam_fences_report")
+# the terraform CLI, the session's moto server and the bootstrapped state stack (one per session); PostgreSQL 16
+# outside the checkout and the database host (tests/postgres_support.py)
+pytest_plugins = ("terraform_support", "iam_fences_report", "postgres_support")
 
 ENVIRONMENTS = ("dev", "qa", "prod")
 

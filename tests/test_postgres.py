@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_support import ROOT, database_world  # noqa: F401 - the session fixture
+from postgres_support import ROOT, SERVER_USER, require_tools
 
 from modules.database import SEED_REQUEST_TOKEN, role_connection_limit
 from modules.settings.apps import MAINTENANCE_CONNECTIONS
@@ -96,6 +96,38 @@ def twenty_database(database_world):
         for statement in TWENTY_SETUP_DB + TWENTY_DATA:
             conn.execute(statement)
     return database_world
+
+
+# --- where the postgres user runs -------------------------------------------------------------
+
+
+def test_the_postgres_user_runs_all_it_runs_from_outside_the_checkout(pg_distribution):
+    """initdb, psql, pg_dump, pg_restore, dropdb and pg_isready as the host's scripts find them (its PATH), pg_ctl
+    and the server as ScratchHost starts them, and a host's directory: none in the checkout, whose parent may be a
+    home directory only its owner enters (mode 700), and each really run or entered by that user."""
+    from postgres_support import ScratchHost  # noqa: PLC0415
+
+    require_tools()
+    host = ScratchHost({}, {}, pg_distribution)
+    try:
+        found = {}
+        for tool in ("initdb", "psql", "pg_dump", "pg_restore", "dropdb", "pg_isready"):
+            result = host.bash(f"runuser -u {SERVER_USER} -- bash -c 'command -v {tool} && {tool} --version'",
+                               check=False)  # fmt: skip
+            found[tool] = (result.returncode, result.stdout.split("\n")[0], result.stderr.strip())
+        for name in ("pg_ctl", "postgres"):
+            path = host.dist.server_bin / name
+            result = host.bash(f'runuser -u {SERVER_USER} -- "{path}" --version', check=False)
+            found[name] = (result.returncode, str(path), result.stderr.strip())
+        result = host.bash(f'runuser -u {SERVER_USER} -- bash -c \'cd "$0" && test -w "$1"\' "{host.root}" '
+                           f'"{host.run_dir}"', check=False)  # fmt: skip
+        found["the host's directory"] = (result.returncode, str(host.root), result.stderr.strip())
+    finally:
+        host.cleanup()
+    unreachable = {name: (path, err) for name, (code, path, err) in found.items() if code != 0}
+    assert not unreachable, f"the {SERVER_USER} user cannot run or enter: {unreachable}"
+    inside = {name: path for name, (_, path, _) in found.items() if Path(path).resolve().is_relative_to(ROOT)}
+    assert not inside, f"in the checkout, out of the {SERVER_USER} user's reach under a private parent: {inside}"
 
 
 # --- secrets -----------------------------------------------------------------------------------
@@ -373,7 +405,7 @@ def _boot(world, files: dict[str, str], tmp_path: Path, instance: str, dnf_exit:
     """twenty-db-setup as rendered on a scratch host, with dnf and sleep replaced by stand-ins."""
     from postgres_support import ScratchHost  # noqa: PLC0415
 
-    host = ScratchHost(files, world.aws.env)
+    host = ScratchHost(files, world.aws.env, world.dist)
     world.hosts.append(host)
     (host.root / "instance-id").write_text(instance + "\n")
     shims = _stand_ins(tmp_path / "bin", {"dnf": f"exit {dnf_exit}", "sleep": "exit 0"})

@@ -102,31 +102,36 @@ def twenty_database(database_world):
 
 
 def test_the_postgres_user_runs_all_it_runs_from_outside_the_checkout(pg_distribution):
-    """initdb, psql, pg_dump, pg_restore, dropdb and pg_isready as the host's scripts find them (its PATH), pg_ctl
-    and the server as ScratchHost starts them, and a host's directory: none in the checkout, whose parent may be a
-    home directory only its owner enters (mode 700), and each really run or entered by that user."""
+    """initdb, psql, pg_dump, pg_restore, dropdb and pg_isready as the host's scripts find them (its PATH: the
+    session's copy of pgserver's tools, not a system PostgreSQL's), pg_ctl and the server as ScratchHost starts them,
+    and a host's directory: none in the checkout, whose parent may be a home directory only its owner enters (mode
+    700), and each really run or entered by that user."""
     from postgres_support import ScratchHost  # noqa: PLC0415
 
     require_tools()
-    host = ScratchHost({}, {}, pg_distribution)
+    dist = pg_distribution
+    host = ScratchHost({}, {}, dist)
+    by_name = ("initdb", "psql", "pg_dump", "pg_restore", "dropdb", "pg_isready")
+    wanted = {tool: dist.client_bin / tool for tool in by_name}
+    wanted |= {"pg_ctl": dist.server_bin / "pg_ctl", "postgres": dist.server_bin / "postgres"}
+    problems = {}
     try:
-        found = {}
-        for tool in ("initdb", "psql", "pg_dump", "pg_restore", "dropdb", "pg_isready"):
-            result = host.bash(f"runuser -u {SERVER_USER} -- bash -c 'command -v {tool} && {tool} --version'",
-                               check=False)  # fmt: skip
-            found[tool] = (result.returncode, result.stdout.split("\n")[0], result.stderr.strip())
-        for name in ("pg_ctl", "postgres"):
-            path = host.dist.server_bin / name
-            result = host.bash(f'runuser -u {SERVER_USER} -- "{path}" --version', check=False)
-            found[name] = (result.returncode, str(path), result.stderr.strip())
-        result = host.bash(f'runuser -u {SERVER_USER} -- bash -c \'cd "$0" && test -w "$1"\' "{host.root}" '
-                           f'"{host.run_dir}"', check=False)  # fmt: skip
-        found["the host's directory"] = (result.returncode, str(host.root), result.stderr.strip())
+        for name, path in wanted.items():
+            # pg_ctl and the server by their path; the others by name, as the scripts call them
+            program = str(path) if path.parent == dist.server_bin else name
+            command = f"runuser -u {SERVER_USER} -- bash -c 'command -v \"$0\"; \"$0\" --version' \"{program}\""
+            result = host.bash(command, check=False)
+            found = result.stdout.split("\n")[0]
+            if result.returncode != 0 or found != str(path):
+                problems[name] = f"runs {found or 'nothing'}, not {path}: {result.stderr.strip()}"
+        enter = f'runuser -u {SERVER_USER} -- bash -c \'cd "$0" && test -w "$1"\' "{host.root}" "{host.run_dir}"'
+        result = host.bash(enter, check=False)
+        if result.returncode != 0:
+            problems["the host's directory"] = f"{host.root}: {result.stderr.strip() or 'not writable'}"
     finally:
         host.cleanup()
-    unreachable = {name: (path, err) for name, (code, path, err) in found.items() if code != 0}
-    assert not unreachable, f"the {SERVER_USER} user cannot run or enter: {unreachable}"
-    inside = {name: path for name, (_, path, _) in found.items() if Path(path).resolve().is_relative_to(ROOT)}
+    assert not problems, f"as the {SERVER_USER} user: {problems}"
+    inside = [str(p) for p in (*wanted.values(), host.root) if p.resolve().is_relative_to(ROOT)]
     assert not inside, f"in the checkout, out of the {SERVER_USER} user's reach under a private parent: {inside}"
 
 

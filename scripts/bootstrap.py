@@ -200,8 +200,23 @@ def addresses(state: dict[str, Any]) -> set[str]:
     return found
 
 
+def objects(state: dict[str, Any]) -> dict[str, object]:
+    """Every managed resource instance of a state and the ID of the object it tracks."""
+    found = {}
+    for resource in state.get("resources", []):
+        if resource["mode"] == "managed":
+            for instance in resource.get("instances", []):
+                address = f"{resource['type']}.{resource['name']}[{json.dumps(instance.get('index_key'))}]"
+                found[f"{resource.get('module', '')}{address}"] = instance.get("attributes", {}).get("id")
+    return found
+
+
 def same_lineage(holder: StateHolder, local: dict | None, remote: dict | None) -> None:
-    if local and remote and local["lineage"] != remote["lineage"]:
+    """Refuse two states of different histories, unless the bucket's tracks every object the local file does: that is
+    a move made by hand (``terraform init -migrate-state`` gives the copy a new lineage)."""
+    if local and remote and local["lineage"] != remote["lineage"] and not objects(local).items() <= objects(
+        remote
+    ).items():
         raise BootstrapError(
             f"{holder.where} holds a state of lineage {remote['lineage']}, but {holder.local_file} is lineage "
             f"{local['lineage']}: they are two different stacks' histories, and neither is overwritten. Find out which "
@@ -220,8 +235,9 @@ def to_s3(section: str, env_name: str, *, yes: bool) -> None:
         raise BootstrapError(
             f"{holder.files[0]}: {section}.own_backend is \"s3\", but {holder.where} does not exist and there is no "
             f"{holder.local_file}: the stack was never applied. Set own_backend = \"local\" and run again")
+    by_hand = bool(local and remote and local["lineage"] != remote["lineage"])  # same objects: same_lineage passed
     if holder.own_backend == "local":
-        if remote is None or (local is not None and local["serial"] >= remote["serial"]):
+        if remote is None or (local is not None and not by_hand and local["serial"] >= remote["serial"]):
             print(f"[bootstrap] {holder.name}: apply on the local state file {holder.local_file.name}")
             synth()
             terraform(holder, "init", "-reconfigure", "-input=false")
@@ -234,7 +250,8 @@ def to_s3(section: str, env_name: str, *, yes: bool) -> None:
     terraform(holder, "init", "-reconfigure", "-input=false")
     remote = remote_state(holder)
     same_lineage(holder, local, remote)
-    if local is not None and (remote is None or local["serial"] > remote["serial"]):
+    moved_by_hand = bool(local and remote and local["lineage"] != remote["lineage"])
+    if local is not None and not moved_by_hand and (remote is None or local["serial"] > remote["serial"]):
         print(f"[bootstrap] {holder.name}: push {holder.local_file.name} to {holder.where}")
         terraform(holder, "state", "push", str(holder.local_file))
     listed = set(terraform(holder, "state", "list", capture=True).split())

@@ -144,8 +144,10 @@ def test_bootstrap_refuses_a_local_state_of_another_lineage(walk, settings):
     stack = env.stack_name("state")
     key = f"{stack}/terraform.tfstate"
     stranger = walk.project / f"terraform.{stack}.tfstate"
+    bucket = {"mode": "managed", "type": "aws_s3_bucket", "name": "bucket", "provider": "provider[\"aws\"]",
+              "instances": [{"schema_version": 0, "attributes": {"id": "another-stacks-bucket"}}]}
     stranger.write_text(json.dumps({"version": 4, "terraform_version": "1.11.4", "serial": 99,
-                                    "lineage": "0000-another-stack", "outputs": {}, "resources": []}))
+                                    "lineage": "0000-another-stack", "outputs": {}, "resources": [bucket]}))
     try:
         before = walk.state(env.state.bucket, key)
         code, shown = walk.terminal.run(f"scripts/bootstrap {ENV}")

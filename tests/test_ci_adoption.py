@@ -4,13 +4,21 @@
 over, and the deploy chain (deploy.yml, generated from envs/ in ``[ci] deploy_after`` order) skips one not handed
 over while the next still runs, and stops after a failure. Proven with the workflows' own step commands, run as
 written, and their ``if:`` conditions, evaluated by tests/gh_expressions.py over the ``needs:`` graph.
+
+``scripts/new-env`` is run as the README writes it, in a fresh copy of the repository, and then the checks a pull
+request runs that depend on envs/ are run there: the settings loader, the generated-file checks, the synthesis and
+actionlint.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -219,3 +227,197 @@ def test_a_new_promotion_order_makes_deploy_yml_stale(tmp_path):
     stale = _python("scripts/ci_environments.py", "--check", env={"TWENTYCRM_ENVS_DIR": str(envs)})
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert "is stale: run `python scripts/ci_environments.py` and commit it" in stale.stderr
+
+
+# --- scripts/new-env ----------------------------------------------------------------------------------------------
+
+README_SECTION = "## Add an environment"
+NEW_ACCOUNT, SHARED = "123456789012", "444455556666"  # a new account; qa's (placeholder) account
+
+
+def fresh_copy(target: Path) -> Path:
+    """The repository's files (tracked and new, not ignored) copied, the installed toolchains linked in."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for tool in (".venv", "node_modules", ".tools", "tools/checkov/.venv"):
+        if (ROOT / tool).exists():
+            (target / tool).symlink_to(ROOT / tool)
+    return target
+
+
+def sh(command: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """A documented command, run by bash as written (``python`` is the project's: .venv/bin first on PATH)."""
+    env = {k: v for k, v in os.environ.items() if k != "TWENTYCRM_ENVS_DIR"}
+    env["PATH"] = f"{cwd / '.venv' / 'bin'}:{env['PATH']}"
+    return subprocess.run(["bash", "-e", "-c", command], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    assert README_SECTION in readme
+    section = readme.split(README_SECTION, 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def fingerprint(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for d in ("envs", "docs", ".github") for p in sorted((root / d).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def added(tmp_path_factory):
+    """A fresh copy where the README's command added an environment in a new account, and a second command one in
+    qa's account; (copy, the README command's result, the shared one's, the files before)."""
+    repo = fresh_copy(tmp_path_factory.mktemp("repo"))
+    before = fingerprint(repo)
+    [command] = readme_commands()
+    assert command == f"scripts/new-env uat --from qa --account {NEW_ACCOUNT}"
+    first = sh(command, repo)
+    shared = sh(f"scripts/new-env demo --from dev --account {SHARED} --after qa", repo)
+    return repo, first, shared, before
+
+
+@pytest.mark.slow
+def test_new_env_writes_the_file_from_its_source_and_prints_what_is_left(added):
+    repo, first, shared, before = added
+    assert first.returncode == 0, first.stdout + first.stderr
+    uat_text = (repo / "envs" / "uat.toml").read_text()
+    uat = tomllib.loads(uat_text)
+    qa = tomllib.loads((repo / "envs" / "qa.toml").read_text())
+    assert uat["domain"] == "mgenialuat.olhai.app.br"
+    assert (uat["network"]["cidr"], [s["cidr"] for s in uat["network"]["subnets"]]) == (
+        "10.3.0.0/16", ["10.3.1.0/24", "10.3.2.0/24", "10.3.3.0/24", "10.3.4.0/24"])
+    assert uat["account"] == {**qa["account"], "id": NEW_ACCOUNT, "own_backend": "local", "shared_with": [],
+                              "state_bucket": f"olhai-twentycrm-account-{NEW_ACCOUNT}-tfstate"}
+    assert uat["ci"] == {**qa["ci"], "github_environment": "uat", "handed_over": False}
+    assert (uat["state"]["bucket"], uat["state"]["lock_table"], uat["cluster"]["name"]) == (
+        "olhai-twentycrm-uat-tfstate", "twentycrm-uat-tflock", "twentycrm-uat")
+    assert uat["apps"]["files_bucket"] == "olhai-twentycrm-uat-files"
+    # the rest is qa's, comments included
+    assert uat["cluster"]["frontend"] == qa["cluster"]["frontend"] and uat["waf"] == qa["waf"]
+    assert "# each address confirms the SNS subscription by e-mail" in uat_text
+    assert "# log group aws-waf-logs-twentycrm-uat, KMS-encrypted" in uat_text
+    intro, rest = uat_text.split("\n", 1)
+    assert intro == "# uat: made from envs/qa.toml by scripts/new-env. Every key is described in docs/settings.md."
+    assert "qa" not in rest.lower()  # no value or comment still names qa, its domain (mGenialQA) included
+    out = " ".join(first.stdout.split())
+    for step in (f"twentycrm-account-{NEW_ACCOUNT} (README, \"Bootstrap the account stack\"",
+                 "the state stack twentycrm-uat-state", "GitHub environments uat (required reviewers",
+                 f"uat-plan (branch main), each with the variable AWS_ACCOUNT_ID = {NEW_ACCOUNT}",
+                 "delegate mgenialuat.olhai.app.br from its parent zone", "publish the DS record",
+                 "handed_over = true in envs/uat.toml"):
+        assert step in out, out
+    changed = {k for k, v in fingerprint(repo).items() if before.get(k) != v}
+    assert changed == {"envs/uat.toml", "envs/demo.toml", "envs/qa.toml", "docs/architecture.md",
+                       ".github/workflows/deploy.yml", "docs/security.md"}
+
+
+@pytest.mark.slow
+def test_new_env_in_an_existing_account_adds_the_mutual_shared_with(added):
+    repo, _, shared, _ = added
+    assert shared.returncode == 0, shared.stdout + shared.stderr
+    demo = tomllib.loads((repo / "envs" / "demo.toml").read_text())
+    qa = tomllib.loads((repo / "envs" / "qa.toml").read_text())
+    assert demo["account"] == {**qa["account"], "shared_with": ["qa"]}
+    assert qa["account"]["shared_with"] == ["demo"]
+    assert demo["ci"]["deploy_after"] == "qa" and demo["domain"] == "mgenialdemo.olhai.app.br"
+    assert demo["network"]["cidr"] == "10.4.0.0/16"  # dev's size, after uat's 10.3
+    out = " ".join(shared.stdout.split())
+    assert f"in account {SHARED} with qa (one account stack, twentycrm-account-{SHARED}, bootstrapped once" in out
+    assert "the account stack" not in out.split("Bootstrap by hand:")[1].split("the state stack")[0]
+
+
+@pytest.mark.slow
+def test_the_checks_of_a_pull_request_pass_after_new_env(added):
+    """What a pull request runs that depends on envs/: the settings, the generated files' checks (as the docs
+    write them), the synthesis of the new stacks, the suite's tests over every environment file and actionlint;
+    and the deploy chain now holds both, uat after dev (qa's place), demo after qa."""
+    repo, first, shared, _ = added
+    assert first.returncode == 0 and shared.returncode == 0, first.stderr + shared.stderr
+    assert [e.name for e in load_all(repo / "envs")] == ["demo", "dev", "prod", "qa", "uat"]
+    generated = fingerprint(repo)
+    for command in ("python scripts/diagram.py --check", "python scripts/ci_environments.py --check",
+                    "python scripts/diagram.py", "python scripts/ci_environments.py"):
+        done = sh(command, repo)
+        assert done.returncode == 0, command + done.stderr
+    assert fingerprint(repo) == generated, "new-env left a generated file stale"
+    synth = subprocess.run([str(repo / ".venv" / "bin" / "python"), "main.py"], cwd=repo, capture_output=True,
+                           text=True, timeout=600, env={**os.environ, "CDKTF_OUTDIR": str(repo / "cdktf.out")})
+    assert synth.returncode == 0, synth.stderr
+    stacks = {p.name for p in (repo / "cdktf.out" / "stacks").iterdir()}
+    assert {f"twentycrm-uat-{p}" for p in ("state", "platform", "apps")} <= stacks
+    assert {f"twentycrm-demo-{p}" for p in ("state", "platform", "apps")} <= stacks
+    assert f"twentycrm-account-{NEW_ACCOUNT}" in stacks
+    # the tests that hold for every environment file, among them the IAM fence table of docs/security.md
+    suite = sh("./scripts/test -n 0 -q -p no:cacheprovider tests/test_iam_fences.py::test_docs_keep_the_computed_table "
+               "tests/test_diagram.py tests/test_stacks.py::test_every_environment_has_its_stacks "
+               "tests/test_accounts.py::test_one_account_stack_per_distinct_account_first", repo)
+    assert suite.returncode == 0, suite.stdout[-4000:] + suite.stderr
+    from test_ci import actionlint
+
+    lint = actionlint(str(repo / ".github" / "workflows" / "*.yml"))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    jobs = yaml.safe_load((repo / ".github" / "workflows" / "deploy.yml").read_text())["jobs"]
+    assert list(jobs) == ["test", "dev", "qa", "uat", "demo", "prod"]
+    assert (jobs["uat"]["needs"], jobs["demo"]["needs"]) == (["test", "dev"], ["test", "dev", "qa"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("qa --from dev --account 123456789012", "envs/qa.toml already exists; pick another name"),
+        ("Staging --from qa --account 123456789012", "<name> 'Staging': not a valid environment name"),
+        ("account --from qa --account 123456789012", "<name> 'account': not a valid environment name"),
+        ("uat --from stage --account 123456789012", "--from 'stage': there is no envs/stage.toml; copy one of dev, "
+                                                    "prod, qa"),
+        ("uat --from qa --account 12345678901", "--account '12345678901': not an AWS account ID; give all 12 digits"),
+        ("uat --from qa --account 123456789012 --cidr 10.1.0.0/16",
+         "envs/uat.toml: network.cidr: 10.1.0.0/16 overlaps 10.1.0.0/16 of envs/qa.toml; give every environment "
+         "its own range"),
+        ("uat --from qa --account 123456789012 --cidr 10.9.0.1/16", "--cidr '10.9.0.1/16': not an IPv4 network"),
+        ("uat --from qa --account 123456789012 --domain mGenialQA.olhai.app.br",
+         "envs/uat.toml: domain: 'mgenialqa.olhai.app.br' is already used by envs/qa.toml; pick another"),
+        ("uat --from qa --account 123456789012 --after stage", "--after 'stage': there is no envs/stage.toml"),
+        ("uat --from qa", "the following arguments are required: --account"),
+    ],
+    ids=["exists", "bad-name", "reserved-name", "unknown-from", "bad-account", "overlapping-cidr", "bad-cidr",
+         "taken-domain", "unknown-after", "no-account"],
+)
+def test_new_env_refuses_bad_input_and_writes_nothing(tmp_path, args, message):
+    repo = fresh_copy(tmp_path)
+    before = fingerprint(repo)
+    done = sh(f"scripts/new-env {args}", repo)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in " ".join(done.stderr.split()), done.stderr
+    assert fingerprint(repo) == before
+
+
+def test_new_env_puts_everything_back_when_a_regeneration_fails(tmp_path):
+    """deploy.yml without its markers: the diagram was already rewritten when that fails; both come back."""
+    repo = fresh_copy(tmp_path)
+    deploy_yml = repo / ".github" / "workflows" / "deploy.yml"
+    deploy_yml.write_text(deploy_yml.read_text().replace("  # environments:end\n", ""))
+    before = fingerprint(repo)
+    done = sh(f"scripts/new-env uat --from qa --account {NEW_ACCOUNT}", repo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "updated docs/architecture.md" in done.stdout
+    assert "needs exactly one pair of marker lines" in done.stderr and "Nothing was changed." in done.stderr
+    assert fingerprint(repo) == before and not (repo / "envs" / "uat.toml").exists()
+
+
+def test_the_documented_commands_are_these(tmp_path):
+    """README and docs/ci-cd.md name the commands the tests above run."""
+    readme = (ROOT / "README.md").read_text()
+    doc = (ROOT / "docs" / "ci-cd.md").read_text()
+    assert readme_commands() == [f"scripts/new-env uat --from qa --account {NEW_ACCOUNT}"]
+    for command in ("python scripts/ci_environments.py", "python scripts/ci_environments.py --check"):
+        assert f"\n{command}" in doc, command
+    assert "Handing an environment over to CI" in doc and "Handing an environment over to CI" in readme
+    assert json.loads(_python("scripts/ci_environments.py", "--handed-over").stdout.split("=", 1)[1]) == []

@@ -295,14 +295,14 @@ def plan(args: argparse.Namespace, envs: list[EnvironmentSettings]) -> Plan:
     c = p.changes
     c[("domain",)] = domain
     for section, key in DERIVED:
-        c[(section, key)] = derive_name(_lookup(data, (section, key)), source.name, name)
+        c[(section, key)] = derive_name(getattr(getattr(source, section), key), source.name, name)
     c[("state", "own_backend")] = "local"  # its state stack is bootstrapped by a person first
     old_vpc = ipaddress.IPv4Network(source.network.cidr)
     c[("network", "cidr")] = str(cidr)
-    for i, subnet in enumerate(data["network"]["subnets"]):
-        c[("network", "subnets", i, "cidr")] = rebase(subnet["cidr"], old_vpc, cidr)
+    for i, subnet in enumerate(source.network.subnets):  # in the file's order
+        c[("network", "subnets", i, "cidr")] = rebase(subnet.cidr, old_vpc, cidr)
     old_zone = source.domain
-    names = data.get("dns", {}).get("extra_certificate_names", [])
+    names = list(source.dns.extra_certificate_names)
     if names:
         c[("dns", "extra_certificate_names")] = [
             n[: -len(old_zone)] + domain if n.lower().endswith(f".{old_zone}") else n for n in names
@@ -314,11 +314,11 @@ def plan(args: argparse.Namespace, envs: list[EnvironmentSettings]) -> Plan:
     if shared:
         owner = shared[0].account
         for key in ACCOUNT_WIDE_FIELDS:
-            if getattr(owner, key) != getattr(source.account, key) or key in data["account"]:
+            if getattr(owner, key) != getattr(source.account, key) or key in data.get("account", {}):
                 c[("account", key)] = getattr(owner, key)
         c[("account", "shared_with")] = sorted(e.name for e in shared)
     else:
-        bucket = data["account"]["state_bucket"]
+        bucket = source.account.state_bucket
         if source.account.id in bucket:
             c[("account", "state_bucket")] = bucket.replace(source.account.id, args.account)
         else:

@@ -57,7 +57,7 @@ def test_every_action_is_pinned_to_a_commit_with_its_version_named():
                 assert PINNED.match(match.group(1).strip()), f"{path.name}: pin by full SHA + '# vX.Y.Z': {line.strip()}"
 
 
-def test_pull_requests_test_synthesize_scan_and_plan_every_environment():
+def test_pull_requests_test_synthesize_scan_and_plan_the_environments_handed_over():
     wf = workflow("pull-request.yml")
     assert list(wf["on"]) == ["pull_request"]
     assert wf["permissions"] == {"contents": "read"}
@@ -73,18 +73,6 @@ def test_pull_requests_test_synthesize_scan_and_plan_every_environment():
     assert creds["with"]["role-to-assume"].endswith(":role/twentycrm-${{ matrix.environment }}-plan")
     assert any("ci-terraform plan" in s.get("run", "") for s in steps.values())
     assert any("gh pr comment" in s.get("run", "") for s in steps.values())
-
-
-def test_main_applies_dev_then_qa_then_prod_through_their_environments():
-    wf = workflow("deploy.yml")
-    assert wf["on"]["push"]["branches"] == ["main"]
-    # no run-wide group: a run waiting (up to GitHub's 30 days) for prod's approval must not hold dev and qa
-    assert "concurrency" not in wf
-    jobs = wf["jobs"]
-    assert [jobs[e]["needs"] for e in ENVIRONMENTS] == ["test", "dev", "qa"]
-    for env in ENVIRONMENTS:
-        assert jobs[env]["uses"] == "./.github/workflows/apply.yml" and jobs[env]["with"] == {"environment": env}
-        assert jobs[env]["concurrency"] == {"group": f"deploy-{env}", "cancel-in-progress": False}
 
 
 def unprepared_test_jobs(wf: dict) -> list[str]:
@@ -541,27 +529,6 @@ def test_check_account_stops_a_missing_or_different_account(tmp_path, github_acc
                            env={**os.environ, "GITHUB_OUTPUT": str(output)})  # fmt: skip
     assert result.returncode == 1 and message in result.stderr, result.stderr
     assert not output.exists(), "no account may reach the credentials step"
-
-
-def test_the_pull_request_plan_matrix_is_every_environment_file(tmp_path):
-    """The test job's step lists envs/*.toml: dev, qa and prod here; a new file (staging) joins with no change."""
-    job = workflow("pull-request.yml")["jobs"]["test"]
-    step = next(s for s in job["steps"] if s.get("id") == "environments")
-    assert job["outputs"]["environments"] == "${{ steps.environments.outputs.list }}"
-
-    def listed(cwd: Path) -> list[str]:
-        output = tmp_path / "github_output"
-        output.write_text("")
-        subprocess.run(["bash", "-e", "-c", step["run"]], cwd=cwd, env={**os.environ, "GITHUB_OUTPUT": str(output)},
-                       check=True, timeout=30)  # fmt: skip
-        key, _, value = output.read_text().strip().partition("=")
-        assert key == "list"
-        return json.loads(value)
-
-    assert listed(ROOT) == sorted(ENVIRONMENTS)
-    envs = copy_envs(tmp_path)
-    (envs / "staging.toml").write_text((envs / "qa.toml").read_text())
-    assert listed(tmp_path) == sorted([*ENVIRONMENTS, "staging"])
 
 
 @pytest.fixture

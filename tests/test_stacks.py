@@ -15,8 +15,8 @@ from modules.stacks import PlatformStack
 
 def test_every_environment_has_its_stacks(synthesized, settings):
     assert sorted(synthesized.names) == sorted(
-        [f"twentycrm-{env}-{part}" for env in ("dev", "qa", "prod") for part in ("state", "platform", "apps")]
-        + [f"twentycrm-account-{settings[env].account.id}" for env in ("dev", "qa", "prod")]
+        [f"twentycrm-{env}-{part}" for env in settings for part in ("state", "platform", "apps")]
+        + [f"twentycrm-account-{account}" for account in {e.account.id for e in settings.values()}]
     )
 
 

@@ -21,7 +21,13 @@ from modules.settings.edge import DnsSettings, LoadBalancerSettings, dnssec_prob
 from modules.settings.fields import _ENV_NAME, _REGION, DomainName, SettingsError, _Model, _pattern
 from modules.settings.images import KUBECTL_TAGS, LOCK_FILE, PinnedImages, load_lock, pin_images, prefix_problems
 from modules.settings.network import NetworkSettings, StateSettings
-from modules.settings.operations import CiSettings, MonitoringSettings, github_environment_problems
+from modules.settings.operations import (
+    CiSettings,
+    MonitoringSettings,
+    deploy_after_problems,
+    github_environment_problems,
+    handed_over_problems,
+)
 from modules.settings.waf import WafSettings
 
 
@@ -151,6 +157,8 @@ class EnvironmentSettings(_Model):
     def _ci_identity_fits(self) -> "EnvironmentSettings":
         problems = [
             *github_environment_problems(self.ci, environment=self.name),
+            *handed_over_problems(self.ci, environment=self.name, state_backend=self.state.own_backend,
+                                  account_backend=self.account.own_backend),
             *deploy_role_admin_problems(self.cluster, deploy_role_name=self.stack_name("deploy")),
         ]
         if problems:
@@ -304,6 +312,7 @@ def check_across(envs: list[EnvironmentSettings]) -> None:
                 f"deploys {a.source}; one GitHub environment per deploy role, or one approval would open two"
             )
     by_name = {env.name: env for env in envs}
+    problems += deploy_after_problems({e.name: e.ci.deploy_after for e in envs}, {e.name: e.source for e in envs})
     for env in envs:
         for other in env.account.shared_with:
             if other == env.name:

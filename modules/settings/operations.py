@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from modules.settings.fields import LogRetentionDays, _Model, _pattern
 
@@ -17,6 +17,20 @@ _GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9.
 
 
 _GITHUB_ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+# An environment name (fields._ENV_NAME) or "" (deploys first, right after the tests).
+_DEPLOY_AFTER = re.compile(r"^(?:[a-z][a-z0-9-]{0,11})?$")
+
+
+def _toml_boolean(value: object) -> object:
+    """A TOML true/false only: a quoted "false" is a non-empty string, which a lax bool would read as true."""
+    if not isinstance(value, bool):
+        raise ValueError(
+            f"{value!r} is not a TOML boolean; write handed_over = true (CI plans and deploys the environment) or "
+            "handed_over = false (bootstrapped and deployed by hand), without quotes"
+        )
+    return value
 
 
 # CodeBuild's curated x86-64 Linux images (the runner is a LINUX_CONTAINER): no registry login needed.
@@ -86,6 +100,24 @@ class CiSettings(_Model):
         description="The GitHub environment a job must run in to assume the deploy role (the token's sub claim); "
         "must be the environment's name, as the workflows use it (with its '-plan' twin for the review role)."
     )
+    handed_over: Annotated[bool, BeforeValidator(_toml_boolean)] = Field(
+        default=False,
+        description="Whether CI runs this environment: true = pull requests plan it and deploys on main apply it, "
+        "in its place in the promotion order (deploy_after); false = it is bootstrapped and deployed by hand, CI "
+        "neither plans nor deploys it, and the other environments' pull requests and promotion go on without it. "
+        "Set true only once the account and state stacks are applied (both own_backend = \"s3\") and the GitHub "
+        "environments <env> and <env>-plan hold AWS_ACCOUNT_ID (docs/ci-cd.md, \"Handing an environment over to "
+        "CI\").",
+    )
+    deploy_after: Annotated[
+        str, _pattern(_DEPLOY_AFTER, "an environment name (its file name without .toml) or \"\" (first)")
+    ] = Field(
+        default="",
+        description="The environment this one is promoted from on main: its deploy job runs once that "
+        "environment's deploy succeeded, or was skipped because that one is not handed over (a failure stops it). "
+        "\"\" (the default): right after the tests. deploy.yml's environment jobs are generated from this "
+        "(python scripts/ci_environments.py).",
+    )
     session_hours: int = Field(
         default=3,
         ge=1,
@@ -135,3 +167,72 @@ def github_environment_problems(ci: CiSettings, *, environment: str) -> list[str
         f"run its jobs in GitHub environments '{environment}' and '{environment}-plan', so the roles would trust a "
         f"token no job gets; set github_environment = \"{environment}\""
     ]
+
+
+def handed_over_problems(ci: CiSettings, *, environment: str, state_backend: str, account_backend: str) -> list[str]:
+    """CI plans the platform stack against the state stack's bucket and the roles the state stack creates: an
+    environment whose state or account stack is still on its local bootstrap backend is not ready for CI."""
+    problems = []
+    if ci.deploy_after == environment:
+        problems.append(f"ci.deploy_after names '{environment}', this environment itself; name the environment it is "
+                        "promoted from, or \"\" to deploy right after the tests")
+    if ci.handed_over:
+        for field, backend in (("state.own_backend", state_backend), ("account.own_backend", account_backend)):
+            if backend != "s3":
+                problems.append(
+                    f"ci.handed_over is true but {field} is \"{backend}\": the bootstrap is not finished, so CI's "
+                    f"plans would fail; finish it (README, \"Deploy Twenty from an empty AWS account\", step 2: "
+                    f"{field} = \"s3\") before handing the environment over, or set handed_over = false"
+                )
+    return problems
+
+
+def deploy_after_problems(after: dict[str, str], sources: dict[str, str]) -> list[str]:
+    """Across files: ``ci.deploy_after`` names an existing environment and the chain has no cycle."""
+    problems = []
+    for name in sorted(after):
+        previous = after[name]
+        if previous and previous != name and previous not in after:
+            problems.append(
+                f"{sources[name]}: ci.deploy_after: '{previous}' names no environment (there is no "
+                f"envs/{previous}.toml); name one of {', '.join(sorted(set(after) - {name}))}, or \"\" to deploy right after the tests"
+            )
+    reported: set[str] = set()
+    for start in sorted(after):
+        path, name = [], start
+        while name and name in after and name not in path and after[name] != name:
+            path.append(name)
+            name = after[name]
+        if name in path and not reported & set(path[path.index(name):]):
+            cycle = path[path.index(name):]
+            reported |= set(cycle)
+            chain = " -> ".join([*cycle, name])
+            problems.append(
+                f"{sources[cycle[0]]}: ci.deploy_after: the environments deploy after each other in a circle "
+                f"({chain}), so none would ever deploy; set deploy_after = \"\" in the file of the one that comes "
+                "first"
+            )
+    return problems
+
+
+def promotion_order(after: dict[str, str]) -> list[str]:
+    """Environment names in deploy order: each after the one its ``ci.deploy_after`` names (by name among equals).
+    ``after`` must be free of the problems ``deploy_after_problems`` reports."""
+    depth: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in depth:
+            previous = after[name]
+            depth[name] = 0 if not previous else level(previous) + 1
+        return depth[name]
+
+    return sorted(after, key=lambda name: (level(name), name))
+
+
+def promoted_from(after: dict[str, str], name: str) -> list[str]:
+    """Every environment ``name`` is promoted from, nearest last (dev, qa for prod)."""
+    chain = []
+    while after[name]:
+        name = after[name]
+        chain.insert(0, name)
+    return chain

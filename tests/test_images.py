@@ -298,3 +298,37 @@ def test_warm_fails_when_the_registry_has_no_such_tag(cache, aws, tmp_path):
     result = _warm(cache, "--envs-dir", str(envs), "--lock-file", str(tmp_path / "lock.toml"))
     assert result.returncode == 1
     assert "/manifests/v2.45.7: HTTP 404" in result.stderr and "validate-pull-through-cache-rule" in result.stderr
+
+
+def test_warm_with_the_synth_jobs_values_needs_only_python3_and_the_aws_cli(cache, aws, tmp_path):
+    """CI's apply-apps job: `scripts/images warm <env> --resolved <ci-settings.json>` takes the values the synth job
+    resolved (``resolved_images``) and runs on the system's python3 with the aws CLI alone. Proven from a directory
+    holding only the two scripts (no env.sh to install a toolchain, no modules/ to import the settings model) and a
+    PATH of /usr/bin, /bin and the aws CLI."""
+    from modules.settings.environment import load_environment
+
+    ecr, secrets = aws
+    _seed_credential(cache, secrets)
+    for image in cache["script"].environment_images(cache["settings"]):
+        _imported(ecr, image.repository, image.tag, cache["indexes"][image.repository])
+    resolved = tmp_path / "ci-settings.json"
+    settings = load_environment(ROOT / "envs" / f"{ENV}.toml", cache["lock_file"])
+    resolved.write_text(json.dumps(cache["script"].resolved_images(settings)))
+    bare = tmp_path / "checkout" / "scripts"
+    bare.mkdir(parents=True)
+    for name in ("images", "images.py"):
+        shutil.copy2(ROOT / "scripts" / name, bare / name)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "aws").symlink_to(ROOT / ".venv" / "bin" / "aws")
+
+    def warm(env: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(bare / "images"), "warm", env, "--resolved", str(resolved), *extra],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              env={"PATH": f"{tools}:/usr/bin:/bin", "HOME": str(tmp_path), **cache["env"]})
+
+    result = warm(ENV, "--registry", cache["host"], "--plain-http", "--interval", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok ") == 3, result.stdout
+    other = warm("qa")
+    assert other.returncode == 1 and f"holds the settings of environment '{ENV}', not 'qa'" in other.stderr

@@ -313,10 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.bring_home:
             bring_home(args.bring_home, args.env)
         else:
-            if holders(args.env)["account"].own_backend == "local" or remote_state(holders(args.env)["account"]) is None:
+            account = holders(args.env)["account"]
+            if account.own_backend == "local" or remote_state(account) is None:
                 to_s3("account", args.env, yes=args.yes)
             else:
-                print(f"[bootstrap] {holders(args.env)['account'].name}: already in its bucket")
+                print(f"[bootstrap] {account.name}: already in its bucket")
             to_s3("state", args.env, yes=args.yes)
     except SettingsError as err:
         print("Invalid environment settings; nothing was done:", *(f"  - {p}" for p in err.problems), sep="\n",

@@ -2,8 +2,8 @@
 planned and applied next to the cluster's private API endpoint (docs/ci-cd.md).
 
 - ``GitHubConnection``: the AWS CodeConnections connection to GitHub. AWS creates it PENDING; a person
-  authorises it once in the console, during the first platform apply (README, "Deploy Twenty from an empty
-  account"). CodeBuild cannot create the runner's webhook over a connection that is not AVAILABLE, so the
+  authorises it once in the console, during the first platform apply (docs/implementation-guide.md, "First
+  deploy"). CodeBuild cannot create the runner's webhook over a connection that is not AVAILABLE, so the
   webhook is created late in that apply (``webhook_after``); a missed authorisation fails only the webhook,
   and the next apply creates it.
 - ``CiRunner`` (platform stack): the connection and the CodeBuild project in the private subnets with a webhook on

@@ -137,8 +137,8 @@ class DockerHubCredential(Construct):
 
     ECR's CreatePullThroughCacheRule refuses a rule whose secret does not exist or cannot be read or decrypted
     (SecretNotFoundException, UnableToAccessSecretException, UnableToDecryptSecretValueException: ECR API reference),
-    so the secret exists, and an operator seeds it, before the platform stack creates the rule (README, "Deploy";
-    docs/images.md). The administrator-applied state stack owns it; the CI roles may only describe it (the fence
+    so the secret exists, and an operator seeds it, before the platform stack creates the rule
+    (docs/implementation-guide.md, "First deploy"; docs/images.md). The administrator-applied state stack owns it; the CI roles may only describe it (the fence
     ``OnlyOperatorsChangeTheCredential``, modules/boundary.py). Exposes ``key`` and ``secret``.
     """
 

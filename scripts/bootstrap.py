@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class StateHolder:
     bucket: str
     region: str
     account_id: str
+    handed_over: tuple[str, ...]  # the environments of ``files`` that CI deploys ([ci] handed_over = true)
 
     @property
     def key(self) -> str:
@@ -88,6 +90,8 @@ def holders(env_name: str) -> dict[str, StateHolder]:
             bucket=env.account.state_bucket,
             region=env.account.region,
             account_id=env.account.id,
+            handed_over=tuple(e.name for e in environments.values() if e.account.id == env.account.id
+                              and e.ci.handed_over),
         ),
         "state": _state_holder(env),
     }
@@ -102,6 +106,7 @@ def _state_holder(env: EnvironmentSettings) -> StateHolder:
         bucket=env.state.bucket,
         region=env.region,
         account_id=env.account.id,
+        handed_over=(env.name,) if env.ci.handed_over else (),
     )
 
 
@@ -111,8 +116,19 @@ _TABLE = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
 _OWN_BACKEND = re.compile(r'^(\s*own_backend\s*=\s*)"(local|s3)"')
 
 
-def set_own_backend(path: Path, section: str, value: str) -> None:
-    """Set ``[section] own_backend = "<value>"`` in one env file, keeping every other line and comment."""
+def set_own_backend(paths: tuple[Path, ...], section: str, value: str) -> None:
+    """Set ``[section] own_backend = "<value>"`` in every file, keeping every other line and comment. Every new text is
+    made and checked before the first file is written, so the files of one account never end up disagreeing."""
+    texts = {path: _with_own_backend(path, section, value) for path in paths}
+    for path, text in texts.items():
+        scratch = path.with_name(f".{path.name}.bootstrap")
+        scratch.write_text(text)
+        scratch.replace(path)
+        print(f"[bootstrap] {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: "
+              f'{section}.own_backend = "{value}" (commit this change)')
+
+
+def _with_own_backend(path: Path, section: str, value: str) -> str:
     lines = path.read_text().splitlines(keepends=True)
     table, header, done = None, None, False
     for i, line in enumerate(lines):
@@ -132,11 +148,7 @@ def set_own_backend(path: Path, section: str, value: str) -> None:
     text = "".join(lines)
     if tomllib.loads(text)[section].get("own_backend") != value:
         raise BootstrapError(f"{path}: could not set {section}.own_backend; set it to \"{value}\" by hand")
-    scratch = path.with_name(f".{path.name}.bootstrap")
-    scratch.write_text(text)
-    scratch.replace(path)
-    print(f"[bootstrap] {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: "
-          f'{section}.own_backend = "{value}" (commit this change)')
+    return text
 
 
 # --- terraform, synth and the state object --------------------------------------------------------------------------
@@ -243,8 +255,7 @@ def to_s3(section: str, env_name: str, *, yes: bool) -> None:
             terraform(holder, "init", "-reconfigure", "-input=false")
             terraform(holder, "apply", *(["-auto-approve"] if yes else []))
             local = local_state(holder)
-        for path in holder.files:
-            set_own_backend(path, section, "s3")
+        set_own_backend(holder.files, section, "s3")
         holder = holders(env_name)[section]
     synth()
     terraform(holder, "init", "-reconfigure", "-input=false")
@@ -260,14 +271,23 @@ def to_s3(section: str, env_name: str, *, yes: bool) -> None:
         raise BootstrapError(f"{holder.where} lacks {sorted(missing)} of {holder.local_file}; the local file is kept. "
                              "Check `terraform state list` there and run again")
     if local is not None:
-        holder.local_file.replace(holder.local_file.with_name(f"{holder.local_file.name}.moved"))
-        print(f"[bootstrap] {holder.name}: the local file is now {holder.local_file.name}.moved (a copy; keep it "
-              "until you have checked the stack, then delete it)")
+        kept = holder.local_file.with_name(f"{holder.local_file.name}.moved")
+        if kept.exists():  # an earlier move's copy stays as it is
+            kept = kept.with_name(f"{kept.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        holder.local_file.replace(kept)
+        print(f"[bootstrap] {holder.name}: the local file is now {kept.name} (a copy; keep it until you have checked "
+              "the stack, then delete it)")
     print(f"[bootstrap] {holder.name}: {len(listed)} resources in {holder.where}")
 
 
 def bring_home(section: str, env_name: str) -> None:
     holder = holders(env_name)[section]
+    if holder.handed_over:
+        raise BootstrapError(
+            f"{', '.join(holder.handed_over)} still handed over to CI ([ci] handed_over = true): a deploy could plan "
+            "and apply the stacks while they come apart, and the settings refuse a local backend for an environment "
+            "CI deploys. Merge handed_over = false first (docs/implementation-guide.md, \"Tear down an "
+            "environment\", step 0); nothing was changed")
     local = local_state(holder)
     if holder.own_backend == "local":
         if local is None:
@@ -289,8 +309,7 @@ def bring_home(section: str, env_name: str) -> None:
     scratch = holder.local_file.with_name(f".{holder.local_file.name}.bootstrap")
     scratch.write_text(pulled)
     scratch.replace(holder.local_file)
-    for path in holder.files:
-        set_own_backend(path, section, "local")
+    set_own_backend(holder.files, section, "local")
     holder = holders(env_name)[section]
     synth()
     terraform(holder, "init", "-reconfigure", "-input=false")
@@ -314,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             bring_home(args.bring_home, args.env)
         else:
             account = holders(args.env)["account"]
+            check_account(account)
             if account.own_backend == "local" or remote_state(account) is None:
                 to_s3("account", args.env, yes=args.yes)
             else:

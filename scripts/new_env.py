@@ -393,7 +393,8 @@ def regenerate() -> None:
         raise Refused("regenerating the diagram or deploy.yml failed (above)")
     print(f"regenerating the IAM fence table of docs/security.md ({IAM_TABLE}; about a minute) ...", flush=True)
     env = {k: v for k, v in os.environ.items() if k != "TWENTYCRM_ENVS_DIR"}
-    command = ["./scripts/test", "tests/test_iam_fences.py", "-n", "0", "-q", "-p", "no:cacheprovider", "-k",
+    # the project's pytest, not ./scripts/test: its preamble installs Debian tools the table does not need
+    command = [sys.executable, "-m", "pytest", "tests/test_iam_fences.py", "-n", "0", "-q", "-p", "no:cacheprovider", "-k",
                "test_docs_keep_the_computed_table"]
     # CI=true: a missing Node fails the test instead of skipping it, so a skip never passes for a regeneration
     env = {**env, "UPDATE_IAM_TABLE": "1", "CI": "true"}
@@ -410,8 +411,7 @@ def next_steps(p: Plan) -> str:
         account_step = ""
     else:
         where = f"in a new account {account}"
-        account_step = (f"the account stack {project}-account-{account} (README, \"Bootstrap the account stack\"; "
-                        "[account] own_backend = \"s3\" after it), then ")
+        account_step = f"the account stack {project}-account-{account}, then "
     summary = (f"envs/{n}.toml is made from envs/{p.source.name}.toml, {where}: domain {p.domain}, VPC {p.cidr}, "
                f"promoted after {p.after or 'the tests'} ([ci] deploy_after). The settings loader accepts it; "
                "docs/architecture.md (the diagram), .github/workflows/deploy.yml (the environment jobs) and "
@@ -420,8 +420,9 @@ def next_steps(p: Plan) -> str:
     steps = [
         f"Review envs/{n}.toml (sizes, [monitoring] email_subscribers, cluster.admin_principal_arns, the names) and "
         "open a pull request with it and the regenerated files.",
-        f"Bootstrap by hand: {account_step}the state stack {project}-{n}-state ([state] own_backend = \"s3\" after "
-        "it), then seed the Docker Hub credential (README, \"Deploy Twenty from an empty AWS account\", step 2).",
+        f"Bootstrap: `scripts/bootstrap {n}` applies {account_step}the state stack {project}-{n}-state and moves "
+        "them into their buckets; then seed the Docker Hub credential (docs/implementation-guide.md, \"First "
+        "deploy\", steps 2 and 3).",
         f"GitHub environments {n} (required reviewers, deployment branch main) and {n}-plan (branch main), each with "
         f"the variable AWS_ACCOUNT_ID = {account} (docs/ci-cd.md, \"Set-up in GitHub\").",
         f"During the first platform apply: delegate {p.domain} from its parent zone (NS records from `terraform "

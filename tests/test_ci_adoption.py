@@ -37,6 +37,16 @@ def workflow(name: str) -> dict:
     return data
 
 
+def template_envs(tmp_path: Path) -> Path:
+    """A copy of envs/ as the template ships it, whatever this repository's own environments have reached: nothing
+    bootstrapped (own_backend "local") and nothing handed over."""
+    envs = copy_envs(tmp_path)
+    for path in envs.glob("*.toml"):
+        text = re.sub(r'^own_backend = "s3"', 'own_backend = "local"', path.read_text(), flags=re.M)
+        path.write_text(re.sub(r"^handed_over = true", "handed_over = false", text, flags=re.M))
+    return envs
+
+
 def hand_over(envs: Path, *names: str) -> None:
     """As a person does it: the bootstrap finished (own_backend "s3" in [state] and [account]), handed_over true."""
     for name in names:
@@ -96,7 +106,7 @@ def matrix(envs: Path, tmp_path: Path) -> list[str]:
     ids=["quoted", "not-bootstrapped", "itself", "unknown", "circle", "bad-name"],
 )
 def test_bad_hand_over_settings_are_named_with_the_fix(tmp_path, old, new, message):
-    envs = copy_envs(tmp_path)
+    envs = template_envs(tmp_path)
     edit(envs / "dev.toml", old, new)
     problems = problems_for(envs)
     assert message in problems, problems
@@ -105,7 +115,7 @@ def test_bad_hand_over_settings_are_named_with_the_fix(tmp_path, old, new, messa
 
 def test_a_file_without_the_keys_is_not_handed_over_and_deploys_first(tmp_path):
     """The default lives in the settings model only: the workflows read it through the model."""
-    envs = copy_envs(tmp_path)
+    envs = template_envs(tmp_path)
     hand_over(envs, "qa")
     edit(envs / "qa.toml", "handed_over = true\n", "")
     edit(envs / "qa.toml", re.search(r"deploy_after = .*\n", (envs / "qa.toml").read_text()).group(0), "")
@@ -120,7 +130,7 @@ def test_a_file_without_the_keys_is_not_handed_over_and_deploys_first(tmp_path):
 def test_the_plan_matrix_holds_only_the_environments_handed_over(tmp_path):
     """The test job's step, run as written: dev (not handed over) is not planned, qa and prod are; a new file
     joins only once handed over."""
-    envs = copy_envs(tmp_path)
+    envs = template_envs(tmp_path)
     hand_over(envs, "qa", "prod")
     assert matrix(envs, tmp_path) == ["qa", "prod"]
     staging = envs / "staging.toml"
@@ -137,7 +147,7 @@ def test_with_nothing_handed_over_the_plan_job_is_skipped_not_failed(tmp_path):
     """GitHub fails a job whose matrix is empty; the plan job's ``if:`` skips it instead. The shipped files hand
     nothing over (placeholder accounts): a fresh copy of the template gets green pull requests."""
     jobs = workflow("pull-request.yml")["jobs"]
-    for envs, expected in ((ROOT / "envs", "skipped"), (copy_envs(tmp_path), "skipped")):
+    for envs, expected in ((template_envs(tmp_path), "skipped"),):
         outputs = {"test": job_outputs("pull-request.yml", envs, tmp_path)}
         assert outputs["test"]["environments"] == "[]"
         assert run_jobs(jobs, {}, outputs) == {"test": "success", "plan": expected}
@@ -158,7 +168,7 @@ def deploy(envs: Path, tmp_path: Path, outcomes: dict[str, str] | None = None, c
 
 
 def test_qa_is_promoted_past_a_dev_not_handed_over(tmp_path):
-    envs = copy_envs(tmp_path)
+    envs = template_envs(tmp_path)
     hand_over(envs, "qa", "prod")
     assert deploy(envs, tmp_path) == {"test": "success", "dev": "skipped", "qa": "success", "prod": "success"}
     # prod's own failure ends its run and nobody else's
@@ -180,20 +190,21 @@ def test_qa_is_promoted_past_a_dev_not_handed_over(tmp_path):
 def test_a_failure_stops_the_promotion_even_across_a_skipped_environment(tmp_path, handed, outcomes, expected):
     """Skipped (not handed over) lets the next environment go on; failed never does, also two steps down: with qa
     not handed over, a failed dev still stops prod (qa is skipped, and prod checks dev too)."""
-    envs = copy_envs(tmp_path)
+    envs = template_envs(tmp_path)
     hand_over(envs, *handed)
     results = deploy(envs, tmp_path, outcomes)
     assert {k: v for k, v in results.items() if k != "test"} == expected
 
 
 def test_a_cancelled_run_promotes_nothing_and_the_shipped_files_deploy_nothing(tmp_path):
-    envs = copy_envs(tmp_path)
+    envs = template_envs(tmp_path)
     hand_over(envs, "dev", "qa", "prod")
     assert deploy(envs, tmp_path, cancel_during="dev") == {
         "test": "success", "dev": "cancelled", "qa": "skipped", "prod": "skipped"}
     assert deploy(envs, tmp_path, cancel_during="test") == {
         "test": "cancelled", "dev": "skipped", "qa": "skipped", "prod": "skipped"}
-    assert deploy(ROOT / "envs", tmp_path) == {"test": "success", "dev": "skipped", "qa": "skipped", "prod": "skipped"}
+    shipped = deploy(template_envs(tmp_path / "template"), tmp_path)
+    assert shipped == {"test": "success", "dev": "skipped", "qa": "skipped", "prod": "skipped"}
 
 
 def test_each_environment_file_has_its_deploy_job_in_promotion_order():
@@ -222,7 +233,7 @@ def _python(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess
 
 
 def test_a_new_promotion_order_makes_deploy_yml_stale(tmp_path):
-    envs = copy_envs(tmp_path)
+    envs = template_envs(tmp_path)
     edit(envs / "prod.toml", 'deploy_after = "qa"', 'deploy_after = "dev"')
     stale = _python("scripts/ci_environments.py", "--check", env={"TWENTYCRM_ENVS_DIR": str(envs)})
     assert stale.returncode == 1, stale.stdout + stale.stderr
@@ -308,7 +319,7 @@ def test_new_env_writes_the_file_from_its_source_and_prints_what_is_left(added):
     assert intro == "# uat: made from envs/qa.toml by scripts/new-env. Every key is described in docs/settings.md."
     assert "qa" not in rest.lower()  # no value or comment still names qa, its domain (mGenialQA) included
     out = " ".join(first.stdout.split())
-    for step in (f"twentycrm-account-{NEW_ACCOUNT} (README, \"Bootstrap the account stack\"",
+    for step in (f"scripts/bootstrap uat` applies the account stack twentycrm-account-{NEW_ACCOUNT}",
                  "the state stack twentycrm-uat-state", "GitHub environments uat (required reviewers",
                  f"uat-plan (branch main), each with the variable AWS_ACCOUNT_ID = {NEW_ACCOUNT}",
                  "delegate mgenialuat.olhai.app.br from its parent zone", "publish the DS record",

@@ -222,8 +222,9 @@ def test_a_shared_account_is_accepted_when_names_are_apart(envs):
     ("old", "new", "field"),
     [
         ('github_oidc_provider = "create"', 'github_oidc_provider = "existing"', "account.github_oidc_provider"),
-        ('own_backend = "local"   # switch to "s3" after the account', 'own_backend = "s3"   # the account',
-         "account.own_backend"),
+        ('own_backend = "local"   # scripts/bootstrap switches it to "s3" (docs/implementation-guide.md, '
+         '"First deploy")\ndeletion_protection = true   # of the account',
+         'own_backend = "s3"\ndeletion_protection = true   # of the account', "account.own_backend"),
         ('lock_table = "twentycrm-account-tflock"', 'lock_table = "other-account-tflock"', "account.lock_table"),
         ("deletion_protection = true   # of the account", "deletion_protection = false   # of the account",
          "account.deletion_protection"),

@@ -2,7 +2,8 @@
 
 - ``fresh_copy``: the working tree's files (``git ls-files``: what a clone of this commit holds) in a new directory
   that is its own git repository, with the installed toolchain (``.venv``, ``node_modules``, …) linked in, so the
-  scripts' set-up finds it installed instead of installing it again.
+  scripts' set-up finds it installed instead of installing it again. Its env files start as the template ships them
+  (nothing bootstrapped, nothing handed over), since the walk starts from an empty account.
 - ``procedure``: the command blocks of one section of a document, in order. A ```` ```sh ```` block is a command
   block; a ```` ```toml ```` block whose first line is ``# envs/<file>.toml`` is an edit a person makes to that file.
   A block that cannot run here is a ```` ```text ```` block, and the document says why beside it.
@@ -44,6 +45,11 @@ def fresh_copy(target: Path) -> Path:
         if (ROOT / name).exists():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             (target / name).symlink_to(ROOT / name)
+    # the walk starts from an empty account: the env files as before any bootstrap or hand-over, whatever this
+    # repository's own environments have reached
+    for path in (target / "envs").glob("*.toml"):
+        text = re.sub(r'^own_backend = "s3"', 'own_backend = "local"', path.read_text(), flags=re.M)
+        path.write_text(re.sub(r"^handed_over = true", "handed_over = false", text, flags=re.M))
     git = ["git", "-c", "user.name=walk", "-c", "user.email=walk@example.invalid"]
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh clone"]):
         subprocess.run([*git, *command], cwd=target, check=True, capture_output=True)

@@ -162,7 +162,9 @@ def test_pipenv_run_python_main_py_runs_jsii_on_node_22(tmp_path):
 @pytest.mark.slow
 def test_the_banner_check_sees_an_end_of_life_node(tmp_path):
     """The same check on a caller who chose an old Node: its choice is kept, and the banner shows."""
+    # the project's own end-of-life Node (package.json: node-eol-20), and any on PATH
     nodes = {shutil.which("node", path=d) for d in os.environ.get("PATH", "").split(os.pathsep)} - {None}
+    nodes |= {str(n) for n in [ROOT / "node_modules" / "node-eol-20" / "bin" / "node"] if n.exists()}
     versions_of = {n: subprocess.run([n, "--version"], capture_output=True, text=True).stdout.strip() for n in nodes}
     old_nodes = [n for n, v in sorted(versions_of.items()) if v and int(v.lstrip("v").split(".")[0]) < 22]
     if not old_nodes:

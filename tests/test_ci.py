@@ -545,7 +545,8 @@ def test_the_preflights_read_the_synth_jobs_values_and_refuse_a_missing_or_forei
     """check-registry-credential (and check-boundary) read ci-settings.json with python3 alone: without it, or
     with another environment's, they stop naming the step that writes it, before any AWS call."""
     env, stacks = _synthesized_dirs(tmp_path, "prod")
-    plain = {**env, "PATH": "/usr/bin:/bin"}  # no .venv, no aws CLI: the file check comes first
+    # a job after synth: no .venv (PYTHON names none, so the workstation fallback cannot write the file), no aws CLI
+    plain = {**env, "PATH": "/usr/bin:/bin", "PYTHON": str(tmp_path / "no-venv" / "python")}
     missing = _ci_terraform("check-registry-credential", "prod", cwd=ROOT, env=plain)
     assert missing.returncode == 1
     assert f"::error::no {stacks}/twentycrm-prod-platform/ci-settings.json: the synth job writes it with " \

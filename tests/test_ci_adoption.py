@@ -216,7 +216,8 @@ def test_each_environment_file_has_its_deploy_job_in_promotion_order():
     for env in ("dev", "qa", "prod"):
         assert jobs[env]["uses"] == "./.github/workflows/apply.yml" and jobs[env]["with"] == {"environment": env}
         assert jobs[env]["concurrency"] == {"group": f"deploy-{env}", "cancel-in-progress": False}
-        assert jobs[env]["permissions"] == {"contents": "read", "id-token": "write"}
+        # apply.yml's synth job reads the GitHub environments: a caller must grant at least that
+        assert jobs[env]["permissions"] == {"contents": "read", "id-token": "write", "actions": "read"}
     # no run-wide group: a run waiting (up to GitHub's 30 days) for prod's approval must not hold dev and qa
     assert "concurrency" not in workflow("deploy.yml")
     # the same command computes the environments for the pull request's plans and for the deploys
@@ -431,4 +432,5 @@ def test_the_documented_commands_are_these(tmp_path):
     for command in ("python scripts/ci_environments.py", "python scripts/ci_environments.py --check"):
         assert f"\n{command}" in doc, command
     assert "Handing an environment over to CI" in doc and "Handing an environment over to CI" in readme
-    assert json.loads(_python("scripts/ci_environments.py", "--handed-over").stdout.split("=", 1)[1]) == []
+    handed_over = json.loads(_python("scripts/ci_environments.py", "--handed-over").stdout.split("=", 1)[1])
+    assert set(handed_over) == {e.name for e in load_all(ROOT / "envs") if e.ci.handed_over}

@@ -22,7 +22,7 @@ def cleanup_block() -> str:
     readme = (ROOT / "docs" / "implementation-guide.md").read_text()
     assert SECTION in readme, f"docs/implementation-guide.md has no section {SECTION!r} (envs/*.toml point to it)"
     section = readme.split(SECTION, 1)[1].split("\n## ", 1)[0]
-    step = section.split("**The cached repositories**", 1)[1]
+    step = section.split("**The cached repositories", 1)[1]
     block = re.search(r"```sh\n(.*?)```", step, flags=re.S)
     assert block, "step 4 of the teardown section has no ```sh block"
     return re.sub(r"^ {3}", "", block.group(1), flags=re.M)  # the list item's indentation

@@ -343,7 +343,7 @@ def test_new_env_in_an_existing_account_adds_the_mutual_shared_with(added):
     assert demo["network"]["cidr"] == "10.4.0.0/16"  # dev's size, after uat's 10.3
     out = " ".join(shared.stdout.split())
     assert f"in account {SHARED} with qa (one account stack, twentycrm-account-{SHARED}, bootstrapped once" in out
-    assert "the account stack" not in out.split("Bootstrap by hand:")[1].split("the state stack")[0]
+    assert "the account stack" not in out.split("Bootstrap:")[1].split("the state stack")[0]
 
 
 @pytest.mark.slow

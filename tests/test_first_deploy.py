@@ -47,8 +47,9 @@ class Walk:
             elif block.kind == "sh":
                 code, shown = self.terminal.run(block.text)
                 if code != 0 and not self.only_moto_gaps(block, shown):
+                    unexplained = [e for e in errors(shown) if not explained(*e)]
                     raise AssertionError(f"{GUIDE.name} line {block.line} failed (exit {code}):\n{block.text}\n"
-                                         f"{shown[-6000:]}")
+                                         f"errors moto's gaps do not explain: {unexplained}\n{shown[-3000:]}")
                 done.append((block, code, shown))
             else:
                 assert block.kind == "text", f"{GUIDE.name} line {block.line}: unknown block kind {block.kind!r}"
@@ -72,7 +73,7 @@ class Walk:
 def errors(shown: str) -> list[tuple[str, str]]:
     """Each error Terraform printed: the resource type it names (``with <address>,``) and its first line."""
     found = []
-    for error in shown.split("Error: ")[1:]:
+    for error in re.split(r"(?m)^[\s│]*Error: ", shown)[1:]:  # at a line's start: messages hold "UnknownError: "
         address = re.search(r"with ((?:data\.)?[a-z0-9_]+)\.[^,\s]+,", error)
         found.append((address.group(1) if address else "", error.splitlines()[0]))
     return found

@@ -36,6 +36,13 @@ def origin(tmp_path_factory) -> Path:
     clone = tmp_path_factory.mktemp("origin") / "repository"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)], check=True, timeout=120)
     assert not [d for d in (*TOOLCHAIN, "cdktf.out") if (clone / d).exists()]
+    # every environment bootstrapped and handed over to CI, as the operator's repository is once it is adopted
+    # (docs/ci-cd.md), whatever the template ships: otherwise the plan and environment jobs are skipped
+    for path in (clone / "envs").glob("*.toml"):
+        text = re.sub(r'^own_backend = "local"', 'own_backend = "s3"', path.read_text(), flags=re.M)
+        path.write_text(re.sub(r"^handed_over = false", "handed_over = true", text, flags=re.M))
+    subprocess.run(["git", "-c", "user.name=harness", "-c", "user.email=harness@example.invalid", "commit", "-qam",
+                    "every environment handed over to CI"], cwd=clone, check=True)
     return clone
 
 

@@ -226,9 +226,10 @@ def objects(state: dict[str, Any]) -> dict[str, object]:
 def same_lineage(holder: StateHolder, local: dict | None, remote: dict | None) -> None:
     """Refuse two states of different histories, unless the bucket's tracks every object the local file does: that is
     a move made by hand (``terraform init -migrate-state`` gives the copy a new lineage)."""
-    if local and remote and local["lineage"] != remote["lineage"] and not objects(local).items() <= objects(
+    tracked = objects(local) if local else {}
+    if local and remote and local["lineage"] != remote["lineage"] and not (tracked and tracked.items() <= objects(
         remote
-    ).items():
+    ).items()):
         raise BootstrapError(
             f"{holder.where} holds a state of lineage {remote['lineage']}, but {holder.local_file} is lineage "
             f"{local['lineage']}: they are two different stacks' histories, and neither is overwritten. Find out which "
@@ -303,7 +304,7 @@ def bring_home(section: str, env_name: str) -> None:
         raise BootstrapError(f"{holder.where} holds no state: nothing to bring home")
     remote = json.loads(pulled)
     same_lineage(holder, local, remote)
-    if local is not None and local["serial"] > remote["serial"]:
+    if local is not None and local["lineage"] == remote["lineage"] and local["serial"] > remote["serial"]:
         raise BootstrapError(f"{holder.local_file} (serial {local['serial']}) is newer than {holder.where} (serial "
                              f"{remote['serial']}); it is not overwritten. Move it away if it is stale, and run again")
     scratch = holder.local_file.with_name(f".{holder.local_file.name}.bootstrap")

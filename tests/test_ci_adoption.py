@@ -88,8 +88,9 @@ def matrix(envs: Path, tmp_path: Path) -> list[str]:
          "the environment) or handed_over = false (bootstrapped and deployed by hand), without quotes"),
         ("handed_over = false", "handed_over = true",
          "dev.toml: (top level): ci.handed_over is true but state.own_backend is \"local\": the bootstrap is not "
-         "finished, so CI's plans would fail; finish it (README, \"Deploy Twenty from an empty AWS account\", step 2: "
-         "state.own_backend = \"s3\") before handing the environment over, or set handed_over = false"),
+         "finished, so CI's plans would fail; finish it (scripts/bootstrap <env>: "
+         "state.own_backend = \"s3\"; docs/implementation-guide.md, \"First deploy\", step 2) before handing the "
+         "environment over, or set handed_over = false"),
         ('deploy_after = ""', 'deploy_after = "dev"',
          "dev.toml: (top level): ci.deploy_after names 'dev', this environment itself; name the environment it is "
          "promoted from, or \"\" to deploy right after the tests"),

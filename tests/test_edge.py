@@ -217,7 +217,7 @@ def test_every_edge_resource_carries_its_document_id(platform_stack, env):
 @pytest.fixture(scope="module")
 def existing_zone_stack(settings):
     """dev writing into the existing parent zone, with www on the certificate too, and the ALB's deletion
-    protection lifted as the teardown runbook does (README, "Deploy", last paragraph)."""
+    protection lifted as the teardown runbook does (docs/implementation-guide.md, "Tear down an environment", step 2)."""
     changed = with_changes(
         settings["dev"],
         dns={"existing_zone": "olhai.app.br", "extra_certificate_names": ["www.mgenialdev.olhai.app.br"],

@@ -231,6 +231,9 @@ def test_a_shared_account_is_accepted_when_names_are_apart(envs):
     ],
 )  # fmt: skip
 def test_environments_sharing_an_account_must_agree_on_it(envs, old, new, field):
+    for path in envs.glob("*.toml"):  # the files as the template ships them, whatever this repository's reached
+        text = re.sub(r'^own_backend = "s3"', 'own_backend = "local"', path.read_text(), flags=re.M)
+        path.write_text(re.sub(r"^handed_over = true", "handed_over = false", text, flags=re.M))
     _share_devs_account(envs)
     edit(envs / "qa.toml", old, new)
     message = problems_for(envs)

@@ -90,9 +90,12 @@ def test_lock_table_matches_what_terraform_expects(state_stack, settings, env):
     assert table["deletion_protection_enabled"] is (env == "prod")
 
 
-def test_state_stack_bootstraps_on_a_local_backend_outside_cdktf_out(state_stack):
-    backend = state_stack.json["terraform"]["backend"]
-    assert backend == {"local": {"path": f"../../../terraform.{state_stack.name}.tfstate"}}
+def test_state_stack_bootstraps_on_a_local_backend_outside_cdktf_out(settings, env):
+    """Before scripts/bootstrap moves it (own_backend "local", whatever this repository's env files reached)."""
+    local = with_changes(settings[env], state={"own_backend": "local"}, ci={"handed_over": False})
+    before = build_stack(StateStack, local)
+    backend = before.json["terraform"]["backend"]
+    assert backend == {"local": {"path": f"../../../terraform.{before.name}.tfstate"}}
 
 
 def test_state_stack_moves_into_its_own_bucket_when_told(settings):

@@ -181,8 +181,9 @@ def handed_over_problems(ci: CiSettings, *, environment: str, state_backend: str
             if backend != "s3":
                 problems.append(
                     f"ci.handed_over is true but {field} is \"{backend}\": the bootstrap is not finished, so CI's "
-                    f"plans would fail; finish it (README, \"Deploy Twenty from an empty AWS account\", step 2: "
-                    f"{field} = \"s3\") before handing the environment over, or set handed_over = false"
+                    f"plans would fail; finish it (scripts/bootstrap <env>: "
+                    f"{field} = \"s3\"; docs/implementation-guide.md, \"First deploy\", step 2) before handing the "
+                    "environment over, or set handed_over = false"
                 )
     return problems
 

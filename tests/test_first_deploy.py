@@ -151,7 +151,7 @@ def test_the_first_deploy_runs_as_written_and_both_bootstrap_stacks_keep_every_r
     # the platform apply got as far as moto goes: its state is in dev's bucket
     platform = walk.state(env.state.bucket, f"{env.stack_name('platform')}/terraform.tfstate")
     kinds = {r["type"] for r in platform["resources"]}
-    assert {"aws_vpc", "aws_eks_cluster", "aws_lb", "aws_route53_zone", "aws_eks_node_group"} <= kinds
+    assert {"aws_vpc", "aws_eks_cluster", "aws_lb", "aws_route53_zone", "aws_acm_certificate"} <= kinds
     applies = [shown for block, code, shown in done if "terraform apply" in block.text and "platform" in block.text]
     assert applies and moto_gaps(applies[0]) <= set(NOT_EMULATED)
 

@@ -52,10 +52,10 @@ def _client(aws, account: str, service: str, region: str):
 
     sts = aws.client("sts")
     credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/administrator",
-                                  RoleSessionName="seed")["Credentials"]  # fmt: skip
+                                  RoleSessionName="seed")["Credentials"]
     return boto3.client(service, endpoint_url=aws.url, region_name=region, verify=str(aws.ca_bundle),
                         aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials[
-                            "SecretAccessKey"], aws_session_token=credentials["SessionToken"])  # fmt: skip
+                            "SecretAccessKey"], aws_session_token=credentials["SessionToken"])
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +76,9 @@ def aws(tmp_path_factory, settings):
                 s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
             s3.put_bucket_policy(Bucket=logs, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
-                "Resource": f"arn:aws:s3:::{logs}/*"}]}))  # fmt: skip
+                "Resource": f"arn:aws:s3:::{logs}/*"}]}))
             s3.put_bucket_logging(Bucket=state, BucketLoggingStatus={"LoggingEnabled": {
-                "TargetBucket": logs, "TargetPrefix": f"{state}/"}})  # fmt: skip
+                "TargetBucket": logs, "TargetPrefix": f"{state}/"}})
             _client(server, account, "secretsmanager", region).create_secret(
                 Name=f"ecr-pullthroughcache/{env.project}/{env.name}/docker-hub",
                 SecretString=json.dumps({"username": "u", "accessToken": "t"}))
@@ -99,7 +99,7 @@ def _github_setup(settings) -> dict:
 @pytest.fixture(scope="module")
 def harness(origin, aws, synthesized, settings, tmp_path_factory) -> Harness:
     return Harness(origin=origin, work=tmp_path_factory.mktemp("runs"), aws=aws, synthesized=synthesized.outdir,
-                   toolchain=ROOT, **_github_setup(settings))  # fmt: skip
+                   toolchain=ROOT, **_github_setup(settings))
 
 
 def _problems(run) -> list[str]:
@@ -126,7 +126,7 @@ def _check_roles(run, settings) -> int:
 
 def test_every_pull_request_job_runs_on_what_it_installs(harness, origin, settings):
     run = harness.run(origin / ".github" / "workflows" / "pull-request.yml", event="pull_request",
-                      payload={"pull_request": {"number": 7}})  # fmt: skip
+                      payload={"pull_request": {"number": 7}})
     summary = run.summary()
     assert not _problems(run), summary
     # every job that plans ran the preflights first, against moto, with the plan role of its environment's account
@@ -173,7 +173,7 @@ def test_the_deploy_test_job_installs_its_toolchain_and_synthesizes_in_a_fresh_c
     scripts/env.sh installs pipenv, .venv, checkov's venv and node_modules from the lock files with the system's
     python3 and npm, cdktf synthesizes every environment, and the security gate runs checkov on that output."""
     heavy = Harness(origin=origin, work=tmp_path_factory.mktemp("heavy"), aws=aws, toolchain=ROOT, heavy=True,
-                    **_github_setup(settings))  # fmt: skip
+                    **_github_setup(settings))
     workflow = origin / ".github" / "workflows" / "deploy.yml"
     [first, *_] = [job_id for job_id, job in load_workflow(workflow)["jobs"].items()
                    if any((s.get("run") or "").strip() == "./scripts/synth" for s in job.get("steps") or [])]
@@ -209,7 +209,7 @@ def test_a_step_fails_on_a_tool_its_job_does_not_install(harness, origin, tmp_pa
         "project-python": {"runs-on": "ubuntu-24.04", "steps": [{"uses": checkout},
                                                                 {"run": ".venv/bin/python -c pass"}]},
         "cdktf-cli": {"runs-on": "ubuntu-24.04", "steps": [{"uses": checkout}, {"run": "cdktf --version"}]},
-    }}))  # fmt: skip
+    }}))
     run = harness.run(workflow, event="push")
     failed = {job.key.split("/")[-1]: job.steps[-1] for job in run.jobs if job.result == "failure"}
     assert set(failed) == {"without-terraform", "project-python", "cdktf-cli"}, run.summary()
@@ -225,7 +225,7 @@ def test_a_called_workflow_asking_more_than_its_caller_grants_is_refused(harness
     shutil.copy(origin / ".github" / "workflows" / "deploy.yml", caller)
     edit(caller, "      id-token: write\n      actions: read\n", "      id-token: write\n")
     with pytest.raises(WorkflowRefused, match=r"The nested job 'synth' is requesting 'actions: read', but is only "
-                                              r"allowed 'actions: none'\."):  # fmt: skip
+                                              r"allowed 'actions: none'\."):
         harness.run(caller, event="push")
 
 
@@ -235,7 +235,7 @@ def test_a_job_assuming_a_role_without_an_oidc_token_fails(harness, origin, tmp_
                                         "jobs": {"no-token": {"runs-on": "ubuntu-24.04", "steps": [
         {"uses": _uses(origin, "aws-actions/configure-aws-credentials"),
          "with": {"aws-region": "sa-east-1", "role-to-assume": "arn:aws:iam::111122223333:role/twentycrm-dev-plan"}},
-        {"run": "aws sts get-caller-identity"}]}}}))  # fmt: skip
+        {"run": "aws sts get-caller-identity"}]}}}))
     run = harness.run(workflow, event="push")
     step = run.job("oidc.yml/no-token").steps[0]
     assert step.outcome == "failure" and "id-token: write" in step.output, run.summary()
@@ -253,11 +253,11 @@ def test_a_job_assuming_a_role_without_an_oidc_token_fails(harness, origin, tmp_
         ("format('{0}-{1}', inputs.environment, 'plan')", "qa-plan"),
         ("1 == '1' && null == 0 && !('a' == 'b')", True),
     ],
-)  # fmt: skip
+)
 def test_expressions_evaluate_as_github_documents(expression, value):
     context = {"vars": {}, "inputs": {"environment": "qa"},
                "needs": {"plan-platform": {"result": "success", "outputs": {"changes": "true"}},
-                         "synth": {"outputs": {"timeout-minutes": "150"}}}}  # fmt: skip
+                         "synth": {"outputs": {"timeout-minutes": "150"}}}}
     assert evaluate(expression, context) == value
 
 

@@ -83,7 +83,7 @@ def _equal(left: Any, right: Any) -> bool:
     if isinstance(left, (dict, list)) or isinstance(right, (dict, list)):
         return left is right
     if type(left) is type(right) or (isinstance(left, (int, float)) and isinstance(right, (int, float))
-                                     and not isinstance(left, bool) and not isinstance(right, bool)):  # fmt: skip
+                                     and not isinstance(left, bool) and not isinstance(right, bool)):
         if isinstance(left, str):
             return left.casefold() == right.casefold()
         return left == right
@@ -213,7 +213,7 @@ class _Parser:
             "startswith": lambda a, b: to_string(a).casefold().startswith(to_string(b).casefold()),
             "endswith": lambda a, b: to_string(a).casefold().endswith(to_string(b).casefold()),
             "tojson": lambda v: json.dumps(v, indent=2),
-        }  # fmt: skip
+        }
         if lowered not in functions:
             raise ExpressionError(f"function {name}() is not evaluated by this harness (expression {self.text!r})")
         return functions[lowered](*args)

@@ -54,7 +54,7 @@ from workflow_expressions import ExpressionError, condition, substitute, to_stri
 SYSTEM_PATH = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 TOOLCHAIN = (".venv", ".tools", "node_modules", "tools/checkov/.venv")  # what scripts/env.sh installs
 LOCKS = {".venv": "Pipfile.lock", ".tools": "tools/pipenv/requirements.txt", "node_modules": "package-lock.json",
-         "tools/checkov/.venv": "tools/checkov/Pipfile.lock"}  # fmt: skip
+         "tools/checkov/.venv": "tools/checkov/Pipfile.lock"}
 STAMPS = {".venv": ".venv/.installed", ".tools": ".tools/pipenv/.installed",
           "node_modules": "node_modules/.installed", "tools/checkov/.venv": "tools/checkov/.venv/.installed"}
 LEVELS = {"none": 0, "read": 1, "write": 2}
@@ -207,12 +207,12 @@ class Harness:
 
     def __init__(self, *, origin: Path, work: Path, aws: Any, environments: dict[str, dict[str, str]],
                  repository: str, variables: dict[str, str] | None = None, synthesized: Path | None = None,
-                 toolchain: Path | None = None, heavy: bool = False) -> None:  # fmt: skip
+                 toolchain: Path | None = None, heavy: bool = False) -> None:
         self.origin, self.work, self.aws = origin, work, aws
         self.environments, self.repository, self.variables = environments, repository, variables or {}
         self.synthesized, self.toolchain, self.heavy = synthesized, toolchain, heavy
         self.sha = subprocess.run(["git", "-C", str(origin), "rev-parse", "HEAD"], check=True, capture_output=True,
-                                  text=True).stdout.strip()  # fmt: skip
+                                  text=True).stdout.strip()
         self.runner_bin = work / "runner-tools"
         self.runner_bin.mkdir(parents=True, exist_ok=True)
         aws_cli = (toolchain or Path("/nonexistent")) / ".venv" / "bin" / "aws"
@@ -227,7 +227,7 @@ class Harness:
     # --- workflows and jobs ---------------------------------------------------------------------------------
 
     def run(self, workflow: Path, *, event: str, payload: dict | None = None, inputs: dict | None = None,
-            only: tuple[str, ...] | None = None) -> WorkflowRun:  # fmt: skip
+            only: tuple[str, ...] | None = None) -> WorkflowRun:
         """One run of ``workflow`` (a path in or outside the clone) for ``event``."""
         run_id = next(self._runs)
         base = self.work / f"run-{run_id}"
@@ -235,7 +235,7 @@ class Harness:
         github = self._github(event, payload or {}, run_id, workflow)
         result = WorkflowRun()
         self._workflow(load_workflow(workflow), workflow.name, github, inputs or {}, base, result, only=only,
-                       granted=None, artifacts={})  # fmt: skip
+                       granted=None, artifacts={})
         return result
 
     def _github(self, event: str, payload: dict, run_id: int, workflow: Path) -> dict:
@@ -248,13 +248,13 @@ class Harness:
                 "ref_name": ref.rsplit("/", 1)[-1], "event_name": event, "event": payload, "run_id": str(run_id),
                 "run_attempt": "1", "run_number": "1", "token": "ghs_harness-token-not-valid-anywhere",
                 "actor": "harness", "workflow": workflow.stem, "server_url": "https://github.com",
-                "api_url": "https://api.github.com", "head_ref": "", "base_ref": ""}  # fmt: skip
+                "api_url": "https://api.github.com", "head_ref": "", "base_ref": ""}
 
     def _workflow(self, data: dict, name: str, github: dict, inputs: dict, base: Path, result: WorkflowRun, *,
                   only: tuple[str, ...] | None, granted: dict[str, int] | None, artifacts: dict,
-                  prefix: str = "") -> tuple[str, dict]:  # fmt: skip
+                  prefix: str = "") -> tuple[str, dict]:
         declared = ((data.get("on") or {}).get("workflow_call") or {}).get("inputs") or {} \
-            if isinstance(data.get("on"), dict) else {}  # fmt: skip
+            if isinstance(data.get("on"), dict) else {}
         inputs = {**{k: v.get("default") for k, v in declared.items()}, **inputs}
         for key, spec in declared.items():
             if spec.get("required") and inputs.get(key) in (None, ""):
@@ -271,7 +271,7 @@ class Harness:
                         allowed = [k for k, v in LEVELS.items() if v == granted.get(scope, 0)][0]
                         wanted = [k for k, v in LEVELS.items() if v == level][0]
                         raise WorkflowRefused(f"The nested job '{job_id}' is requesting '{scope}: {wanted}', but is "
-                                              f"only allowed '{scope}: {allowed}'.")  # fmt: skip
+                                              f"only allowed '{scope}: {allowed}'.")
         results: dict[str, dict] = {}
         for job_id in _ordered(jobs):
             job = jobs[job_id]
@@ -300,7 +300,7 @@ class Harness:
                 label = f"{key} ({', '.join(to_string(v) for v in combo.values())})" if combo else key
                 home = base / re.sub(r"[^\w.-]+", "_", label)
                 job_result = self._job(job_id, job, {**context, "matrix": combo, "strategy": {}}, workflow_env, home,
-                                       label, permissions, artifacts)  # fmt: skip
+                                       label, permissions, artifacts)
                 result.jobs.append(job_result)
                 outputs.update({k: v for k, v in job_result.outputs.items() if v not in (None, "")})
                 if job_result.result == "failure":
@@ -310,7 +310,7 @@ class Harness:
         return ("failure" if failed else "success"), results
 
     def _call(self, job: dict, context: dict, github: dict, base: Path, result: WorkflowRun, artifacts: dict,
-              permissions: dict[str, int], key: str) -> dict:  # fmt: skip
+              permissions: dict[str, int], key: str) -> dict:
         uses = job["uses"]
         if not uses.startswith("./"):
             raise HarnessError(f"{key}: only workflows of this repository can be called here, not {uses}")
@@ -321,7 +321,7 @@ class Harness:
         inputs = {k: substitute(v, context) for k, v in (job.get("with") or {}).items()}
         outcome, _ = self._workflow(data, called.name, github, inputs, base, result,
                                           only=None, granted=permissions, artifacts=artifacts,
-                                          prefix=f"{key} → ")  # fmt: skip
+                                          prefix=f"{key} → ")
         return {"result": outcome, "outputs": {}}
 
     def _matrix(self, job: dict, context: dict) -> list[dict]:
@@ -347,7 +347,7 @@ class Harness:
         return combos or [{}]
 
     def _job(self, job_id: str, job: dict, context: dict, workflow_env: dict, home: Path, key: str,
-             permissions: dict[str, int], artifacts: dict) -> JobResult:  # fmt: skip
+             permissions: dict[str, int], artifacts: dict) -> JobResult:
         workspace, temp, bin_dir = home / "work", home / "runner-temp", home / "tools"
         for d in (workspace, temp, bin_dir):
             d.mkdir(parents=True)
@@ -359,7 +359,7 @@ class Harness:
             environment = environment.get("name") if isinstance(environment, dict) else environment
             variables = {**self.variables, **self.environments.get(environment or "", {})}
             context = {**context, "vars": variables, "runner": {"os": "Linux", "arch": "X64", "temp": str(temp)},
-                       "job": {"status": "success"}, "steps": {}}  # fmt: skip
+                       "job": {"status": "success"}, "steps": {}}
             if "timeout-minutes" in job:
                 minutes = substitute(job["timeout-minutes"], context)
                 if isinstance(minutes, str):
@@ -381,7 +381,7 @@ class Harness:
             "GITHUB_JOB": job_id, "GITHUB_WORKFLOW": context["github"]["workflow"], "GITHUB_ACTOR": "harness",
             "GITHUB_SERVER_URL": "https://github.com", "GITHUB_API_URL": "https://api.github.com",
             **workflow_env, **job_env,
-        }  # fmt: skip
+        }
         (temp / "event.json").write_text(json.dumps(context["github"]["event"]))
         env["GITHUB_EVENT_PATH"] = str(temp / "event.json")
         added_path: list[str] = []
@@ -400,13 +400,13 @@ class Harness:
                 step_env = {k: to_string(substitute(v, context)) for k, v in (step.get("env") or {}).items()}
                 context = {**context, "env": {**context["env"], **step_env}}
                 files = {n: temp / f"{n.lower()}-{index}" for n in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH",
-                                                                   "GITHUB_STEP_SUMMARY")}  # fmt: skip
+                                                                   "GITHUB_STEP_SUMMARY")}
                 for f in files.values():
                     f.write_text("")
                 step_env_all = {**env, **exported, **step_env, **{k: str(v) for k, v in files.items()}, "PATH": path}
                 if "uses" in step:
                     outcome = self._action(step, context, step_env_all, workspace, bin_dir, permissions, artifacts,
-                                           result, files)  # fmt: skip
+                                           result, files)
                 else:
                     outcome = self._run(step, context, step_env_all, workspace, files, name, result)
             except ExpressionError as err:
@@ -421,7 +421,7 @@ class Harness:
             conclusion = "failure" if failed else "success" if outcome.outcome != "skipped" else "skipped"
             if step.get("id"):
                 steps_ctx[step["id"]] = {"outputs": outcome.outputs, "outcome": outcome.outcome, "conclusion":
-                                         conclusion}  # fmt: skip
+                                         conclusion}
             if failed:
                 status = {"success": False, "failure": True, "cancelled": False}
                 result.result = "failure"
@@ -437,7 +437,7 @@ class Harness:
     # --- run: steps -------------------------------------------------------------------------------------------
 
     def _run(self, step: dict, context: dict, env: dict, workspace: Path, files: dict, name: str,
-             job: JobResult) -> StepResult:  # fmt: skip
+             job: JobResult) -> StepResult:
         raw = step["run"].strip()
         for entry in NOT_RUN:
             if re.search(entry.pattern, raw, re.MULTILINE) and not (entry.heavy and self.heavy):
@@ -458,7 +458,7 @@ class Harness:
         minutes = float(substitute(step.get("timeout-minutes", 60), context))
         try:
             done = subprocess.run([bash, "--noprofile", "--norc", "-eo", "pipefail", str(script_file)], cwd=cwd,
-                                  env=env, capture_output=True, text=True, timeout=minutes * 60)  # fmt: skip
+                                  env=env, capture_output=True, text=True, timeout=minutes * 60)
         except subprocess.TimeoutExpired as err:
             return StepResult(name, "failure", output=f"timed out after {minutes:g} min: {err}")
         output = done.stdout + done.stderr
@@ -467,7 +467,7 @@ class Harness:
                 if re.search(stop.pattern, raw) and re.search(stop.expected, output):
                     return StepResult(name, "stopped short", stop.reason, output, done.returncode)
         return StepResult(name, "success" if done.returncode == 0 else "failure", output=output,
-                          exit_code=done.returncode)  # fmt: skip
+                          exit_code=done.returncode)
 
     def _stand_in_synthesized(self, command: str, workspace: Path, files: dict) -> None:
         """What ./scripts/synth leaves: the toolchain (linked from the developer's, which must have been installed
@@ -478,7 +478,7 @@ class Harness:
             stamp = self.toolchain / STAMPS[directory]
             if not stamp.is_file() or stamp.read_text().strip() != _toolchain_hash(workspace / lock):
                 raise HarnessError(f"{self.toolchain / directory} was not installed from this commit's {lock}: run "
-                                   "`source scripts/env.sh` (or commit the lock file) first")  # fmt: skip
+                                   "`source scripts/env.sh` (or commit the lock file) first")
             target = workspace / directory
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(self.toolchain / directory)
@@ -497,7 +497,7 @@ class Harness:
     # --- uses: steps ------------------------------------------------------------------------------------------
 
     def _action(self, step: dict, context: dict, env: dict, workspace: Path, bin_dir: Path,
-                permissions: dict[str, int], artifacts: dict, job: JobResult, files: dict) -> StepResult:  # fmt: skip
+                permissions: dict[str, int], artifacts: dict, job: JobResult, files: dict) -> StepResult:
         action = step["uses"].split("@")[0]
         inputs = {k: substitute(v, context) for k, v in (step.get("with") or {}).items()}
         name = step.get("name") or step["uses"]
@@ -523,7 +523,7 @@ class Harness:
             (bin_dir / "terraform").unlink(missing_ok=True)
             (bin_dir / "terraform").symlink_to(self.terraform)
             return StepResult(name, "success", f"the developer's terraform (the workflow asks for "
-                                               f"{inputs.get('terraform_version')})")  # fmt: skip
+                                               f"{inputs.get('terraform_version')})")
         if action == "actions/upload-artifact":
             return self._upload(name, inputs, workspace, artifacts)
         if action == "actions/download-artifact":
@@ -568,15 +568,15 @@ class Harness:
         target = workspace / to_string(inputs.get("path") or ".")
         if artifact not in artifacts:
             return StepResult(name, "failure", output=f"Unable to download artifact(s): Artifact not found for name: "
-                                                      f"{artifact}")  # fmt: skip
+                                                      f"{artifact}")
         shutil.copytree(artifacts[artifact], target, dirs_exist_ok=True)
         return StepResult(name, "success", f"artifact {artifact!r} into {target.relative_to(workspace)}")
 
     def _credentials(self, name: str, inputs: dict, permissions: dict[str, int], job: JobResult,
-                     files: dict) -> StepResult:  # fmt: skip
+                     files: dict) -> StepResult:
         if permissions.get("id-token", 0) < LEVELS["write"]:
             return StepResult(name, "failure", output="Credentials could not be loaded: the job has no id-token: "
-                                                      "write permission, so no OIDC token to exchange")  # fmt: skip
+                                                      "write permission, so no OIDC token to exchange")
         role = to_string(inputs.get("role-to-assume")).strip()
         if not re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", role):
             return StepResult(name, "failure", output=f"role-to-assume {role!r} is not a role ARN")
@@ -592,14 +592,14 @@ class Harness:
         import boto3  # noqa: PLC0415 (the harness process's own: the job's tools are not touched)
 
         sts = boto3.client("sts", endpoint_url=self.aws.url, region_name=region, verify=str(self.aws.ca_bundle),
-                           aws_access_key_id="harness", aws_secret_access_key="harness")  # fmt: skip
+                           aws_access_key_id="harness", aws_secret_access_key="harness")
         answer = sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName=session, DurationSeconds=int(seconds),
-                                                   WebIdentityToken="harness-oidc-token")  # fmt: skip
+                                                   WebIdentityToken="harness-oidc-token")
         credentials = answer["Credentials"]
         values = {"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
                   "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
                   "AWS_SESSION_TOKEN": credentials["SessionToken"], "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
-                  "AWS_ENDPOINT_URL": self.aws.url, "AWS_CA_BUNDLE": str(self.aws.ca_bundle)}  # fmt: skip
+                  "AWS_ENDPOINT_URL": self.aws.url, "AWS_CA_BUNDLE": str(self.aws.ca_bundle)}
         with files["GITHUB_ENV"].open("a") as f:
             f.writelines(f"{k}={v}\n" for k, v in values.items())
         job.roles.append(role)
